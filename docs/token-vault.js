@@ -1,0 +1,42 @@
+// The pipeline's token format, in Node.js: how the product's web app writes tokens the
+// pipeline reads (and reads the ones the pipeline refreshes). See README "Token format".
+//   node docs/token-vault.js encrypt <connectedAccountId>   (token on stdin, key in META_TOKEN_ENCRYPTION_KEY)
+//   node docs/token-vault.js decrypt <connectedAccountId>   (stored value on stdin)
+'use strict';
+const crypto = require('crypto');
+
+function keyId(key) {
+  return crypto.createHash('sha256').update(key).digest('hex').slice(0, 8);
+}
+
+function encryptToken(token, connectedAccountId, keyBase64) {
+  const key = Buffer.from(keyBase64, 'base64');
+  if (key.length !== 32) throw new Error('META_TOKEN_ENCRYPTION_KEY must decode to 32 bytes');
+  const nonce = crypto.randomBytes(12);
+  const cipher = crypto.createCipheriv('aes-256-gcm', key, nonce);
+  cipher.setAAD(Buffer.from(connectedAccountId, 'utf8'));
+  const sealed = Buffer.concat([cipher.update(token, 'utf8'), cipher.final(), cipher.getAuthTag()]);
+  return ['v1', keyId(key), nonce.toString('base64'), sealed.toString('base64')].join(':');
+}
+
+function decryptToken(stored, connectedAccountId, keyBase64s) {
+  const [version, kid, nonceB64, sealedB64] = stored.split(':');
+  if (version !== 'v1') throw new Error(`unknown token format ${version}`);
+  const key = keyBase64s.map((k) => Buffer.from(k, 'base64')).find((k) => keyId(k) === kid);
+  if (!key) throw new Error(`no configured key has id ${kid}`);
+  const sealed = Buffer.from(sealedB64, 'base64');
+  const decipher = crypto.createDecipheriv('aes-256-gcm', key, Buffer.from(nonceB64, 'base64'));
+  decipher.setAAD(Buffer.from(connectedAccountId, 'utf8'));
+  decipher.setAuthTag(sealed.subarray(sealed.length - 16));
+  return Buffer.concat([decipher.update(sealed.subarray(0, sealed.length - 16)), decipher.final()]).toString('utf8');
+}
+
+module.exports = { encryptToken, decryptToken, keyId };
+
+if (require.main === module) {
+  const [mode, accountId] = process.argv.slice(2);
+  const input = require('fs').readFileSync(0, 'utf8').trim();
+  const keys = [process.env.META_TOKEN_ENCRYPTION_KEY,
+    ...(process.env.META_TOKEN_ENCRYPTION_OLD_KEYS || '').split(',').filter(Boolean)];
+  process.stdout.write(mode === 'encrypt' ? encryptToken(input, accountId, keys[0]) : decryptToken(input, accountId, keys));
+}

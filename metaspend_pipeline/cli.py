@@ -1,0 +1,271 @@
+"""The `metaspend` command: the warehouse, the token vault and connected accounts.
+
+Bad input ends with a one-line `metaspend: error: ...` on standard error and exit code 2, and
+nothing half-written. Tokens are read from standard input, never from arguments, and never
+printed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import click
+import sqlalchemy as sa
+
+from metaspend_pipeline import credentials
+from metaspend_pipeline.errors import InvalidInputError, MetaspendError
+from metaspend_pipeline.redaction import RedactingFilter, redact
+from metaspend_pipeline.settings import Settings
+from metaspend_pipeline.storage import accounts as store
+from metaspend_pipeline.storage import db
+from metaspend_pipeline.tokens import KeyRing, generate_key
+
+EXIT_BAD_INPUT = 2
+
+
+class _Group(click.Group):
+    """Turns the package's errors into one line on stderr and exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MetaspendError as exc:
+            click.echo(f"metaspend: error: {redact(exc)}", err=True)
+            ctx.exit(EXIT_BAD_INPUT)
+
+
+def _configure_logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactingFilter())
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    if not any(isinstance(f, RedactingFilter) for h in root.handlers for f in h.filters):
+        root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    logging.getLogger("metaspend_pipeline").setLevel(logging.INFO)
+
+
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+def _migrated_engine(settings: Settings) -> sa.Engine:
+    return db.migrated_engine(settings.database_url)
+
+
+def _parse_expiry(value: str | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInputError(
+            f"--expires-at {value!r} is not an ISO 8601 date-time, e.g. 2026-01-31T00:00:00Z"
+        ) from None
+    return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed.astimezone(dt.UTC)
+
+
+def read_token_from_stdin() -> str:
+    """The token, from a pipe or typed at a hidden prompt; never an argument."""
+    if sys.stdin is None:
+        raise InvalidInputError("no access token on standard input")
+    hidden_prompt = sys.stdin.isatty()
+    token = (
+        getpass.getpass("Meta access token (input hidden): ") if hidden_prompt else sys.stdin.read()
+    ).strip()
+    if not token:
+        raise InvalidInputError("the access token read from standard input is empty")
+    if any(ch.isspace() for ch in token):
+        raise InvalidInputError("the access token read from standard input contains white space")
+    return token
+
+
+def _print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    for i, row in enumerate(cells):
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        if i == 0:
+            click.echo("  ".join("-" * w for w in widths))
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Meta ad spend into a warehouse, and ROAS from it."""
+    _configure_logging()
+
+
+# --- db --------------------------------------------------------------------------------------
+
+
+@cli.group("db")
+def db_group() -> None:
+    """The warehouse schema."""
+
+
+@db_group.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the schema migrations (idempotent)."""
+    settings = _settings()
+    db.upgrade(settings.database_url)
+    revision = db.current_revision(settings.database_url)
+    click.echo(f"warehouse {db.display_url(settings.database_url)} is at revision {revision}")
+
+
+# --- keys ------------------------------------------------------------------------------------
+
+
+@cli.group("keys")
+def keys_group() -> None:
+    """Token encryption keys."""
+
+
+@keys_group.command("generate")
+def keys_generate() -> None:
+    """Print a new random key for META_TOKEN_ENCRYPTION_KEY."""
+    click.echo(generate_key())
+
+
+@keys_group.command("rotate")
+def keys_rotate() -> None:
+    """Re-encrypt every stored token with META_TOKEN_ENCRYPTION_KEY, in one transaction.
+
+    Put the previous key in META_TOKEN_ENCRYPTION_OLD_KEYS first, so old tokens still decrypt.
+    """
+    settings = _settings()
+    keyring = KeyRing.from_settings(settings)
+    engine = _migrated_engine(settings)
+    with engine.begin() as conn:
+        report = credentials.rotate_keys(conn, keyring)
+    click.echo(
+        f"re-encrypted {report.reencrypted} token(s) with key {keyring.current_key_id}; "
+        f"{report.already_current} already used it"
+    )
+
+
+# --- accounts --------------------------------------------------------------------------------
+
+
+@cli.group("accounts")
+def accounts_group() -> None:
+    """Organizations' connected Meta accounts."""
+
+
+@accounts_group.command("connect")
+@click.option("--org", "organization_id", required=True, help="The organization's id in the product.")
+@click.option(
+    "--provider",
+    type=click.Choice(["INSTAGRAM", "FACEBOOK"], case_sensitive=False),
+    default="INSTAGRAM",
+    show_default=True,
+)
+@click.option("--ad-account", "ad_accounts", multiple=True, help="act_<digits>; repeat for several.")
+@click.option("--expires-at", default=None, help="When the token expires (ISO 8601); omit if it never does.")
+def accounts_connect(
+    organization_id: str, provider: str, ad_accounts: tuple[str, ...], expires_at: str | None
+) -> None:
+    """Connect an organization's Meta account; the token is read from standard input."""
+    settings = _settings()
+    keyring = KeyRing.from_settings(settings)
+    organization_id = store.validate_organization_id(organization_id)
+    normalized = [store.normalize_ad_account_id(a) for a in ad_accounts]
+    expiry = _parse_expiry(expires_at)
+    token = read_token_from_stdin()
+    if not normalized:
+        raise InvalidInputError(
+            f"no ad account given for organization {organization_id}: pass --ad-account act_<digits>"
+        )
+    engine = _migrated_engine(settings)
+    with engine.begin() as conn:
+        account_id = credentials.store_connection(
+            conn, keyring, organization_id, provider, normalized, token, expiry
+        )
+    expiry_text = expiry.isoformat() if expiry else "never"
+    click.echo(
+        f"connected organization {organization_id} ({provider.upper()}, account {account_id}): "
+        f"ad accounts {', '.join(normalized)}; token expires {expiry_text}"
+    )
+
+
+@accounts_group.command("list")
+@click.option("--org", "organization_id", default=None, help="Only this organization.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def accounts_list(organization_id: str | None, fmt: str) -> None:
+    """List connected accounts (never their tokens)."""
+    settings = _settings()
+    engine = _migrated_engine(settings)
+    with engine.connect() as conn:
+        summaries = store.list_accounts(conn, organization_id)
+    if fmt == "json":
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "id": s.id,
+                        "organizationId": s.organization_id,
+                        "provider": s.provider,
+                        "status": s.status,
+                        "adAccounts": list(s.ad_accounts),
+                        "hasToken": s.has_token,
+                        "tokenExpiresAt": s.token_expires_at.isoformat() if s.token_expires_at else None,
+                        "lastRefreshedAt": s.last_refreshed_at.isoformat() if s.last_refreshed_at else None,
+                    }
+                    for s in summaries
+                ],
+                indent=2,
+            )
+        )
+        return
+    if not summaries:
+        click.echo("no connected accounts; add one with `metaspend accounts connect --org ORG`")
+        return
+    _print_table(
+        ["organization", "provider", "status", "ad accounts", "token expires"],
+        [
+            (
+                s.organization_id,
+                s.provider,
+                s.status,
+                ",".join(s.ad_accounts) or "-",
+                (s.token_expires_at.isoformat(timespec="minutes") if s.token_expires_at else "never")
+                if s.has_token
+                else "no token",
+            )
+            for s in summaries
+        ],
+    )
+
+
+@accounts_group.command("disconnect")
+@click.option("--org", "organization_id", required=True)
+@click.option("--provider", type=click.Choice(["INSTAGRAM", "FACEBOOK"], case_sensitive=False), default=None)
+def accounts_disconnect(organization_id: str, provider: str | None) -> None:
+    """Mark an organization's accounts DISCONNECTED and delete their tokens (spend data stays)."""
+    settings = _settings()
+    organization_id = store.validate_organization_id(organization_id)
+    engine = _migrated_engine(settings)
+    with engine.begin() as conn:
+        count = store.disconnect_organization(conn, organization_id, provider.upper() if provider else None)
+    click.echo(f"disconnected {count} account(s) of organization {organization_id}; their tokens are deleted")
+
+
+@cli.command("demo")
+def demo_command() -> None:
+    """Set up the embedded default and run the demo (the README's quick start)."""
+    from metaspend_pipeline import demo
+
+    demo.run(echo=click.echo)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    cli.main(args=list(argv) if argv is not None else None, prog_name="metaspend")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,23 @@
+"""Errors a user can act on. Each message names what was wrong and never contains a secret."""
+
+from __future__ import annotations
+
+
+class MetaspendError(Exception):
+    """Base of the errors the CLI reports as a one-line message with exit code 2."""
+
+
+class InvalidInputError(MetaspendError, ValueError):
+    """A value given by a person or a caller is malformed."""
+
+
+class UnknownOrganizationError(MetaspendError, LookupError):
+    """No connected account exists for the organization."""
+
+
+class NoValidTokenError(MetaspendError, LookupError):
+    """An organization has no usable Meta token."""
+
+
+class NoAdAccountError(MetaspendError, LookupError):
+    """An organization has a token but no ad account to read."""

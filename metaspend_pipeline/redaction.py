@@ -1,0 +1,81 @@
+"""Keeps secrets out of logs, error messages and anything else a person or a tool may read.
+
+Two layers: every secret the process handles (decrypted tokens, appsecret_proofs, the app
+secret) is registered and replaced wherever it appears, and known secret-bearing patterns
+(`access_token=...` in URLs, `Authorization` headers) are masked even when the value was
+never registered.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+
+MASK = "[REDACTED]"
+_MIN_SECRET_LENGTH = 8
+
+_lock = threading.Lock()
+_secrets: set[str] = set()
+
+_PATTERNS = [
+    # query-string and form parameters that carry secrets
+    re.compile(
+        r"(?i)\b(access_token|appsecret_proof|client_secret|fb_exchange_token|input_token|token)"
+        r"(=|%3D)[^&\s\"'#]+"
+    ),
+    # JSON bodies and dict reprs
+    re.compile(
+        r"(?i)([\"'](?:access_token|appsecret_proof|client_secret|fb_exchange_token|input_token)[\"']"
+        r"\s*:\s*[\"'])[^\"']+"
+    ),
+    # Authorization: Bearer/OAuth <token>
+    re.compile(r"(?i)\b(bearer|oauth)(\s+)[A-Za-z0-9._\-|]+"),
+]
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a secret so that `redact` removes it from any text from now on."""
+    if value and len(value) >= _MIN_SECRET_LENGTH:
+        with _lock:
+            _secrets.add(value)
+
+
+def redact(text: object) -> str:
+    """`text` with every known secret and secret-bearing parameter masked."""
+    out = str(text)
+    with _lock:
+        secrets = sorted(_secrets, key=len, reverse=True)
+    for secret in secrets:
+        if secret in out:
+            out = out.replace(secret, MASK)
+    out = _PATTERNS[0].sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", out)
+    out = _PATTERNS[1].sub(lambda m: f"{m.group(1)}{MASK}", out)
+    out = _PATTERNS[2].sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", out)
+    return out
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that redacts the final message of every record it sees."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg = cleaned
+            record.args = None
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return True
+
+
+_filter = RedactingFilter()
+
+
+def get_logger(name: str) -> logging.Logger:
+    """A logger of the package whose records are redacted before any handler sees them."""
+    logger = logging.getLogger(name)
+    if _filter not in logger.filters:
+        logger.addFilter(_filter)
+    return logger

@@ -1,0 +1,172 @@
+"""The warehouse tables as SQLAlchemy Core objects, for the queries of the package.
+
+The migrations in `migrations/versions` create these tables; a test compares the two so they
+cannot drift apart. Table and column names are a contract with BI users: change them only with
+a migration and a note in the README.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+PROVIDERS = ("INSTAGRAM", "FACEBOOK")
+ACCOUNT_STATUSES = ("CONNECTED", "NEEDS_REAUTH", "DISCONNECTED")
+SPEND_LEVELS = ("CAMPAIGN", "ADSET", "AD")
+
+
+class Decimal_(sa.types.TypeDecorator[Decimal]):
+    """An exact decimal: NUMERIC(precision, scale) on PostgreSQL, decimal text on SQLite.
+
+    SQLite stores NUMERIC values as binary floating point, which would turn 9999999999999999.99
+    into 1e16; as text (TEXT affinity) the digits are kept exactly.
+    """
+
+    impl = sa.Numeric
+    cache_ok = True
+
+    def __init__(self, precision: int, scale: int) -> None:
+        super().__init__(precision, scale, asdecimal=True)
+        self.precision = precision
+        self.scale = scale
+        self._quantum = Decimal(1).scaleb(-scale)
+        self._limit = Decimal(10) ** (precision - scale)
+
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(sa.String(self.precision + 2))
+        return dialect.type_descriptor(sa.Numeric(self.precision, self.scale, asdecimal=True))
+
+    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, float):
+            raise TypeError("money and ratios are Decimal, never float")
+        number = Decimal(value).quantize(self._quantum)
+        if abs(number) >= self._limit:
+            raise ValueError(f"{number} does not fit NUMERIC({self.precision}, {self.scale})")
+        return str(number) if dialect.name == "sqlite" else number
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        return Decimal(value).quantize(self._quantum)
+
+
+Money = Decimal_(18, 2)
+Json = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+Timestamp = sa.DateTime(timezone=True)
+# SQLite only autoincrements an INTEGER PRIMARY KEY; everywhere else a bigint identity.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+connected_account = sa.Table(
+    "connected_account",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("organization_id", sa.Text, nullable=False),
+    sa.Column("provider", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("ad_accounts", Json, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.CheckConstraint(_in("provider", PROVIDERS), name="provider"),
+    sa.CheckConstraint(_in("status", ACCOUNT_STATUSES), name="status"),
+    sa.Index("ix_connected_account_organization_id", "organization_id"),
+)
+
+oauth_token = sa.Table(
+    "oauth_token",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column(
+        "connected_account_id",
+        sa.Text,
+        sa.ForeignKey("connected_account.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("access_token_encrypted", sa.Text, nullable=False),
+    sa.Column("token_type", sa.Text, nullable=True),
+    sa.Column("expires_at", Timestamp, nullable=True),
+    sa.Column("last_refreshed_at", Timestamp, nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Index("ix_oauth_token_connected_account_id", "connected_account_id"),
+)
+
+meta_spend_daily = sa.Table(
+    "meta_spend_daily",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("organization_id", sa.Text, nullable=False),
+    sa.Column("provider", sa.Text, nullable=False),
+    sa.Column("date", sa.Date, nullable=False),
+    sa.Column("level", sa.Text, nullable=False),
+    sa.Column("ad_account_id", sa.Text, nullable=False),
+    sa.Column("campaign_id", sa.Text, nullable=True),
+    sa.Column("adset_id", sa.Text, nullable=True),
+    sa.Column("ad_id", sa.Text, nullable=True),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("spend", Money, nullable=False),
+    sa.Column("impressions", sa.BigInteger, nullable=True),
+    sa.Column("clicks", sa.BigInteger, nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.CheckConstraint(_in("provider", PROVIDERS), name="provider"),
+    sa.CheckConstraint(_in("level", SPEND_LEVELS), name="level"),
+    sa.Index("ix_meta_spend_daily_ad_account_id_date", "ad_account_id", "date"),
+)
+
+# NULL ids count as equal: a campaign-level row (NULL adset_id and ad_id) written twice is one
+# row. A unique index over COALESCE does that on SQLite and on every PostgreSQL version (NULLS
+# NOT DISTINCT needs 15+); ids are never empty strings, the loader refuses them.
+SPEND_KEY = (
+    meta_spend_daily.c.organization_id,
+    meta_spend_daily.c.date,
+    meta_spend_daily.c.level,
+    sa.func.coalesce(meta_spend_daily.c.campaign_id, sa.literal_column("''")),
+    sa.func.coalesce(meta_spend_daily.c.adset_id, sa.literal_column("''")),
+    sa.func.coalesce(meta_spend_daily.c.ad_id, sa.literal_column("''")),
+)
+sa.Index("uq_meta_spend_daily_key", *SPEND_KEY, unique=True)
+
+lead = sa.Table(
+    "lead",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("organization_id", sa.Text, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("campaign_id", sa.Text, nullable=True),
+    sa.Column("adset_id", sa.Text, nullable=True),
+    sa.Column("ad_id", sa.Text, nullable=True),
+    sa.Index("ix_lead_organization_id_created_at", "organization_id", "created_at"),
+)
+
+sale = sa.Table(
+    "sale",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("organization_id", sa.Text, nullable=False),
+    sa.Column("lead_id", sa.Text, nullable=True),
+    sa.Column("amount", Money, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("closed_at", Timestamp, nullable=True),
+    sa.Index("ix_sale_organization_id_lead_id", "organization_id", "lead_id"),
+)

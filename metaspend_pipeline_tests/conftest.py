@@ -1,0 +1,165 @@
+"""Fixtures on real parts: a migrated SQLite file and a migrated PostgreSQL database per test.
+
+PostgreSQL runs when METASPEND_TEST_POSTGRES_URL is set or a server answers on 127.0.0.1:5432;
+with CI=true its tests must run, so an unreachable server fails them instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+
+from metaspend_pipeline.storage import db
+from metaspend_pipeline.tokens import generate_key
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "METASPEND_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def _postgres_answers() -> bool:
+    url = sa.make_url(POSTGRES_ADMIN_URL)
+    try:
+        with socket.create_connection((url.host or "127.0.0.1", url.port or 5432), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+POSTGRES_AVAILABLE = bool(os.environ.get("METASPEND_TEST_POSTGRES_URL")) or _postgres_answers()
+
+
+def _admin() -> psycopg.Connection:
+    url = sa.make_url(POSTGRES_ADMIN_URL).set(drivername="postgresql")
+    return psycopg.connect(url.render_as_string(hide_password=False), autocommit=True)
+
+
+def _database_url(name: str) -> str:
+    url = sa.make_url(POSTGRES_ADMIN_URL).set(drivername="postgresql", database=name)
+    return url.render_as_string(hide_password=False)
+
+
+def require_postgres() -> None:
+    if POSTGRES_AVAILABLE:
+        return
+    message = f"PostgreSQL does not answer at {db.display_url(POSTGRES_ADMIN_URL)}"
+    if IN_CI:
+        pytest.fail(f"{message}, and CI=true requires the PostgreSQL tests to run")
+    pytest.skip(f"{message}; set METASPEND_TEST_POSTGRES_URL or start a server to run these tests")
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[str]:
+    """A migrated database that each test's database is copied from."""
+    require_postgres()
+    name = f"metaspend_test_{os.getpid()}_tpl"
+    with _admin() as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = _database_url(name)
+    db.upgrade(url)
+    db.engine_for(url).dispose()
+    yield name
+    with _admin() as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
+    url = f"sqlite:///{path}"
+    db.upgrade(url)
+    db.engine_for(url).dispose()
+    return path
+
+
+def _fresh_postgres(template: str) -> Iterator[str]:
+    name = f"metaspend_test_{os.getpid()}_{uuid.uuid4().hex[:10]}"
+    with _admin() as admin:
+        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    url = _database_url(name)
+    try:
+        yield url
+    finally:
+        db.engine_for(url).dispose()
+        with _admin() as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _fresh_sqlite(template: Path, directory: Path) -> Iterator[str]:
+    path = directory / "warehouse.db"
+    shutil.copyfile(template, path)
+    url = f"sqlite:///{path}"
+    try:
+        yield url
+    finally:
+        db.engine_for(url).dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A migrated, empty warehouse of its own for the test, on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        yield from _fresh_sqlite(request.getfixturevalue("sqlite_template"), tmp_path)
+    else:
+        yield from _fresh_postgres(request.getfixturevalue("postgres_template"))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database with no tables at all, to run the migrations from nothing."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'empty.db'}"
+        yield url
+        db.engine_for(url).dispose()
+        return
+    require_postgres()
+    name = f"metaspend_test_{os.getpid()}_{uuid.uuid4().hex[:10]}"
+    with _admin() as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = _database_url(name)
+    try:
+        yield url
+    finally:
+        db.engine_for(url).dispose()
+        with _admin() as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def engine(db_url: str) -> sa.Engine:
+    return db.engine_for(db_url)
+
+
+@pytest.fixture
+def encryption_key() -> str:
+    return generate_key()
+
+
+@pytest.fixture
+def fake_token() -> str:
+    """A recognisable fake token, unique to the test, to look for in captured output."""
+    return "EAAtest" + secrets.token_hex(16)
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, db_url: str, encryption_key: str, tmp_path: Path) -> dict[str, str]:
+    """A clean environment for the package: this test's warehouse and key, nothing inherited."""
+    for name in list(os.environ):
+        if name.startswith(("META_", "METASPEND_")):
+            monkeypatch.delenv(name)
+    values = {"METASPEND_DATABASE_URL": db_url, "META_TOKEN_ENCRYPTION_KEY": encryption_key}
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)
+    return values
