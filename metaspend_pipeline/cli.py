@@ -7,6 +7,7 @@ printed.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import getpass
 import json
@@ -20,8 +21,9 @@ import sqlalchemy as sa
 
 from metaspend_pipeline import credentials
 from metaspend_pipeline.errors import InvalidInputError, MetaspendError
+from metaspend_pipeline.meta.client import MetaClient
 from metaspend_pipeline.redaction import RedactingFilter, redact
-from metaspend_pipeline.settings import Settings
+from metaspend_pipeline.settings import MetaApiSettings, Settings
 from metaspend_pipeline.storage import accounts as store
 from metaspend_pipeline.storage import db
 from metaspend_pipeline.tokens import KeyRing, generate_key
@@ -76,9 +78,7 @@ def read_token_from_stdin() -> str:
     if sys.stdin is None:
         raise InvalidInputError("no access token on standard input")
     hidden_prompt = sys.stdin.isatty()
-    token = (
-        getpass.getpass("Meta access token (input hidden): ") if hidden_prompt else sys.stdin.read()
-    ).strip()
+    token = (getpass.getpass("Meta access token (input hidden): ") if hidden_prompt else sys.stdin.read()).strip()
     if not token:
         raise InvalidInputError("the access token read from standard input is empty")
     if any(ch.isspace() for ch in token):
@@ -165,27 +165,44 @@ def accounts_group() -> None:
     default="INSTAGRAM",
     show_default=True,
 )
-@click.option("--ad-account", "ad_accounts", multiple=True, help="act_<digits>; repeat for several.")
+@click.option(
+    "--ad-account",
+    "ad_accounts",
+    multiple=True,
+    help="act_<digits>; repeat for several. Without it, the token's ad accounts are discovered from Meta.",
+)
 @click.option("--expires-at", default=None, help="When the token expires (ISO 8601); omit if it never does.")
-def accounts_connect(
-    organization_id: str, provider: str, ad_accounts: tuple[str, ...], expires_at: str | None
-) -> None:
-    """Connect an organization's Meta account; the token is read from standard input."""
+def accounts_connect(organization_id: str, provider: str, ad_accounts: tuple[str, ...], expires_at: str | None) -> None:
+    """Connect an organization's Meta account; the token is read from standard input.
+
+    With META_APP_ID and META_APP_SECRET set, the token is first checked with Meta's debug_token
+    and its expiry stored; without --ad-account, the ad accounts come from /me/adaccounts.
+    """
     settings = _settings()
     keyring = KeyRing.from_settings(settings)
     organization_id = store.validate_organization_id(organization_id)
     normalized = [store.normalize_ad_account_id(a) for a in ad_accounts]
     expiry = _parse_expiry(expires_at)
-    token = read_token_from_stdin()
-    if not normalized:
-        raise InvalidInputError(
-            f"no ad account given for organization {organization_id}: pass --ad-account act_<digits>"
-        )
     engine = _migrated_engine(settings)
+    token = read_token_from_stdin()
+    api = MetaApiSettings.from_env()
+    if api.app_id and api.app_secret:
+        info = MetaClient(token, api).debug_token()
+        if not info.is_valid:
+            raise InvalidInputError(
+                f"Meta says the token for organization {organization_id} is not valid (debug_token); "
+                "create a new one and connect again"
+            )
+        expiry = expiry or info.expires_at
+    if not normalized:
+        normalized = [a.id for a in MetaClient(token, api).ad_accounts()]
+        if not normalized:
+            raise InvalidInputError(
+                f"the token for organization {organization_id} cannot read any ad account (/me/adaccounts "
+                "is empty); pass --ad-account act_<digits> or grant the token ads_read on the ad account"
+            )
     with engine.begin() as conn:
-        account_id = credentials.store_connection(
-            conn, keyring, organization_id, provider, normalized, token, expiry
-        )
+        account_id = credentials.store_connection(conn, keyring, organization_id, provider, normalized, token, expiry)
     expiry_text = expiry.isoformat() if expiry else "never"
     click.echo(
         f"connected organization {organization_id} ({provider.upper()}, account {account_id}): "
@@ -253,6 +270,69 @@ def accounts_disconnect(organization_id: str, provider: str | None) -> None:
     with engine.begin() as conn:
         count = store.disconnect_organization(conn, organization_id, provider.upper() if provider else None)
     click.echo(f"disconnected {count} account(s) of organization {organization_id}; their tokens are deleted")
+
+
+# --- sandbox ---------------------------------------------------------------------------------
+
+
+@cli.group("sandbox")
+def sandbox_group() -> None:
+    """A local Meta Marketing API to build, test and demo against."""
+
+
+@sandbox_group.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8765, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the sandbox's data.")
+@click.option("--latency", default=0.0, show_default=True, type=float, help="Seconds added to every answer.")
+@click.option("--rate-limit-calls", default=None, type=int, help="Calls per ad account per window before 80000.")
+@click.option("--rate-limit-window", default=None, type=float, help="The rate-limit window, in seconds.")
+@click.option("--require-appsecret-proof", is_flag=True, help="Refuse calls without a valid appsecret_proof.")
+@click.option("--bench-ads", default=0, type=int, help="Add a large benchmark account with this many ads.")
+def sandbox_serve(
+    host: str,
+    port: int,
+    seed: int,
+    latency: float,
+    rate_limit_calls: int | None,
+    rate_limit_window: float | None,
+    require_appsecret_proof: bool,
+    bench_ads: int,
+) -> None:
+    """Serve the sandbox until interrupted. META_APP_ID / META_APP_SECRET, when set, are its app."""
+    from metaspend_pipeline.meta.sandbox.server import Sandbox, SandboxConfig, SandboxServer
+
+    api = MetaApiSettings.from_env()
+    config = SandboxConfig(latency_seconds=latency, require_appsecret_proof=require_appsecret_proof)
+    changes: dict[str, Any] = {
+        "app_id": api.app_id,
+        "app_secret": api.app_secret,
+        "rate_limit_calls": rate_limit_calls,
+        "rate_limit_window_seconds": rate_limit_window,
+    }
+    config = dataclasses.replace(config, **{k: v for k, v in changes.items() if v is not None})
+    server = SandboxServer(Sandbox(seed, config, bench_ads=bench_ads), host, port)
+    click.echo(f"Meta sandbox (seed {seed}) serving on {server.url}")
+    click.echo(f"point the pipeline at it:  export META_GRAPH_API_URL={server.url}")
+    click.echo(f"connect its organizations: metaspend sandbox connect --url {server.url}")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        click.echo("sandbox stopped")
+
+
+@sandbox_group.command("connect")
+@click.option("--url", default=None, help="The sandbox's URL; default META_GRAPH_API_URL.")
+def sandbox_connect(url: str | None) -> None:
+    """Connect the sandbox's organizations, with their tokens encrypted (tokens are never shown)."""
+    from metaspend_pipeline.meta.sandbox.client import connect_sandbox_organizations
+
+    settings = _settings()
+    engine = _migrated_engine(settings)
+    url = url or MetaApiSettings.from_env().graph_api_url
+    connected = connect_sandbox_organizations(engine, KeyRing.from_settings(settings), url)
+    for organization_id, ad_accounts in connected.items():
+        click.echo(f"connected {organization_id}: {', '.join(ad_accounts)}")
 
 
 @cli.command("demo")

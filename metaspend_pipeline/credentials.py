@@ -54,9 +54,7 @@ def _no_token_message(organization_id: str, reason: str) -> str:
 def select_tokens(tokens: list[store.StoredToken], now: dt.datetime) -> list[store.StoredToken]:
     """The tokens that may be used, most recent first (the product's rule, minus decryption)."""
     usable = [
-        t
-        for t in tokens
-        if t.status == "CONNECTED" and t.provider in ("INSTAGRAM", "FACEBOOK") and t.is_valid_at(now)
+        t for t in tokens if t.status == "CONNECTED" and t.provider in ("INSTAGRAM", "FACEBOOK") and t.is_valid_at(now)
     ]
     return sorted(usable, key=lambda t: t.recency, reverse=True)
 

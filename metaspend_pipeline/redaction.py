@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from typing import Any
 
 MASK = "[REDACTED]"
 _MIN_SECRET_LENGTH = 8
@@ -79,3 +80,26 @@ def get_logger(name: str) -> logging.Logger:
     if _filter not in logger.filters:
         logger.addFilter(_filter)
     return logger
+
+
+class RedactingLogger:
+    """Wraps a logger-like object (Dagster's `context.log`) so that what reaches it is redacted."""
+
+    def __init__(self, target: Any) -> None:
+        self._target = target
+
+    def _emit(self, level: str, msg: object, *args: object) -> None:
+        text = str(msg) % args if args else str(msg)
+        getattr(self._target, level)(redact(text))
+
+    def debug(self, msg: object, *args: object, **_: object) -> None:
+        self._emit("debug", msg, *args)
+
+    def info(self, msg: object, *args: object, **_: object) -> None:
+        self._emit("info", msg, *args)
+
+    def warning(self, msg: object, *args: object, **_: object) -> None:
+        self._emit("warning", msg, *args)
+
+    def error(self, msg: object, *args: object, **_: object) -> None:
+        self._emit("error", msg, *args)

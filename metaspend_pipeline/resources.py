@@ -1,13 +1,28 @@
-"""Dagster-facing configuration: the warehouse and (later) Meta resources."""
+"""Dagster-facing configuration: the warehouse and Meta.
+
+Settings left empty are read from the environment at execution time (see the README's
+configuration table); secrets are given as `EnvVar`s so the Dagster UI shows the variable's
+name, never its value. Decrypted tokens exist only inside `MetaClient` objects created at run
+time, held in private attributes.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
 import dagster as dg
 import sqlalchemy as sa
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
-from metaspend_pipeline.settings import Settings
+from metaspend_pipeline import credentials
+from metaspend_pipeline.meta.client import MetaClient
+from metaspend_pipeline.redaction import RedactingLogger, get_logger
+from metaspend_pipeline.settings import MetaApiSettings, Settings
+from metaspend_pipeline.storage import accounts as store
 from metaspend_pipeline.storage import db
+from metaspend_pipeline.tokens import KeyRing
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -24,3 +39,108 @@ class WarehouseResource(dg.ConfigurableResource):
 
     def engine(self) -> sa.Engine:
         return db.migrated_engine(self.url())
+
+
+@dataclass(frozen=True)
+class MetaAdAccount:
+    """An ad account of an organization, with a client that holds the token that reads it."""
+
+    organization_id: str
+    ad_account_id: str
+    provider: str
+    connected_account_id: str | None
+    client: MetaClient = field(repr=False, compare=False)
+
+
+class MetaAdsResource(dg.ConfigurableResource):
+    """Meta's Marketing API for every connected organization, with tokens from the vault."""
+
+    warehouse: WarehouseResource
+    token_encryption_key: str | None = Field(default=None, description="EnvVar META_TOKEN_ENCRYPTION_KEY")
+    token_encryption_old_keys: str | None = Field(default=None, description="EnvVar META_TOKEN_ENCRYPTION_OLD_KEYS")
+    app_id: str | None = Field(default=None, description="META_APP_ID; empty reads the environment")
+    app_secret: str | None = Field(default=None, description="EnvVar META_APP_SECRET")
+    graph_api_url: str | None = Field(default=None, description="META_GRAPH_API_URL; empty reads the environment")
+    api_version: str | None = Field(default=None, description="META_API_VERSION; empty reads the environment")
+    page_size: int | None = None
+    max_retries: int | None = None
+    retry_base_delay_seconds: float | None = None
+    retry_max_wait_seconds: float | None = None
+    retry_budget_seconds: float | None = None
+    async_poll_initial_seconds: float | None = None
+
+    _settings: Settings = PrivateAttr()
+    _api: MetaApiSettings = PrivateAttr()
+    _keyring: KeyRing | None = PrivateAttr(default=None)
+    _log: Any = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        env = Settings.from_env()
+        self._settings = dataclasses.replace(
+            env,
+            token_encryption_key=self.token_encryption_key or env.token_encryption_key,
+            token_encryption_old_keys=self.token_encryption_old_keys or env.token_encryption_old_keys,
+        )
+        api = MetaApiSettings.from_env()
+        overrides = {
+            "app_id": self.app_id,
+            "app_secret": self.app_secret,
+            "graph_api_url": self.graph_api_url,
+            "api_version": self.api_version,
+            "page_size": self.page_size,
+            "max_retries": self.max_retries,
+            "retry_base_delay": self.retry_base_delay_seconds,
+            "retry_max_wait": self.retry_max_wait_seconds,
+            "retry_budget_seconds": self.retry_budget_seconds,
+            "async_poll_initial": self.async_poll_initial_seconds,
+        }
+        self._api = dataclasses.replace(api, **{k: v for k, v in overrides.items() if v is not None})
+        self._log = RedactingLogger(context.log) if context.log is not None else get_logger(__name__)
+
+    @property
+    def api_settings(self) -> MetaApiSettings:
+        return self._api
+
+    @property
+    def log(self) -> Any:
+        return self._log or get_logger(__name__)
+
+    def keyring(self) -> KeyRing:
+        if self._keyring is None:
+            self._keyring = KeyRing.from_settings(self._settings)
+        return self._keyring
+
+    def engine(self) -> sa.Engine:
+        return self.warehouse.engine()
+
+    def client(self, access_token: str) -> MetaClient:
+        return MetaClient(access_token, self._api, logger=self.log)
+
+    def organizations(self) -> list[str]:
+        """Every organization with a CONNECTED Meta account."""
+        with self.engine().connect() as conn:
+            organizations = store.connected_organizations(conn)
+        if not organizations and self._settings.is_development and self._settings.page_access_token:
+            return ["development"]
+        return organizations
+
+    def ad_accounts(self, organization_id: str) -> list[MetaAdAccount]:
+        """The organization's ad accounts, each with a client holding its decrypted token."""
+        with self.engine().connect() as conn:
+            found = credentials.ad_account_credentials(conn, self.keyring(), organization_id, self._settings)
+        return [
+            MetaAdAccount(
+                organization_id=c.organization_id,
+                ad_account_id=c.ad_account_id,
+                provider=c.provider,
+                connected_account_id=c.connected_account_id,
+                client=self.client(c.access_token),
+            )
+            for c in found
+        ]
+
+    def mark_needs_reauth(self, connected_account_id: str | None) -> None:
+        if connected_account_id is None:
+            return
+        with self.engine().begin() as conn:
+            store.set_status(conn, connected_account_id, "NEEDS_REAUTH")

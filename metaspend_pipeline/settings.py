@@ -114,3 +114,54 @@ class Settings:
             token_refresh_within_days=_int(env, "META_TOKEN_REFRESH_WITHIN_DAYS", 7, minimum=1),
             schedule_timezone=_get(env, "METASPEND_SCHEDULE_TIMEZONE", "UTC"),
         )
+
+
+@dataclass(frozen=True)
+class MetaApiSettings:
+    """How the client talks to Meta's Graph API: where, as whom, and how patiently."""
+
+    graph_api_url: str = "https://graph.facebook.com"
+    api_version: str = "v21.0"
+    app_id: str | None = None
+    app_secret: str | None = field(default=None, repr=False)
+    timeout_seconds: float = 60.0
+    max_retries: int = 5
+    retry_base_delay: float = 2.0
+    retry_max_wait: float = 900.0
+    retry_budget_seconds: float = 3600.0
+    page_size: int = 500
+    usage_slowdown_pct: float = 85.0
+    usage_window_seconds: float = 3600.0
+    async_min_days: int = 8
+    async_poll_initial: float = 2.0
+    async_poll_max: float = 60.0
+    async_timeout_seconds: float = 3600.0
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.graph_api_url.rstrip('/')}/{self.api_version}"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> MetaApiSettings:
+        env = os.environ if env is None else env
+        version = _get(env, "META_API_VERSION", cls.api_version)
+        if not version.startswith("v"):
+            version = f"v{version}"
+        return cls(
+            graph_api_url=_get(env, "META_GRAPH_API_URL", cls.graph_api_url),
+            api_version=version,
+            app_id=env.get("META_APP_ID") or None,
+            app_secret=env.get("META_APP_SECRET") or None,
+            timeout_seconds=_float(env, "META_HTTP_TIMEOUT_SECONDS", cls.timeout_seconds, minimum=0.1),
+            max_retries=_int(env, "META_MAX_RETRIES", cls.max_retries),
+            retry_base_delay=_float(env, "META_RETRY_BASE_DELAY_SECONDS", cls.retry_base_delay),
+            retry_max_wait=_float(env, "META_RETRY_MAX_WAIT_SECONDS", cls.retry_max_wait),
+            retry_budget_seconds=_float(env, "META_RETRY_BUDGET_SECONDS", cls.retry_budget_seconds),
+            page_size=_int(env, "META_PAGE_SIZE", cls.page_size, minimum=1),
+            usage_slowdown_pct=_float(env, "META_USAGE_SLOWDOWN_PCT", cls.usage_slowdown_pct),
+            usage_window_seconds=_float(env, "META_USAGE_WINDOW_SECONDS", cls.usage_window_seconds, minimum=1),
+            async_min_days=_int(env, "META_ASYNC_MIN_DAYS", cls.async_min_days, minimum=1),
+            async_poll_initial=_float(env, "META_ASYNC_POLL_INITIAL_SECONDS", cls.async_poll_initial),
+            async_poll_max=_float(env, "META_ASYNC_POLL_MAX_SECONDS", cls.async_poll_max),
+            async_timeout_seconds=_float(env, "META_ASYNC_TIMEOUT_SECONDS", cls.async_timeout_seconds),
+        )

@@ -60,9 +60,7 @@ def parse_key(text: str, variable: str) -> bytes:
         padded = cleaned + "=" * (-len(cleaned) % 4)
         raw = base64.b64decode(padded.replace("-", "+").replace("_", "/"), validate=True)
     except (binascii.Error, ValueError):
-        raise TokenKeyError(
-            f"{variable} is not valid base64; generate a key with `metaspend keys generate`"
-        ) from None
+        raise TokenKeyError(f"{variable} is not valid base64; generate a key with `metaspend keys generate`") from None
     if len(raw) != KEY_BYTES:
         raise TokenKeyError(
             f"{variable} must decode to {KEY_BYTES} bytes, it decodes to {len(raw)}; "
@@ -111,9 +109,7 @@ class KeyRing:
         if not token:
             raise ValueError("refusing to encrypt an empty token")
         nonce = os.urandom(NONCE_BYTES)
-        sealed = AESGCM(self.current).encrypt(
-            nonce, token.encode("utf-8"), _associated_data(connected_account_id)
-        )
+        sealed = AESGCM(self.current).encrypt(nonce, token.encode("utf-8"), _associated_data(connected_account_id))
         return ":".join(
             [FORMAT_VERSION, self.current_key_id, _b64(nonce), _b64(sealed)],
         )
@@ -166,8 +162,7 @@ def _split(stored: str, connected_account_id: str) -> tuple[str, str, bytes, byt
         sealed = base64.b64decode(parts[3], validate=True)
     except (binascii.Error, ValueError):
         raise TokenDecryptionError(
-            f"token of connected account {connected_account_id} has a nonce or ciphertext "
-            "that is not valid base64"
+            f"token of connected account {connected_account_id} has a nonce or ciphertext that is not valid base64"
         ) from None
     if len(nonce) != NONCE_BYTES or len(sealed) < 17:
         raise TokenDecryptionError(

@@ -21,9 +21,7 @@ import sqlalchemy as sa
 from metaspend_pipeline.storage import db
 from metaspend_pipeline.tokens import generate_key
 
-POSTGRES_ADMIN_URL = os.environ.get(
-    "METASPEND_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
+POSTGRES_ADMIN_URL = os.environ.get("METASPEND_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 

@@ -135,9 +135,7 @@ def test_a_key_that_is_not_32_bytes_is_refused(env: dict[str, str]) -> None:
     assert "c2hvcnQ=" not in result.stderr
 
 
-def test_rotation_with_old_keys_and_its_failure_naming_the_account(
-    env: dict[str, str], fake_token: str
-) -> None:
+def test_rotation_with_old_keys_and_its_failure_naming_the_account(env: dict[str, str], fake_token: str) -> None:
     url = env["METASPEND_DATABASE_URL"]
     old = env["META_TOKEN_ENCRYPTION_KEY"]
     run("accounts", "connect", "--org", "org-1", "--ad-account", "act_1", stdin=fake_token)
@@ -148,18 +146,11 @@ def test_rotation_with_old_keys_and_its_failure_naming_the_account(
     new = generate_key()
     failed = run("keys", "rotate", env={"META_TOKEN_ENCRYPTION_KEY": new})
     assert failed.exit_code == 2
-    assert (
-        "token of connected account" in failed.stderr and "neither META_TOKEN_ENCRYPTION_KEY" in failed.stderr
-    )
+    assert "token of connected account" in failed.stderr and "neither META_TOKEN_ENCRYPTION_KEY" in failed.stderr
     with db.engine_for(url).connect() as conn:
-        assert (
-            dict(conn.execute(sa.select(oauth_token.c.id, oauth_token.c.access_token_encrypted)).all())
-            == before
-        )
+        assert dict(conn.execute(sa.select(oauth_token.c.id, oauth_token.c.access_token_encrypted)).all()) == before
 
-    rotated = run(
-        "keys", "rotate", env={"META_TOKEN_ENCRYPTION_KEY": new, "META_TOKEN_ENCRYPTION_OLD_KEYS": old}
-    )
+    rotated = run("keys", "rotate", env={"META_TOKEN_ENCRYPTION_KEY": new, "META_TOKEN_ENCRYPTION_OLD_KEYS": old})
     assert rotated.exit_code == 0, rotated.output
     assert "re-encrypted 2 token(s)" in rotated.output
     # the old key can now be dropped: every token decrypts with the new key alone
@@ -173,9 +164,7 @@ def test_unmigrated_warehouse_says_to_upgrade(env: dict[str, str], tmp_path: Pat
     assert "run `metaspend db upgrade`" in result.stderr
 
 
-def test_console_script_reads_the_token_from_stdin_and_never_prints_it(
-    env: dict[str, str], fake_token: str
-) -> None:
+def test_console_script_reads_the_token_from_stdin_and_never_prints_it(env: dict[str, str], fake_token: str) -> None:
     """The installed `metaspend`, in its own process: its whole output and the database's plain text."""
     full_env = {**os.environ, **env}
     steps = [

@@ -41,9 +41,7 @@ def lookup(engine: sa.Engine, key: str, org: str, **env: str) -> list[credential
         return credentials.ad_account_credentials(conn, None, org, settings(key, **env))
 
 
-def test_each_ad_account_gets_the_decrypted_token(
-    engine: sa.Engine, encryption_key: str, fake_token: str
-) -> None:
+def test_each_ad_account_gets_the_decrypted_token(engine: sa.Engine, encryption_key: str, fake_token: str) -> None:
     account_id = connect(engine, encryption_key, "org-1", fake_token, ["act_1", "act_2"])
     creds = lookup(engine, encryption_key, "org-1")
     assert [(c.ad_account_id, c.connected_account_id, c.access_token) for c in creds] == [
@@ -61,9 +59,7 @@ def test_most_recent_valid_token_wins_for_a_shared_ad_account(engine: sa.Engine,
     assert creds["act_1"].connected_account_id == newer
 
 
-def test_expired_tokens_and_accounts_needing_reauth_are_skipped(
-    engine: sa.Engine, encryption_key: str
-) -> None:
+def test_expired_tokens_and_accounts_needing_reauth_are_skipped(engine: sa.Engine, encryption_key: str) -> None:
     expired = connect(
         engine,
         encryption_key,
@@ -102,9 +98,7 @@ def test_environment_fallback_only_in_development(
         lookup(engine, encryption_key, "org-1", METASPEND_ENV="production", **fallback)
     with caplog.at_level(logging.WARNING):
         creds = lookup(engine, encryption_key, "org-1", METASPEND_ENV="development", **fallback)
-    assert [(c.ad_account_id, c.access_token, c.from_environment) for c in creds] == [
-        ("act_777", fake_token, True)
-    ]
+    assert [(c.ad_account_id, c.access_token, c.from_environment) for c in creds] == [("act_777", fake_token, True)]
     assert "development fallback" in caplog.text
     assert fake_token not in caplog.text
 

@@ -100,9 +100,7 @@ def test_migrations_match_the_schema_module(db_url: str) -> None:
         d
         for d in diff
         if not (
-            isinstance(d, tuple)
-            and d[0] in {"add_index", "remove_index"}
-            and d[1].name == "uq_meta_spend_daily_key"
+            isinstance(d, tuple) and d[0] in {"add_index", "remove_index"} and d[1].name == "uq_meta_spend_daily_key"
         )
     ] == []
 

@@ -17,9 +17,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 def ring(current: str, *old: str) -> KeyRing:
     return KeyRing.from_settings(
-        Settings.from_env(
-            {"META_TOKEN_ENCRYPTION_KEY": current, "META_TOKEN_ENCRYPTION_OLD_KEYS": ",".join(old)}
-        )
+        Settings.from_env({"META_TOKEN_ENCRYPTION_KEY": current, "META_TOKEN_ENCRYPTION_OLD_KEYS": ",".join(old)})
     )
 
 
@@ -108,9 +106,7 @@ def test_readme_worked_example_decrypts() -> None:
 NODE_VAULT = README.parent / "docs" / "token-vault.js"
 
 
-@pytest.mark.skipif(
-    shutil.which("node") is None, reason="Node.js is not installed; the interop test needs it"
-)
+@pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed; the interop test needs it")
 def test_node_reference_code_and_the_pipeline_read_each_other(fake_token: str) -> None:
     key = generate_key()
     keys = ring(key)

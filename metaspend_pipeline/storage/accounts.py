@@ -48,9 +48,7 @@ def normalize_ad_account_id(value: str) -> str:
     if text.isdigit():
         text = f"act_{text}"
     if not AD_ACCOUNT_ID.match(text):
-        raise InvalidInputError(
-            f"ad account id {value!r} is malformed: expected act_<digits>, e.g. act_123456789"
-        )
+        raise InvalidInputError(f"ad account id {value!r} is malformed: expected act_<digits>, e.g. act_123456789")
     return text
 
 
@@ -200,9 +198,7 @@ def disconnect_organization(conn: sa.Connection, organization_id: str, provider:
     ids = list(conn.execute(query).scalars())
     if not ids:
         what = f"organization {organization_id}" + (f" with provider {provider}" if provider else "")
-        raise UnknownOrganizationError(
-            f"no connected account found for {what}; see `metaspend accounts list`"
-        )
+        raise UnknownOrganizationError(f"no connected account found for {what}; see `metaspend accounts list`")
     conn.execute(oauth_token.delete().where(oauth_token.c.connected_account_id.in_(ids)))
     conn.execute(
         connected_account.update()

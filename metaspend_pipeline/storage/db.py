@@ -89,9 +89,7 @@ def upgrade(url: str, revision: str = "head") -> None:
     try:
         command.upgrade(alembic_config(url), revision)
     except sa.exc.OperationalError as exc:
-        raise DatabaseError(
-            f"cannot migrate the warehouse at {display_url(url)}: {redact(exc.orig)}"
-        ) from None
+        raise DatabaseError(f"cannot migrate the warehouse at {display_url(url)}: {redact(exc.orig)}") from None
 
 
 def current_revision(url: str) -> str | None:
@@ -112,9 +110,7 @@ def migrated_engine(url: str) -> sa.Engine:
     try:
         revision = current_revision(url)
     except sa.exc.OperationalError as exc:
-        raise DatabaseError(
-            f"cannot connect to the warehouse at {display_url(url)}: {redact(exc.orig)}"
-        ) from None
+        raise DatabaseError(f"cannot connect to the warehouse at {display_url(url)}: {redact(exc.orig)}") from None
     head = head_revision()
     if revision != head:
         raise DatabaseError(

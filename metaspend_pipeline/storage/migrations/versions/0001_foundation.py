@@ -33,9 +33,7 @@ def upgrade() -> None:
         sa.Column("ad_accounts", Json, nullable=False),
         sa.Column("created_at", Timestamp, nullable=False),
         sa.Column("updated_at", Timestamp, nullable=False),
-        sa.CheckConstraint(
-            "provider IN ('INSTAGRAM', 'FACEBOOK')", name=op.f("ck_connected_account_provider")
-        ),
+        sa.CheckConstraint("provider IN ('INSTAGRAM', 'FACEBOOK')", name=op.f("ck_connected_account_provider")),
         sa.CheckConstraint(
             "status IN ('CONNECTED', 'NEEDS_REAUTH', 'DISCONNECTED')",
             name=op.f("ck_connected_account_status"),
@@ -82,9 +80,7 @@ def upgrade() -> None:
         sa.Column("created_at", Timestamp, nullable=False),
         sa.Column("updated_at", Timestamp, nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_meta_spend_daily"),
-        sa.CheckConstraint(
-            "provider IN ('INSTAGRAM', 'FACEBOOK')", name=op.f("ck_meta_spend_daily_provider")
-        ),
+        sa.CheckConstraint("provider IN ('INSTAGRAM', 'FACEBOOK')", name=op.f("ck_meta_spend_daily_provider")),
         sa.CheckConstraint("level IN ('CAMPAIGN', 'ADSET', 'AD')", name=op.f("ck_meta_spend_daily_level")),
     )
     # NULLs count as equal in the natural key (see schema.py).

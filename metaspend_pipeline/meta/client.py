@@ -1,0 +1,666 @@
+"""A client for the parts of Meta's Graph API the pipeline uses. Plain Python, no Dagster.
+
+- Insights of an ad account at a level over a date range, one row per day, archived and deleted
+  objects included, streamed page by page and validated row by row.
+- One retry policy for everything: throttles wait as long as Meta says, transient failures back
+  off with jitter, "reduce the amount of data" halves the page, token errors never retry.
+- The token travels in the Authorization header; `paging.next` URLs are stripped of the
+  `access_token` Meta puts in them; every message is redacted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import logging
+import random
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import requests
+
+from metaspend_pipeline.meta.errors import (
+    OLD_DATA_CODE,
+    GraphError,
+    MetaApiError,
+    MetaDataError,
+    MetaPermissionError,
+    MetaReportJobError,
+    MetaRetriesExhaustedError,
+    MetaTokenError,
+)
+from metaspend_pipeline.meta.throttle import Pacer, parse_usage, retry_after_seconds
+from metaspend_pipeline.redaction import get_logger, redact, register_secret
+from metaspend_pipeline.settings import MetaApiSettings
+
+LEVELS = ("account", "campaign", "adset", "ad")
+ID_FIELDS: Mapping[str, tuple[str, ...]] = {
+    "account": (),
+    "campaign": ("campaign_id",),
+    "adset": ("campaign_id", "adset_id"),
+    "ad": ("campaign_id", "adset_id", "ad_id"),
+}
+# Every effective status, so archived and deleted objects are included and totals match Ads Manager.
+EFFECTIVE_STATUSES = (
+    "ACTIVE",
+    "PAUSED",
+    "DELETED",
+    "ARCHIVED",
+    "PENDING_REVIEW",
+    "DISAPPROVED",
+    "PREAPPROVED",
+    "PENDING_BILLING_INFO",
+    "CAMPAIGN_PAUSED",
+    "ADSET_PAUSED",
+    "IN_PROCESS",
+    "WITH_ISSUES",
+)
+_STATUS_FIELD = {"account": "ad", "campaign": "campaign", "adset": "adset", "ad": "ad"}
+_METRICS = ("spend", "impressions", "clicks")
+_JOB_DONE = "Job Completed"
+_JOB_FAILED = frozenset({"Job Failed", "Job Skipped"})
+_STRIPPED_PARAMS = frozenset({"access_token", "appsecret_proof"})
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class InsightRow:
+    """One day of one object, parsed and validated; `raw` is the row exactly as Meta sent it."""
+
+    ad_account_id: str
+    level: str
+    date: dt.date
+    campaign_id: str | None
+    adset_id: str | None
+    ad_id: str | None
+    currency: str
+    spend: Decimal
+    impressions: int | None
+    clicks: int | None
+    raw: Mapping[str, Any] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class AdAccount:
+    id: str
+    name: str | None
+    currency: str
+    timezone_name: str
+    timezone_offset_hours_utc: Decimal | None
+    account_status: int | None
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    is_valid: bool
+    expires_at: dt.datetime | None
+    data_access_expires_at: dt.datetime | None
+    scopes: tuple[str, ...]
+    app_id: str | None
+    type: str | None
+    user_id: str | None
+
+
+@dataclass(frozen=True)
+class ExchangedToken:
+    access_token: str = field(repr=False)
+    token_type: str | None = None
+    expires_at: dt.datetime | None = None
+
+
+@dataclass
+class ClientStats:
+    """What one client did, for logs and Dagster metadata."""
+
+    requests: int = 0
+    pages: int = 0
+    rows: int = 0
+    retries: int = 0
+    throttle_events: int = 0
+    throttle_wait_seconds: float = 0.0
+    pacing_wait_seconds: float = 0.0
+    async_jobs: int = 0
+
+    def add(self, other: ClientStats) -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+class _ReduceData(Exception):
+    def __init__(self, error: GraphError) -> None:
+        super().__init__(error.describe())
+        self.error = error
+
+
+def appsecret_proof(access_token: str, app_secret: str) -> str:
+    """HMAC-SHA256 of the token keyed by the app secret, as Meta's "Require App Secret" wants."""
+    return hmac.new(app_secret.encode(), access_token.encode(), hashlib.sha256).hexdigest()
+
+
+def _utc_from_epoch(value: Any) -> dt.datetime | None:
+    try:
+        seconds = int(value)
+    except (TypeError, ValueError):
+        return None
+    return dt.datetime.fromtimestamp(seconds, dt.UTC) if seconds > 0 else None
+
+
+def _account_path(ad_account_id: str) -> str:
+    return ad_account_id if ad_account_id.startswith("act_") else f"act_{ad_account_id}"
+
+
+class MetaClient:
+    """One token's view of the Graph API. Not thread-safe: use one client per thread."""
+
+    def __init__(
+        self,
+        access_token: str,
+        settings: MetaApiSettings | None = None,
+        *,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        logger: logging.Logger | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not access_token:
+            raise ValueError("MetaClient needs an access token")
+        self._token = access_token
+        self.settings = settings or MetaApiSettings.from_env()
+        self._session = session or requests.Session()
+        self._sleep = sleep
+        self._clock = clock
+        self._log = logger or log
+        self._rng = rng or random.Random()
+        self._pacer = Pacer(self.settings.usage_slowdown_pct, self.settings.usage_window_seconds)
+        self._accounts: dict[str, AdAccount] = {}
+        self.stats = ClientStats()
+        register_secret(access_token)
+        if self.settings.app_secret:
+            register_secret(self.settings.app_secret)
+            register_secret(appsecret_proof(access_token, self.settings.app_secret))
+
+    def __repr__(self) -> str:
+        return f"MetaClient({self.settings.base_url})"
+
+    # --- transport ---------------------------------------------------------------------------
+
+    def _url(self, path: str) -> str:
+        if path.startswith(("http://", "https://")):
+            return path
+        return f"{self.settings.base_url}/{path.lstrip('/')}"
+
+    def _auth(self, token: str) -> tuple[dict[str, str], dict[str, str]]:
+        headers = {"Authorization": f"Bearer {token}"}
+        params: dict[str, str] = {}
+        if self.settings.app_secret:
+            proof = appsecret_proof(token, self.settings.app_secret)
+            register_secret(proof)
+            params["appsecret_proof"] = proof
+        return headers, params
+
+    def _backoff(self, attempt: int) -> float:
+        base = self.settings.retry_base_delay * (2**attempt)
+        return min(self.settings.retry_max_wait, base) * self._rng.uniform(0.5, 1.0)
+
+    def _pause(self, seconds: float, reason: str, context: str) -> None:
+        if seconds <= 0:
+            return
+        self._log.info("%s: pausing %.1fs (%s)", context, seconds, reason)
+        self._sleep(seconds)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        context: str,
+        token: str | None = None,
+        authenticated: bool = True,
+    ) -> dict[str, Any]:
+        """One Graph API call with the retry policy; returns the decoded JSON object."""
+        url = self._url(path)
+        query = dict(params or {})
+        headers: dict[str, str] = {}
+        if authenticated:
+            headers, proof = self._auth(token or self._token)
+            query.update(proof)
+        waited = 0.0
+        attempt = 0
+        while True:
+            paced = self._pacer.take_delay()
+            if paced:
+                paced = min(paced, self.settings.retry_max_wait)
+                last = self._pacer.last
+                figure = f"{last.figure} at {last.pct:.0f}%" if last else "usage"
+                self._pause(paced, f"{figure}, slowing down before Meta blocks", context)
+                self.stats.pacing_wait_seconds += paced
+            failure: str
+            delay: float
+            try:
+                response = self._session.request(
+                    method, url, params=query, headers=headers, timeout=self.settings.timeout_seconds
+                )
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                self.stats.requests += 1
+                failure = f"{type(exc).__name__}: {redact(exc)}"
+                delay = self._backoff(attempt)
+            else:
+                self.stats.requests += 1
+                usage = parse_usage(response.headers)
+                self._pacer.observe(usage)
+                body = _json_or_none(response)
+                if response.status_code == 200 and isinstance(body, dict) and "error" not in body:
+                    return body
+                if response.status_code == 200:
+                    failure = "HTTP 200 with a body that is not a JSON object"
+                    delay = self._backoff(attempt)
+                else:
+                    error = GraphError.from_body(response.status_code, body)
+                    failure = error.describe()
+                    if error.is_token_error:
+                        raise MetaTokenError(
+                            f"{context}: Meta rejected the access token ({failure}); the account needs "
+                            "re-authorisation",
+                            error=error,
+                        )
+                    if error.asks_for_less_data:
+                        raise _ReduceData(error)
+                    if error.is_throttle:
+                        self.stats.throttle_events += 1
+                        self._pacer.take_delay()  # the throttle wait below covers it
+                        told = [
+                            s
+                            for s in (
+                                retry_after_seconds(response.headers),
+                                usage.regain_seconds if usage else None,
+                                usage.reset_seconds if usage and usage.pct >= 100 else None,
+                            )
+                            if s
+                        ]
+                        delay = max(told) * self._rng.uniform(1.0, 1.1) if told else self._backoff(attempt)
+                        delay = min(delay, self.settings.retry_max_wait)
+                        self.stats.throttle_wait_seconds += delay
+                    elif error.is_transient_failure:
+                        delay = self._backoff(attempt)
+                    else:
+                        raise _permanent(error, context)
+            attempt += 1
+            if attempt > self.settings.max_retries:
+                raise MetaRetriesExhaustedError(
+                    f"{context}: gave up after {attempt} attempts (META_MAX_RETRIES="
+                    f"{self.settings.max_retries}); last failure: {failure}"
+                )
+            if waited + delay > self.settings.retry_budget_seconds:
+                raise MetaRetriesExhaustedError(
+                    f"{context}: waiting {delay:.0f}s more would pass the retry budget of "
+                    f"{self.settings.retry_budget_seconds:.0f}s (META_RETRY_BUDGET_SECONDS); "
+                    f"last failure: {failure}"
+                )
+            self.stats.retries += 1
+            self._log.warning("%s: attempt %d failed (%s); retrying in %.1fs", context, attempt, failure, delay)
+            self._sleep(delay)
+            waited += delay
+
+    def _pages(self, path: str, params: Mapping[str, Any], *, context: str) -> Iterator[list[dict[str, Any]]]:
+        """Every page of a list endpoint, following `paging.next` until the last page."""
+        limit = int(params.get("limit") or self.settings.page_size)
+        url, query = self._url(path), {**params, "limit": limit}
+        while True:
+            try:
+                body = self.request("GET", url, query, context=context)
+            except _ReduceData as signal:
+                if limit <= 1:
+                    raise MetaApiError(
+                        f"{context}: Meta asks for less data even one row at a time ({signal.error.describe()})",
+                        error=signal.error,
+                    ) from None
+                limit = max(1, limit // 2)
+                query["limit"] = limit
+                self._log.warning("%s: Meta asked for less data; page size halved to %d", context, limit)
+                continue
+            data = body.get("data")
+            if not isinstance(data, list):
+                raise MetaApiError(f"{context}: response has no `data` list (keys: {sorted(body)})")
+            self.stats.pages += 1
+            yield data
+            next_url = (body.get("paging") or {}).get("next")
+            if not next_url:
+                return
+            url, query = self._follow(next_url, limit, context)
+
+    def _follow(self, next_url: str, limit: int, context: str) -> tuple[str, dict[str, Any]]:
+        """`paging.next` without the token Meta embeds in it, on the host we trust, at our page size."""
+        parts = urllib.parse.urlsplit(next_url)
+        ours = urllib.parse.urlsplit(self.settings.base_url)
+        if (parts.scheme, parts.netloc) != (ours.scheme, ours.netloc):
+            raise MetaApiError(
+                f"{context}: paging.next points at {parts.scheme}://{parts.netloc}, not the Graph API "
+                f"at {ours.scheme}://{ours.netloc}; refusing to send the token there"
+            )
+        query = {
+            k: v for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True) if k not in _STRIPPED_PARAMS
+        }
+        query["limit"] = str(limit)
+        return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")), query
+
+    # --- insights ----------------------------------------------------------------------------
+
+    def insights(
+        self,
+        ad_account_id: str,
+        level: str,
+        since: dt.date,
+        until: dt.date,
+        *,
+        use_async: bool | None = None,
+    ) -> Iterator[InsightRow]:
+        """Daily rows of `level` for the ad account over [since, until], streamed page by page.
+
+        Large requests (ad set and ad level over `async_min_days` days or more) run as async
+        report jobs, as Meta recommends; `use_async` forces the choice.
+        """
+        if level not in LEVELS:
+            raise ValueError(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
+        if since > until:
+            raise ValueError(f"since {since} is after until {until}")
+        account = _account_path(ad_account_id)
+        days = (until - since).days + 1
+        if use_async is None:
+            use_async = level in ("adset", "ad") and days >= self.settings.async_min_days
+        if use_async:
+            yield from self._insights_async(account, level, since, until, retried=False)
+        else:
+            yield from self._insights_sync(account, level, since, until)
+
+    def _insight_params(self, level: str, since: dt.date, until: dt.date) -> dict[str, Any]:
+        fields = ["date_start", "date_stop", "account_id", "account_currency", *_METRICS, *ID_FIELDS[level]]
+        return {
+            "level": level,
+            "fields": ",".join(fields),
+            "time_range": json.dumps({"since": since.isoformat(), "until": until.isoformat()}),
+            "time_increment": "1",
+            "filtering": json.dumps(
+                [
+                    {
+                        "field": f"{_STATUS_FIELD[level]}.effective_status",
+                        "operator": "IN",
+                        "value": list(EFFECTIVE_STATUSES),
+                    }
+                ]
+            ),
+        }
+
+    def _context(self, account: str, level: str, since: dt.date, until: dt.date) -> str:
+        span = since.isoformat() if since == until else f"{since}..{until}"
+        return f"ad account {account}, {level} insights {span}"
+
+    def _insights_sync(self, account: str, level: str, since: dt.date, until: dt.date) -> Iterator[InsightRow]:
+        context = self._context(account, level, since, until)
+        params = self._insight_params(level, since, until)
+        for page in self._pages(f"{account}/insights", params, context=context):
+            for raw in page:
+                yield self._row(raw, account, level, since, until)
+
+    def _insights_async(
+        self, account: str, level: str, since: dt.date, until: dt.date, *, retried: bool
+    ) -> Iterator[InsightRow]:
+        context = self._context(account, level, since, until)
+        try:
+            started = self.request(
+                "POST",
+                f"{account}/insights",
+                self._insight_params(level, since, until),
+                context=f"{context} (starting report run)",
+            )
+        except _ReduceData as signal:
+            status = f"Meta asked for less data ({signal.error.describe()})"
+        else:
+            run_id = str(started.get("report_run_id") or "")
+            if not run_id.isdigit():
+                raise MetaApiError(f"{context}: starting a report run returned no report_run_id")
+            self.stats.async_jobs += 1
+            status = self._wait_for_report(run_id, context)
+            if status == _JOB_DONE:
+                for page in self._pages(f"{run_id}/insights", {}, context=f"{context} (report run {run_id})"):
+                    for raw in page:
+                        yield self._row(raw, account, level, since, until)
+                return
+        if not retried:
+            self._log.warning("%s: report run ended with %s; retrying it once", context, status)
+            yield from self._insights_async(account, level, since, until, retried=True)
+            return
+        if since == until:
+            raise MetaReportJobError(f"{context}: report run ended with {status} twice, even for a single day")
+        middle = since + dt.timedelta(days=((until - since).days + 1) // 2 - 1)
+        self._log.warning(
+            "%s: report run ended with %s twice; splitting into %s..%s and %s..%s",
+            context,
+            status,
+            since,
+            middle,
+            middle + dt.timedelta(days=1),
+            until,
+        )
+        for part_since, part_until in ((since, middle), (middle + dt.timedelta(days=1), until)):
+            yield from self._insights_async(account, level, part_since, part_until, retried=False)
+
+    def _wait_for_report(self, run_id: str, context: str) -> str:
+        """Poll a report run with growing sleeps until it finishes, fails or times out."""
+        deadline = self._clock() + self.settings.async_timeout_seconds
+        pause = self.settings.async_poll_initial
+        while True:
+            job = self.request(
+                "GET",
+                run_id,
+                {"fields": "id,async_status,async_percent_completion"},
+                context=f"{context} (report run {run_id})",
+            )
+            status = str(job.get("async_status") or "")
+            if status == _JOB_DONE or status in _JOB_FAILED:
+                return status
+            if self._clock() + pause > deadline:
+                return f"no result within {self.settings.async_timeout_seconds:.0f}s (last status {status!r})"
+            self._sleep(pause)
+            pause = min(pause * 2, self.settings.async_poll_max)
+
+    def _row(self, raw: Any, account: str, level: str, since: dt.date, until: dt.date) -> InsightRow:
+        if not isinstance(raw, dict):
+            raise MetaDataError(
+                f"ad account {account}, {level} insights: a row is not an object", ad_account_id=account
+            )
+        day_text = raw.get("date_start")
+        where = f"ad account {account}, {level} row of {day_text or '(no date)'}"
+        try:
+            day = dt.date.fromisoformat(str(day_text))
+        except ValueError:
+            raise MetaDataError(
+                f"{where}: field date_start {day_text!r} is not a date", ad_account_id=account
+            ) from None
+        if raw.get("date_stop") not in (None, day_text):
+            raise MetaDataError(
+                f"{where}: date_stop {raw.get('date_stop')} differs from date_start; expected daily rows",
+                ad_account_id=account,
+            )
+        if not since <= day <= until:
+            raise MetaDataError(
+                f"{where}: date {day} is outside the requested range {since}..{until}", ad_account_id=account
+            )
+        row_account = raw.get("account_id")
+        if row_account is not None and f"act_{row_account}" != account:
+            raise MetaDataError(f"{where}: field account_id is {row_account}, not {account}", ad_account_id=account)
+        ids: dict[str, str | None] = {"campaign_id": None, "adset_id": None, "ad_id": None}
+        for name in ID_FIELDS[level]:
+            value = raw.get(name)
+            if value is None or not str(value).isdigit():
+                raise MetaDataError(f"{where}: field {name} is missing or not an id ({value!r})", ad_account_id=account)
+            ids[name] = str(value)
+        currency = raw.get("account_currency")
+        if not isinstance(currency, str) or len(currency) != 3 or not currency.isalpha():
+            raise MetaDataError(
+                f"{where}: field account_currency {currency!r} is not a currency code", ad_account_id=account
+            )
+        spend = _decimal(raw.get("spend"), where, "spend", account)
+        if spend is None:
+            raise MetaDataError(f"{where}: field spend is missing", ad_account_id=account)
+        self.stats.rows += 1
+        return InsightRow(
+            ad_account_id=account,
+            level=level,
+            date=day,
+            currency=currency.upper(),
+            spend=spend,
+            impressions=_count(raw.get("impressions"), where, "impressions", account),
+            clicks=_count(raw.get("clicks"), where, "clicks", account),
+            raw=raw,
+            **ids,
+        )
+
+    # --- ad accounts and tokens --------------------------------------------------------------
+
+    def ad_account(self, ad_account_id: str) -> AdAccount:
+        """Currency and time zone of an ad account; asked once per client."""
+        account = _account_path(ad_account_id)
+        if account not in self._accounts:
+            body = self.request(
+                "GET",
+                account,
+                {"fields": "id,account_id,name,currency,timezone_name,timezone_offset_hours_utc,account_status"},
+                context=f"ad account {account}",
+            )
+            currency, zone = body.get("currency"), body.get("timezone_name")
+            if not currency or not zone:
+                raise MetaDataError(
+                    f"ad account {account}: Meta returned no currency or time zone", ad_account_id=account
+                )
+            offset = body.get("timezone_offset_hours_utc")
+            self._accounts[account] = AdAccount(
+                id=account,
+                name=body.get("name"),
+                currency=str(currency).upper(),
+                timezone_name=str(zone),
+                timezone_offset_hours_utc=Decimal(str(offset)) if offset is not None else None,
+                account_status=int(body["account_status"]) if body.get("account_status") is not None else None,
+            )
+        return self._accounts[account]
+
+    def ad_accounts(self) -> list[AdAccount]:
+        """The ad accounts this token can read (`/me/adaccounts`)."""
+        out = []
+        fields = "id,account_id,name,currency,timezone_name,timezone_offset_hours_utc,account_status"
+        for page in self._pages("me/adaccounts", {"fields": fields}, context="listing the token's ad accounts"):
+            for item in page:
+                account = _account_path(str(item.get("account_id") or item.get("id", "")).removeprefix("act_"))
+                offset = item.get("timezone_offset_hours_utc")
+                out.append(
+                    AdAccount(
+                        id=account,
+                        name=item.get("name"),
+                        currency=str(item.get("currency") or "").upper(),
+                        timezone_name=str(item.get("timezone_name") or ""),
+                        timezone_offset_hours_utc=Decimal(str(offset)) if offset is not None else None,
+                        account_status=item.get("account_status"),
+                    )
+                )
+        return out
+
+    def _app_token(self) -> str:
+        if not (self.settings.app_id and self.settings.app_secret):
+            raise MetaApiError("META_APP_ID and META_APP_SECRET are needed to inspect or extend tokens")
+        app_token = f"{self.settings.app_id}|{self.settings.app_secret}"
+        register_secret(app_token)
+        return app_token
+
+    def debug_token(self) -> TokenInfo:
+        """What Meta knows of this client's token: validity, expiry, scopes."""
+        body = self.request(
+            "GET",
+            "debug_token",
+            {"input_token": self._token},
+            context="inspecting the token",
+            token=self._app_token(),
+        )
+        data = body.get("data") or {}
+        return TokenInfo(
+            is_valid=bool(data.get("is_valid")),
+            expires_at=_utc_from_epoch(data.get("expires_at")),
+            data_access_expires_at=_utc_from_epoch(data.get("data_access_expires_at")),
+            scopes=tuple(data.get("scopes") or ()),
+            app_id=data.get("app_id"),
+            type=data.get("type"),
+            user_id=data.get("user_id"),
+        )
+
+    def exchange_token(self, now: dt.datetime | None = None) -> ExchangedToken:
+        """A long-lived token in exchange for this one (`fb_exchange_token`), about 60 days."""
+        self._app_token()
+        body = self.request(
+            "GET",
+            "oauth/access_token",
+            {
+                "grant_type": "fb_exchange_token",
+                "client_id": self.settings.app_id,
+                "client_secret": self.settings.app_secret,
+                "fb_exchange_token": self._token,
+            },
+            context="extending the token",
+            authenticated=False,
+        )
+        token = body.get("access_token")
+        if not token:
+            raise MetaApiError("extending the token: Meta's answer has no access_token")
+        register_secret(token)
+        expires_in = body.get("expires_in")
+        now = now or dt.datetime.now(dt.UTC)
+        return ExchangedToken(
+            access_token=token,
+            token_type=body.get("token_type"),
+            expires_at=now + dt.timedelta(seconds=int(expires_in)) if expires_in else None,
+        )
+
+
+def _json_or_none(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _decimal(value: Any, where: str, name: str, account: str) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        raise MetaDataError(f"{where}: field {name} {value!r} is not a number", ad_account_id=account) from None
+    if not number.is_finite() or number < 0:
+        raise MetaDataError(f"{where}: field {name} {value!r} is not a non-negative amount", ad_account_id=account)
+    return number
+
+
+def _count(value: Any, where: str, name: str, account: str) -> int | None:
+    if value is None:
+        return None
+    text = str(value)
+    if not text.isdigit():
+        raise MetaDataError(f"{where}: field {name} {value!r} is not a whole number", ad_account_id=account)
+    return int(text)
+
+
+def _permanent(error: GraphError, context: str) -> MetaApiError:
+    text = f"{context}: {error.describe()}"
+    if error.code == 100 and error.subcode == 33:
+        return MetaPermissionError(f"{text} (the ad account does not exist or this token cannot read it)", error=error)
+    if error.code in (10, 200) or (error.code is not None and 200 <= error.code <= 299) or error.http_status == 403:
+        return MetaPermissionError(f"{text} (the token lacks a permission, e.g. ads_read)", error=error)
+    if error.code == OLD_DATA_CODE:
+        return MetaApiError(f"{text} (Meta keeps insights for 37 months; start the range later)", error=error)
+    return MetaApiError(text, error=error)

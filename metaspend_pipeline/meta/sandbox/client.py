@@ -1,0 +1,68 @@
+"""Talking to a running sandbox's admin endpoints: for the demo, the CLI, tests and benchmarks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+import sqlalchemy as sa
+
+from metaspend_pipeline import credentials
+from metaspend_pipeline.errors import MetaspendError
+from metaspend_pipeline.redaction import register_secret
+from metaspend_pipeline.tokens import KeyRing
+
+
+class SandboxAdmin:
+    """The sandbox's `/__sandbox/` endpoints."""
+
+    def __init__(self, url: str, timeout: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = requests.request(method, f"{self.url}/__sandbox/{path}", timeout=self.timeout, **kwargs)
+        except requests.ConnectionError:
+            raise MetaspendError(
+                f"no Meta sandbox answers at {self.url}; start one with `metaspend sandbox serve`"
+            ) from None
+        response.raise_for_status()
+        return response.json()
+
+    def organizations(self) -> list[dict[str, Any]]:
+        organizations = self._call("GET", "organizations")
+        for org in organizations:
+            register_secret(org["token"])
+        return organizations
+
+    def add_faults(self, *faults: dict[str, Any]) -> None:
+        self._call("POST", "faults", json=list(faults))
+
+    def reset(self) -> None:
+        self._call("DELETE", "faults")
+
+    def configure(self, **changes: Any) -> None:
+        self._call("POST", "config", json=changes)
+
+    def requests(self) -> list[dict[str, Any]]:
+        return self._call("GET", "requests")
+
+    def truth(self, ad_account: str, level: str, since: str, until: str) -> list[dict[str, Any]]:
+        params = {"ad_account": ad_account, "level": level, "since": since, "until": until}
+        return self._call("GET", "truth", params=params)["rows"]
+
+    def add_token(self, token: str, organization_id: str, **options: Any) -> None:
+        register_secret(token)
+        self._call("POST", "tokens", json={"token": token, "organization_id": organization_id, **options})
+
+
+def connect_sandbox_organizations(engine: sa.Engine, keyring: KeyRing, url: str) -> dict[str, list[str]]:
+    """Store the sandbox's organizations as connected accounts, tokens encrypted."""
+    organizations = SandboxAdmin(url).organizations()
+    with engine.begin() as conn:
+        for org in organizations:
+            credentials.store_connection(
+                conn, keyring, org["organization_id"], org["provider"], org["ad_accounts"], org["token"], None
+            )
+    return {org["organization_id"]: org["ad_accounts"] for org in organizations}

@@ -1,0 +1,316 @@
+"""The sandbox's data: organizations, ad accounts, campaigns, ad sets and ads, and their spend.
+
+Everything derives from a seed, so two sandboxes with the same seed serve the same numbers and
+tests can ask the sandbox for the truth instead of copying numbers from an earlier run. Daily
+numbers are computed on demand from a hash of (seed, ad, day): nothing is held per row, so a
+sandbox serving a year of a large account stays small.
+
+Ad-level numbers are the ground truth; ad set, campaign and account rows are their sums, so the
+levels always reconcile. A third or so of the spend is on archived or deleted objects, which Meta
+(and the sandbox) leave out unless asked for with an effective-status filter.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+# How "bad" a status is when a parent's status overrides a child's.
+_RANK = {"ACTIVE": 0, "PAUSED": 1, "ARCHIVED": 2, "DELETED": 3}
+DEFAULT_VISIBLE = frozenset(
+    {
+        "ACTIVE",
+        "PAUSED",
+        "CAMPAIGN_PAUSED",
+        "ADSET_PAUSED",
+        "PENDING_REVIEW",
+        "DISAPPROVED",
+        "PREAPPROVED",
+        "PENDING_BILLING_INFO",
+        "IN_PROCESS",
+        "WITH_ISSUES",
+    }
+)
+ZERO_DECIMAL_CURRENCIES = frozenset({"JPY", "KRW", "CLP", "VND", "ISK"})
+
+
+def _effective(own: str, campaign: str | None = None, adset: str | None = None) -> str:
+    """Meta's effective status: a deleted or archived parent wins; a paused parent pauses."""
+    worst = max((s for s in (own, campaign, adset) if s), key=lambda s: _RANK[s])
+    if worst in ("ARCHIVED", "DELETED"):
+        return worst
+    if campaign == "PAUSED":
+        return "CAMPAIGN_PAUSED"
+    if adset == "PAUSED":
+        return "ADSET_PAUSED"
+    return own
+
+
+@dataclass(frozen=True)
+class Campaign:
+    id: str
+    status: str
+
+    @property
+    def effective_status(self) -> str:
+        return _effective(self.status)
+
+
+@dataclass(frozen=True)
+class AdSet:
+    id: str
+    campaign: Campaign
+    status: str
+
+    @property
+    def effective_status(self) -> str:
+        return _effective(self.status, self.campaign.status)
+
+
+@dataclass(frozen=True)
+class Ad:
+    id: str
+    adset: AdSet
+    status: str
+    base_minor: int  # typical daily spend in the currency's minor unit
+
+    @property
+    def campaign(self) -> Campaign:
+        return self.adset.campaign
+
+    @property
+    def effective_status(self) -> str:
+        return _effective(self.status, self.adset.campaign.status, self.adset.status)
+
+
+@dataclass(frozen=True)
+class SandboxAdAccount:
+    id: str  # act_<digits>
+    name: str
+    currency: str
+    timezone_name: str
+    timezone_offset_hours_utc: Decimal
+    campaigns: tuple[Campaign, ...]
+    adsets: tuple[AdSet, ...]
+    ads: tuple[Ad, ...]
+
+    @property
+    def account_id(self) -> str:
+        return self.id.removeprefix("act_")
+
+    @property
+    def minor_digits(self) -> int:
+        return 0 if self.currency in ZERO_DECIMAL_CURRENCIES else 2
+
+
+@dataclass(frozen=True)
+class SandboxOrganization:
+    organization_id: str
+    token: str = field(repr=False)
+    ad_accounts: tuple[str, ...]
+    provider: str = "INSTAGRAM"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One ad's numbers on one day (only days with delivery exist)."""
+
+    ad: Ad
+    date: dt.date
+    spend_minor: int
+    impressions: int
+    clicks: int
+
+
+# id prefix, name, currency, time zone, offset, campaigns, ad sets per campaign, ads per ad set
+_ACCOUNT_SHAPES = (
+    ("1000000001", "Demo US", "USD", "America/Los_Angeles", Decimal("-8"), 3, 2, 3),
+    ("1000000002", "Demo EU", "EUR", "Europe/Berlin", Decimal("1"), 2, 2, 2),
+    ("2000000001", "Demo Brasil", "BRL", "America/Sao_Paulo", Decimal("-3"), 3, 2, 2),
+    ("3000000001", "Demo India", "INR", "Asia/Kolkata", Decimal("5.5"), 2, 2, 2),
+    ("3000000002", "Demo Japan", "JPY", "Asia/Tokyo", Decimal("9"), 2, 1, 3),
+)
+_ORGANIZATIONS = (
+    ("demo-org-1", ("act_1000000001", "act_1000000002")),
+    ("demo-org-2", ("act_2000000001",)),
+    ("demo-org-3", ("act_3000000001", "act_3000000002")),
+)
+BENCH_ACCOUNT = "act_9000000001"
+BENCH_ORGANIZATION = "bench-org"
+
+
+class World:
+    """The sandbox's organizations and their ad accounts, derived from `seed`."""
+
+    def __init__(self, seed: int = 0, *, bench_ads: int = 0) -> None:
+        self.seed = seed
+        self.accounts: dict[str, SandboxAdAccount] = {}
+        for prefix, name, currency, zone, offset, campaigns, adsets, ads in _ACCOUNT_SHAPES:
+            self._add_account(f"act_{prefix}", name, currency, zone, offset, campaigns, adsets, ads)
+        organizations = list(_ORGANIZATIONS)
+        if bench_ads:
+            per_adset = 10
+            adsets = max(1, bench_ads // per_adset)
+            self._add_account(BENCH_ACCOUNT, "Benchmark", "USD", "UTC", Decimal("0"), max(1, adsets // 5), 5, per_adset)
+            organizations.append((BENCH_ORGANIZATION, (BENCH_ACCOUNT,)))
+        self.organizations = tuple(
+            SandboxOrganization(org, self._token_for(org), tuple(accounts)) for org, accounts in organizations
+        )
+
+    # --- construction ------------------------------------------------------------------------
+
+    def _hash(self, *parts: object) -> int:
+        text = ":".join(str(p) for p in (self.seed, *parts)).encode()
+        return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big")
+
+    def _token_for(self, organization_id: str) -> str:
+        return "EAAsbx" + hashlib.sha256(f"{self.seed}:{organization_id}".encode()).hexdigest()[:40]
+
+    def _status(self, *parts: object, weights: tuple[int, int, int, int]) -> str:
+        pick = self._hash("status", *parts) % sum(weights)
+        for status, weight in zip(("ACTIVE", "PAUSED", "ARCHIVED", "DELETED"), weights, strict=True):
+            if pick < weight:
+                return status
+            pick -= weight
+        return "ACTIVE"
+
+    def _add_account(
+        self,
+        account: str,
+        name: str,
+        currency: str,
+        zone: str,
+        offset: Decimal,
+        n_campaigns: int,
+        n_adsets: int,
+        n_ads: int,
+    ) -> None:
+        digits = account.removeprefix("act_")
+        scale = 100 if currency in ZERO_DECIMAL_CURRENCIES else 1
+        campaigns, adsets, ads = [], [], []
+        for c in range(n_campaigns):
+            # the last campaign of every account is archived or deleted: its spend is the part a
+            # fetch without the status filter silently loses
+            if c == n_campaigns - 1 and n_campaigns > 1:
+                status = "DELETED" if self._hash("gone", account) % 2 else "ARCHIVED"
+            else:
+                status = self._status(account, c, weights=(8, 2, 0, 0))
+            campaign = Campaign(id=f"{digits[:4]}{c + 1:03d}{self._hash('c', account, c) % 10**6:06d}", status=status)
+            campaigns.append(campaign)
+            for s in range(n_adsets):
+                adset = AdSet(
+                    id=f"{campaign.id}{s + 1:02d}",
+                    campaign=campaign,
+                    status=self._status(account, c, s, weights=(8, 1, 1, 0)),
+                )
+                adsets.append(adset)
+                for a in range(n_ads):
+                    ads.append(
+                        Ad(
+                            id=f"{adset.id}{a + 1:03d}",
+                            adset=adset,
+                            status=self._status(account, c, s, a, weights=(6, 1, 1, 1)),
+                            base_minor=(500 + self._hash("base", account, c, s, a) % 9500) * scale,
+                        )
+                    )
+        self.accounts[account] = SandboxAdAccount(
+            id=account,
+            name=name,
+            currency=currency,
+            timezone_name=zone,
+            timezone_offset_hours_utc=offset,
+            campaigns=tuple(campaigns),
+            adsets=tuple(adsets),
+            ads=tuple(ads),
+        )
+
+    # --- numbers -----------------------------------------------------------------------------
+
+    def delivery(self, ad: Ad, day: dt.date) -> Delivery | None:
+        """The ad's numbers on `day`, or None when it did not deliver (Meta omits such rows)."""
+        h = self._hash(ad.id, day.toordinal())
+        if h % 5 == 0:
+            return None
+        spend = ad.base_minor * (50 + (h >> 8) % 101) // 100
+        impressions = spend * (2 + (h >> 16) % 7) // 10 + 1
+        clicks = impressions * (5 + (h >> 24) % 26) // 1000
+        return Delivery(ad=ad, date=day, spend_minor=spend, impressions=impressions, clicks=clicks)
+
+    def deliveries(self, account: str, days: Iterable[dt.date]) -> Iterator[Delivery]:
+        ads = self.accounts[account].ads
+        for day in days:
+            for ad in ads:
+                found = self.delivery(ad, day)
+                if found is not None:
+                    yield found
+
+    def format_amount(self, account: str, minor: int) -> str:
+        digits = self.accounts[account].minor_digits
+        if digits == 0:
+            return str(minor)
+        return f"{minor // 100}.{minor % 100:02d}"
+
+    def truth(self, account: str, level: str, since: dt.date, until: dt.date) -> list[dict[str, object]]:
+        """The rows a complete, correct daily fetch must produce: every status, no zero rows."""
+        rows = aggregate(self, account, level, since, until, statuses=None)
+        return [
+            {
+                "date": key[0].isoformat(),
+                "campaign_id": key[1],
+                "adset_id": key[2],
+                "ad_id": key[3],
+                "currency": self.accounts[account].currency,
+                "spend": self.format_amount(account, value[0]),
+                "impressions": value[1],
+                "clicks": value[2],
+            }
+            for key, value in rows.items()
+        ]
+
+
+def _days(since: dt.date, until: dt.date) -> Iterator[dt.date]:
+    day = since
+    while day <= until:
+        yield day
+        day += dt.timedelta(days=1)
+
+
+Key = tuple[dt.date | None, str | None, str | None, str | None]
+
+
+def aggregate(
+    world: World,
+    account: str,
+    level: str,
+    since: dt.date,
+    until: dt.date,
+    statuses: frozenset[str] | None,
+    daily: bool = True,
+) -> dict[Key, list[int]]:
+    """Sums of (spend, impressions, clicks) per day and object of `level`.
+
+    `statuses` is the effective-status filter of the request at that level (None: every
+    status). The account level always sums every ad, as Ads Manager's account total does.
+    """
+    out: dict[Key, list[int]] = {}
+    for d in world.deliveries(account, _days(since, until)):
+        ad = d.ad
+        if level == "account":
+            obj_status, ids = None, (None, None, None)
+        elif level == "campaign":
+            obj_status, ids = ad.campaign.effective_status, (ad.campaign.id, None, None)
+        elif level == "adset":
+            obj_status, ids = ad.adset.effective_status, (ad.campaign.id, ad.adset.id, None)
+        else:
+            obj_status, ids = ad.effective_status, (ad.campaign.id, ad.adset.id, ad.id)
+        if statuses is not None and obj_status is not None and obj_status not in statuses:
+            continue
+        key: Key = (d.date if daily else None, *ids)
+        sums = out.setdefault(key, [0, 0, 0])
+        sums[0] += d.spend_minor
+        sums[1] += d.impressions
+        sums[2] += d.clicks
+    return out  # in day order, then in the order of the account's ads
