@@ -74,6 +74,16 @@ class RedactingFilter(logging.Filter):
 _filter = RedactingFilter()
 
 
+# Libraries that log request URLs (with their query strings) at DEBUG level.
+THIRD_PARTY_LOGGERS = ("urllib3.connectionpool", "urllib3.connection", "urllib3.util.retry", "requests")
+
+
+def protect_third_party_loggers() -> None:
+    """Redact what the HTTP libraries log, too: urllib3 logs whole URLs at DEBUG."""
+    for name in THIRD_PARTY_LOGGERS:
+        get_logger(name)
+
+
 def get_logger(name: str) -> logging.Logger:
     """A logger of the package whose records are redacted before any handler sees them."""
     logger = logging.getLogger(name)

@@ -139,6 +139,24 @@ class MetaAdsResource(dg.ConfigurableResource):
             for c in found
         ]
 
+    def log_stats(self, account: MetaAdAccount) -> None:
+        """One line per ad account: what fetching it cost. Never a token."""
+        s = account.client.stats
+        self.log.info(
+            "organization %s, ad account %s: %d requests, %d pages, %d rows, %d retries, %d throttles "
+            "(%.1fs waited), %.1fs paced, %d report runs",
+            account.organization_id,
+            account.ad_account_id,
+            s.requests,
+            s.pages,
+            s.rows,
+            s.retries,
+            s.throttle_events,
+            s.throttle_wait_seconds,
+            s.pacing_wait_seconds,
+            s.async_jobs,
+        )
+
     def mark_needs_reauth(self, connected_account_id: str | None) -> None:
         if connected_account_id is None:
             return

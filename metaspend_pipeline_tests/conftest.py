@@ -18,6 +18,8 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
+from metaspend_pipeline.meta.sandbox.server import Sandbox, SandboxServer
+from metaspend_pipeline.settings import MetaApiSettings
 from metaspend_pipeline.storage import db
 from metaspend_pipeline.tokens import generate_key
 
@@ -161,3 +163,40 @@ def env(monkeypatch: pytest.MonkeyPatch, db_url: str, encryption_key: str, tmp_p
         monkeypatch.setenv(name, value)
     monkeypatch.chdir(tmp_path)
     return values
+
+
+# --- the Meta sandbox ----------------------------------------------------------------------------
+
+SANDBOX_SEED = 7
+
+
+@pytest.fixture(scope="session")
+def sandbox_server() -> Iterator[SandboxServer]:
+    """One sandbox on a real loopback socket for the whole session."""
+    server = SandboxServer(Sandbox(SANDBOX_SEED)).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sandbox(sandbox_server: SandboxServer) -> Sandbox:
+    """The session's sandbox, reset: no faults, no request log, default configuration."""
+    sandbox_server.sandbox.reset()
+    return sandbox_server.sandbox
+
+
+@pytest.fixture
+def api_settings(sandbox_server: SandboxServer) -> MetaApiSettings:
+    """Client settings pointed at the sandbox, with waits shortened (never patched)."""
+    return MetaApiSettings(
+        graph_api_url=sandbox_server.url,
+        timeout_seconds=2.0,
+        max_retries=5,
+        retry_base_delay=0.001,
+        retry_max_wait=0.05,
+        retry_budget_seconds=10.0,
+        page_size=100,
+        async_poll_initial=0.02,
+        async_poll_max=0.1,
+        async_timeout_seconds=10.0,
+    )

@@ -36,7 +36,7 @@ from metaspend_pipeline.meta.errors import (
     MetaTokenError,
 )
 from metaspend_pipeline.meta.throttle import Pacer, parse_usage, retry_after_seconds
-from metaspend_pipeline.redaction import get_logger, redact, register_secret
+from metaspend_pipeline.redaction import get_logger, protect_third_party_loggers, redact, register_secret
 from metaspend_pipeline.settings import MetaApiSettings
 
 LEVELS = ("account", "campaign", "adset", "ad")
@@ -68,6 +68,7 @@ _JOB_FAILED = frozenset({"Job Failed", "Job Skipped"})
 _STRIPPED_PARAMS = frozenset({"access_token", "appsecret_proof"})
 
 log = get_logger(__name__)
+protect_third_party_loggers()
 
 
 @dataclass(frozen=True, slots=True)
@@ -485,14 +486,14 @@ class MetaClient:
             raise MetaDataError(
                 f"{where}: field date_start {day_text!r} is not a date", ad_account_id=account
             ) from None
+        if not since <= day <= until:
+            raise MetaDataError(
+                f"{where}: date {day} is outside the requested range {since}..{until}", ad_account_id=account
+            )
         if raw.get("date_stop") not in (None, day_text):
             raise MetaDataError(
                 f"{where}: date_stop {raw.get('date_stop')} differs from date_start; expected daily rows",
                 ad_account_id=account,
-            )
-        if not since <= day <= until:
-            raise MetaDataError(
-                f"{where}: date {day} is outside the requested range {since}..{until}", ad_account_id=account
             )
         row_account = raw.get("account_id")
         if row_account is not None and f"act_{row_account}" != account:

@@ -16,7 +16,8 @@ Admin endpoints under `/__sandbox/` let tests and benchmarks change its behaviou
   POST   /__sandbox/tokens         {"token": ..., "organization_id": ..., "expires_in": 60, "revoked": false}
 Fault kinds: throttle (code, subcode, regain_minutes, is_transient), http429 (retry_after),
 server_error (code, http_status, is_transient), reduce_data, reset, slow (seconds), malformed,
-token_expired, token_invalid, permission, unknown_object, job_failed, job_skipped.
+token_expired, token_invalid, permission, unknown_object, job_failed, job_skipped (POST only),
+corrupt_row (field, value; a missing value removes the field from the page's first row).
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ DEFAULT_APP_ID = "1000000000000001"
 DEFAULT_APP_SECRET = "sandbox-app-secret"  # noqa: S105 - the sandbox's fake app secret
 MAX_HISTORY_MONTHS = 37
 _SECRET_PARAMS = ("access_token", "appsecret_proof", "client_secret", "fb_exchange_token", "input_token")
+# faults the endpoint itself applies, instead of answering with an error
+_ENDPOINT_FAULTS = frozenset({"job_failed", "job_skipped", "corrupt_row"})
 _REDUCE_MESSAGE = "Please reduce the amount of data you're asking for, then retry your request"
 
 
@@ -300,7 +303,7 @@ class Sandbox:
                 self._check_proof(params, token)
             if account is not None:
                 headers = self._account_usage(account, throttle=fault)
-            if fault is not None and fault.kind not in {"job_failed", "job_skipped"}:
+            if fault is not None and fault.kind not in _ENDPOINT_FAULTS:
                 raise self._fault_error(fault, headers)
             response = getattr(self, f"_{endpoint}")(request, params, token, args, fault)
         except GraphError as exc:
@@ -648,7 +651,12 @@ class Sandbox:
         return rows
 
     def _page(
-        self, request: Request, params: dict[str, str], token: str | None, rows: list[dict[str, str]]
+        self,
+        request: Request,
+        params: dict[str, str],
+        token: str | None,
+        rows: list[dict[str, str]],
+        fault: Fault | None = None,
     ) -> Response:
         try:
             limit = int(params.get("limit", 25))
@@ -659,6 +667,13 @@ class Sandbox:
         limit = max(1, limit)
         offset = _offset(params.get("after"))
         page = rows[offset : offset + limit]
+        if fault is not None and fault.kind == "corrupt_row" and page:
+            first = dict(page[0])
+            if fault.options.get("value") is None:
+                first.pop(fault.options["field"], None)
+            else:
+                first[fault.options["field"]] = fault.options["value"]
+            page = [first, *page[1:]]
         body: dict[str, Any] = {"data": page}
         if page:
             body["paging"] = {"cursors": {"before": _cursor(offset), "after": _cursor(offset + len(page))}}
@@ -689,7 +704,7 @@ class Sandbox:
             with self._lock:
                 self._jobs[job.id] = job
             return _json({"report_run_id": job.id})
-        return self._page(request, params, token, self._rows(query))
+        return self._page(request, params, token, self._rows(query), fault)
 
     def _job_of(self, run_id: str) -> Job:
         with self._lock:
@@ -749,7 +764,7 @@ class Sandbox:
         status, _ = self._job_status(job)
         if status != "Job Completed":
             raise GraphError(400, 100, f"Report run {job.id} is not complete ({status})")
-        return self._page(request, params, token, self._rows(job.query))
+        return self._page(request, params, token, self._rows(job.query), fault)
 
     # --- accounts and tokens -----------------------------------------------------------------
 

@@ -1,0 +1,431 @@
+"""The Graph API client against the sandbox, over real loopback HTTP."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+from decimal import Decimal
+
+import pytest
+import requests
+
+from metaspend_pipeline.meta.client import InsightRow, MetaClient, appsecret_proof
+from metaspend_pipeline.meta.errors import (
+    MetaApiError,
+    MetaDataError,
+    MetaPermissionError,
+    MetaRetriesExhaustedError,
+    MetaTokenError,
+)
+from metaspend_pipeline.meta.sandbox.server import Sandbox
+from metaspend_pipeline.settings import MetaApiSettings
+
+ACCOUNT = "act_1000000001"
+SINCE, UNTIL = dt.date(2026, 10, 1), dt.date(2026, 10, 14)
+
+
+class Sleeps:
+    """Records the waits the client asks for, then waits them (shortened by the settings)."""
+
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        import time
+
+        self.calls.append(seconds)
+        time.sleep(seconds)
+
+
+def token_of(sandbox: Sandbox, organization: str = "demo-org-1") -> str:
+    return next(o.token for o in sandbox.world.organizations if o.organization_id == organization)
+
+
+def as_truth(rows: list[InsightRow]) -> list[dict[str, object]]:
+    return [
+        {
+            "date": r.date.isoformat(),
+            "campaign_id": r.campaign_id,
+            "adset_id": r.adset_id,
+            "ad_id": r.ad_id,
+            "currency": r.currency,
+            "spend": Decimal(r.spend),
+            "impressions": r.impressions,
+            "clicks": r.clicks,
+        }
+        for r in rows
+    ]
+
+
+def truth(sandbox: Sandbox, level: str, since: dt.date = SINCE, until: dt.date = UNTIL, account: str = ACCOUNT):
+    return [{**r, "spend": Decimal(str(r["spend"]))} for r in sandbox.world.truth(account, level, since, until)]
+
+
+def insight_requests(sandbox: Sandbox) -> list[dict[str, object]]:
+    return [r for r in sandbox.requests_log() if "insights" in str(r["path"])]
+
+
+@pytest.mark.parametrize("level", ["account", "campaign", "adset", "ad"])
+@pytest.mark.parametrize("use_async", [False, True])
+def test_full_fetch_equals_the_sandbox_truth(
+    sandbox: Sandbox, api_settings: MetaApiSettings, level: str, use_async: bool
+) -> None:
+    client = MetaClient(token_of(sandbox), api_settings)
+    rows = list(client.insights(ACCOUNT, level, SINCE, UNTIL, use_async=use_async))
+    assert as_truth(rows) == truth(sandbox, level)
+    assert client.stats.rows == len(rows)
+
+
+def test_archived_and_deleted_spend_is_included(sandbox: Sandbox, api_settings: MetaApiSettings) -> None:
+    """Without the effective-status filter Meta drops archived and deleted objects; the client sends it."""
+    token = token_of(sandbox)
+    rows = list(MetaClient(token, api_settings).insights(ACCOUNT, "ad", SINCE, UNTIL, use_async=False))
+    hidden = {a.id for a in sandbox.world.accounts[ACCOUNT].ads if a.effective_status in {"ARCHIVED", "DELETED"}}
+    hidden_spend = sum(r.spend for r in rows if r.ad_id in hidden)
+    assert hidden_spend > 0
+
+    unfiltered = requests.get(
+        f"{api_settings.base_url}/{ACCOUNT}/insights",
+        params={
+            "level": "ad",
+            "fields": "spend,ad_id",
+            "time_increment": "1",
+            "limit": "1000",
+            "time_range": json.dumps({"since": str(SINCE), "until": str(UNTIL)}),
+        },
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    ).json()["data"]
+    assert not {r["ad_id"] for r in unfiltered} & hidden
+    assert sum(Decimal(r["spend"]) for r in unfiltered) == sum(r.spend for r in rows) - hidden_spend
+
+
+def test_paging_follows_next_with_the_token_in_the_header_only(sandbox: Sandbox, api_settings: MetaApiSettings) -> None:
+    settings = dataclasses.replace(api_settings, page_size=37)
+    client = MetaClient(token_of(sandbox), settings)
+    rows = list(client.insights(ACCOUNT, "ad", SINCE, UNTIL, use_async=False))
+    pages = -(-len(rows) // 37)
+    log = insight_requests(sandbox)
+    assert len(log) == pages == client.stats.pages
+    assert all(r["token_in_header"] and not r["token_in_query"] for r in log)
+    assert all(r["params"]["limit"] == "37" for r in log)
+
+
+def test_rows_stream_page_by_page(sandbox: Sandbox, api_settings: MetaApiSettings) -> None:
+    client = MetaClient(token_of(sandbox), api_settings)
+    stream = client.insights(ACCOUNT, "ad", SINCE, UNTIL, use_async=False)
+    next(stream)
+    assert client.stats.pages == 1
+    assert len(insight_requests(sandbox)) == 1
+
+
+THROTTLES = [
+    {"code": 4, "subcode": 1504022},
+    {"code": 17, "is_transient": True},
+    {"code": 32},
+    {"code": 613, "subcode": 1487742},
+    {"code": 80000},
+    {"code": 80004},
+    {"code": 80014},
+]
+
+
+@pytest.mark.parametrize("throttle", THROTTLES, ids=lambda t: str(t["code"]))
+def test_throttle_with_a_regain_estimate_waits_and_succeeds(
+    sandbox: Sandbox, api_settings: MetaApiSettings, throttle: dict[str, object]
+) -> None:
+    sandbox.add_faults([{"kind": "throttle", "match": "insights", "regain_minutes": 2, "times": 2, **throttle}])
+    sleeps = Sleeps()
+    settings = dataclasses.replace(api_settings, retry_max_wait=0.05)
+    client = MetaClient(token_of(sandbox), settings, sleep=sleeps)
+    rows = list(client.insights(ACCOUNT, "campaign", SINCE, UNTIL))
+    assert as_truth(rows) == truth(sandbox, "campaign")
+    assert client.stats.throttle_events == 2
+    # Meta said 2 minutes; the settings cap single waits at 0.05 s, so exactly the cap was waited
+    assert sleeps.calls[:2] == [0.05, 0.05]
+
+
+def test_throttle_wait_follows_the_estimate_below_the_cap(sandbox: Sandbox, api_settings: MetaApiSettings) -> None:
+    sandbox.add_faults([{"kind": "throttle", "match": "insights", "regain_minutes": 1}])
+    sleeps = Sleeps()
+    settings = dataclasses.replace(api_settings, retry_max_wait=600.0, retry_budget_seconds=600.0)
+
+    def record_only(seconds: float) -> None:
+        sleeps.calls.append(seconds)
+
+    list(MetaClient(token_of(sandbox), settings, sleep=record_only).insights(ACCOUNT, "campaign", SINCE, SINCE))
+    assert 60.0 <= sleeps.calls[0] <= 66.0  # the estimate, plus at most 10% jitter
+
+
+def test_429_honours_retry_after(sandbox: Sandbox, api_settings: MetaApiSettings) -> None:
+    sandbox.add_faults([{"kind": "http429", "match": "insights", "retry_after": 0.2}])
+    sleeps = Sleeps()
+    settings = dataclasses.replace(api_settings, retry_max_wait=1.0)
+    rows = list(MetaClient(token_of(sandbox), settings, sleep=sleeps).insights(ACCOUNT, "campaign", SINCE, UNTIL))
+    assert as_truth(rows) == truth(sandbox, "campaign")
+    assert 0.2 <= sleeps.calls[0] <= 0.22
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"kind": "server_error", "code": 1},
+        {"kind": "server_error", "code": 99},
+        {"kind": "server_error", "code": 2, "http_status": 400, "is_transient": True},
+        {"kind": "server_error", "code": 1, "http_status": 503},
+        {"kind": "malformed"},
+        {"kind": "reset", "skip": 2},
+        {"kind": "slow", "seconds": 2.5, "skip": 1},
+    ],
+    ids=["code1", "code99", "code2-transient", "503", "malformed", "reset-mid-pagination", "timeout"],
+)
+def test_transient_failures_recover_within_the_retry_budget(
+    sandbox: Sandbox, api_settings: MetaApiSettings, fault: dict[str, object]
+) -> None:
+    sandbox.add_faults([{"match": "insights", "times": 2, **fault}])
+    settings = dataclasses.replace(api_settings, page_size=50, timeout_seconds=1.0)
+    client = MetaClient(token_of(sandbox), settings)
+    rows = list(client.insights(ACCOUNT, "ad", SINCE, UNTIL, use_async=False))
+    assert as_truth(rows) == truth(sandbox, "ad")  # no page lost, none twice
+    assert client.stats.retries == 2
+
+
+def test_reduce_the_amount_of_data_halves_the_page(sandbox: Sandbox, api_settings: MetaApiSettings) -> None:
+    sandbox.configure(max_page_size=30)
+    settings = dataclasses.replace(api_settings, page_size=100)
+    rows = list(MetaClient(token_of(sandbox), settings).insights(ACCOUNT, "ad", SINCE, UNTIL, use_async=False))
+    assert as_truth(rows) == truth(sandbox, "ad")
+    limits = [r["params"]["limit"] for r in insight_requests(sandbox)]
+    assert limits[:3] == ["100", "50", "25"]
+    assert set(limits[2:]) == {"25"}
+
+
+def test_failures_that_do_not_stop_fail_with_the_attempt_count(sandbox: Sandbox, api_settings: MetaApiSettings) -> None:
+    sandbox.add_faults([{"kind": "server_error", "code": 1, "match": "insights", "times": 100}])
+    settings = dataclasses.replace(api_settings, max_retries=3)
+    with pytest.raises(MetaRetriesExhaustedError, match=r"ad account act_1000000001.*gave up after 4 attempts"):
+        list(MetaClient(token_of(sandbox), settings).insights(ACCOUNT, "campaign", SINCE, UNTIL))
+    assert len(insight_requests(sandbox)) == 4
+
+
+def test_time_budget_stops_retrying(sandbox: Sandbox, api_settings: MetaApiSettings) -> None:
+    sandbox.add_faults([{"kind": "throttle", "match": "insights", "times": 100, "regain_minutes": 1}])
+    settings = dataclasses.replace(api_settings, max_retries=50, retry_max_wait=0.05, retry_budget_seconds=0.12)
+    with pytest.raises(MetaRetriesExhaustedError, match="retry budget"):
+        list(MetaClient(token_of(sandbox), settings).insights(ACCOUNT, "campaign", SINCE, UNTIL))
+    assert len(insight_requests(sandbox)) == 3
+
+
+@pytest.mark.parametrize("kind", ["token_expired", "token_invalid"])
+def test_token_errors_raise_after_one_request(sandbox: Sandbox, api_settings: MetaApiSettings, kind: str) -> None:
+    sandbox.add_faults([{"kind": kind, "times": 5}])
+    client = MetaClient(token_of(sandbox), api_settings)
+    with pytest.raises(MetaTokenError, match="code 190") as info:
+        list(client.insights(ACCOUNT, "campaign", SINCE, UNTIL))
+    assert "needs re-authorisation" in str(info.value)
+    assert len(sandbox.requests_log()) == 1
+
+
+def test_an_expired_token_is_refused_by_the_sandbox_itself(sandbox: Sandbox, api_settings: MetaApiSettings) -> None:
+    sandbox.add_token("EAAexpired" + "0" * 20, "demo-org-1", expires_in=-1)
+    with pytest.raises(MetaTokenError, match="190/463"):
+        MetaClient("EAAexpired" + "0" * 20, api_settings).ad_account(ACCOUNT)
+
+
+def test_permission_and_unknown_account_errors_are_not_retried(sandbox: Sandbox, api_settings: MetaApiSettings) -> None:
+    sandbox.add_faults([{"kind": "permission", "match": "insights"}])
+    with pytest.raises(MetaPermissionError, match="ads_read"):
+        list(MetaClient(token_of(sandbox), api_settings).insights(ACCOUNT, "campaign", SINCE, UNTIL))
+    with pytest.raises(MetaPermissionError, match=r"act_2000000001.*cannot read it"):
+        list(MetaClient(token_of(sandbox), api_settings).insights("act_2000000001", "campaign", SINCE, UNTIL))
+    assert len(insight_requests(sandbox)) == 2
+
+
+def test_the_37_month_limit_is_a_clear_error(sandbox: Sandbox, api_settings: MetaApiSettings) -> None:
+    old = dt.date.today().replace(day=1) - dt.timedelta(days=38 * 31)
+    with pytest.raises(MetaApiError, match=r"3018.*37 months"):
+        list(MetaClient(token_of(sandbox), api_settings).insights(ACCOUNT, "campaign", old, old))
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("ad_id", None, "field ad_id is missing"),
+        ("spend", "12,50", "field spend '12,50' is not a number"),
+        ("clicks", "7.5", "field clicks '7.5' is not a whole number"),
+        ("date_start", "2026-09-30", "outside the requested range 2026-10-01..2026-10-14"),
+    ],
+)
+def test_bad_rows_are_errors_naming_account_date_and_field(
+    sandbox: Sandbox, api_settings: MetaApiSettings, field: str, value: str | None, message: str
+) -> None:
+    sandbox.add_faults([{"kind": "corrupt_row", "match": "insights", "field": field, "value": value}])
+    with pytest.raises(MetaDataError, match=message) as info:
+        list(MetaClient(token_of(sandbox), api_settings).insights(ACCOUNT, "ad", SINCE, UNTIL, use_async=False))
+    assert "ad account act_1000000001, ad row of 20" in str(info.value)
+
+
+def test_async_report_runs_complete(sandbox: Sandbox, api_settings: MetaApiSettings) -> None:
+    client = MetaClient(token_of(sandbox), api_settings)
+    rows = list(client.insights(ACCOUNT, "ad", SINCE, UNTIL))  # 14 days at ad level: async by default
+    assert as_truth(rows) == truth(sandbox, "ad")
+    assert client.stats.async_jobs == 1
+    posts = [r for r in sandbox.requests_log() if r["method"] == "POST"]
+    assert len(posts) == 1
+
+
+def test_a_failed_report_run_is_retried_once(sandbox: Sandbox, api_settings: MetaApiSettings) -> None:
+    sandbox.add_faults([{"kind": "job_failed", "match": "insights"}])
+    client = MetaClient(token_of(sandbox), api_settings)
+    rows = list(client.insights(ACCOUNT, "ad", SINCE, UNTIL))
+    assert as_truth(rows) == truth(sandbox, "ad")
+    assert client.stats.async_jobs == 2
+
+
+def test_a_report_run_that_keeps_failing_is_split(sandbox: Sandbox, api_settings: MetaApiSettings) -> None:
+    sandbox.configure(async_fail_above_days=4)
+    settings = dataclasses.replace(api_settings, async_min_days=1)
+    client = MetaClient(token_of(sandbox), settings)
+    rows = list(client.insights(ACCOUNT, "ad", SINCE, UNTIL))
+    assert as_truth(rows) == truth(sandbox, "ad")
+    ranges = [json.loads(r["params"]["time_range"]) for r in sandbox.requests_log() if r["method"] == "POST"]
+    days = [(dt.date.fromisoformat(r["until"]) - dt.date.fromisoformat(r["since"])).days + 1 for r in ranges]
+    assert days == [14, 14, 7, 7, 3, 4, 7, 7, 3, 4]
+
+
+def test_appsecret_proof_is_sent_and_correct(sandbox: Sandbox, api_settings: MetaApiSettings) -> None:
+    sandbox.configure(require_appsecret_proof=True)
+    secret = sandbox.config.app_secret
+    settings = dataclasses.replace(api_settings, app_id=sandbox.config.app_id, app_secret=secret)
+    rows = list(MetaClient(token_of(sandbox), settings).insights(ACCOUNT, "ad", SINCE, UNTIL))
+    assert as_truth(rows) == truth(sandbox, "ad")
+    log = sandbox.requests_log()
+    assert log
+    assert all(r["appsecret_proof"] is True for r in log)
+
+    wrong = dataclasses.replace(settings, app_secret="not-the-secret")
+    with pytest.raises(MetaApiError, match="Invalid appsecret_proof"):
+        MetaClient(token_of(sandbox), wrong).ad_account(ACCOUNT)
+    without = dataclasses.replace(settings, app_secret=None)
+    with pytest.raises(MetaApiError, match="require an appsecret_proof"):
+        MetaClient(token_of(sandbox), without).ad_account(ACCOUNT)
+    # RFC 4231 test case 2: HMAC-SHA256 keyed by the app secret over the token
+    assert (
+        appsecret_proof("what do ya want for nothing?", "Jefe")
+        == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+    )
+
+
+def test_usage_headers_slow_the_client_before_meta_blocks(sandbox: Sandbox, api_settings: MetaApiSettings) -> None:
+    """20 calls per 2 s allowed; ~30 pages wanted: pacing keeps the client under the limit."""
+    sandbox.configure(rate_limit_calls=20, rate_limit_window_seconds=2.0)
+    settings = dataclasses.replace(api_settings, page_size=7, retry_max_wait=2.0)
+    client = MetaClient(token_of(sandbox), settings)
+    rows = list(client.insights(ACCOUNT, "ad", SINCE, UNTIL, use_async=False))
+    assert as_truth(rows) == truth(sandbox, "ad")
+    assert client.stats.requests > 20
+    assert client.stats.pacing_wait_seconds > 0
+    assert client.stats.throttle_events == 0
+
+
+def test_a_real_rate_limit_throttle_is_waited_out(sandbox: Sandbox, api_settings: MetaApiSettings) -> None:
+    """Another caller used up the ad account's calls: the first answer is Meta's 80000 throttle."""
+    sandbox.configure(rate_limit_calls=5, rate_limit_window_seconds=0.5)
+    token = token_of(sandbox)
+    for _ in range(5):
+        requests.get(f"{api_settings.base_url}/{ACCOUNT}", headers={"Authorization": f"Bearer {token}"}, timeout=5)
+    settings = dataclasses.replace(api_settings, page_size=50, retry_max_wait=0.6)
+    client = MetaClient(token, settings)
+    rows = list(client.insights(ACCOUNT, "campaign", SINCE, UNTIL))
+    assert as_truth(rows) == truth(sandbox, "campaign")
+    assert client.stats.throttle_events == 1
+    assert client.stats.throttle_wait_seconds == pytest.approx(0.6)
+    assert [r["status"] for r in insight_requests(sandbox)][:2] == [400, 200]
+
+
+def test_ad_account_metadata_is_cached_and_accounts_are_discovered(
+    sandbox: Sandbox, api_settings: MetaApiSettings
+) -> None:
+    client = MetaClient(token_of(sandbox, "demo-org-3"), api_settings)
+    india = client.ad_account("act_3000000001")
+    assert (india.currency, india.timezone_name, india.timezone_offset_hours_utc) == (
+        "INR",
+        "Asia/Kolkata",
+        Decimal("5.5"),
+    )
+    client.ad_account("act_3000000001")
+    assert len(sandbox.requests_log()) == 1
+    assert [a.id for a in client.ad_accounts()] == ["act_3000000001", "act_3000000002"]
+
+
+def test_zero_decimal_currency_rows(sandbox: Sandbox, api_settings: MetaApiSettings) -> None:
+    client = MetaClient(token_of(sandbox, "demo-org-3"), api_settings)
+    rows = list(client.insights("act_3000000002", "campaign", SINCE, UNTIL))
+    assert rows
+    assert {r.currency for r in rows} == {"JPY"}
+    assert all(r.spend == r.spend.to_integral_value() for r in rows)
+
+
+def test_debug_and_exchange_token(sandbox: Sandbox, api_settings: MetaApiSettings) -> None:
+    settings = dataclasses.replace(api_settings, app_id=sandbox.config.app_id, app_secret=sandbox.config.app_secret)
+    client = MetaClient(token_of(sandbox), settings)
+    info = client.debug_token()
+    assert info.is_valid
+    assert info.expires_at is None
+    assert "ads_read" in info.scopes
+    now = dt.datetime(2026, 11, 25, tzinfo=dt.UTC)
+    extended = client.exchange_token(now=now)
+    assert extended.expires_at == now + dt.timedelta(seconds=sandbox.config.token_lifetime_seconds)
+    renewed = MetaClient(extended.access_token, settings)
+    assert renewed.debug_token().expires_at is not None
+    assert renewed.ad_account(ACCOUNT).currency == "USD"
+
+
+def test_no_secret_in_logs_or_errors(
+    sandbox: Sandbox, api_settings: MetaApiSettings, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture
+) -> None:
+    """Fetches that hit faults and errors: the token, its proof and the app secret appear nowhere."""
+    token = token_of(sandbox)
+    secret = sandbox.config.app_secret
+    proof = appsecret_proof(token, secret)
+    settings = dataclasses.replace(
+        api_settings, app_id=sandbox.config.app_id, app_secret=secret, page_size=40, max_retries=6
+    )
+    texts: list[str] = []
+    caplog.set_level(logging.DEBUG)
+    sandbox.add_faults(
+        [
+            {"kind": "reset", "match": "insights", "skip": 1},
+            {"kind": "throttle", "match": "insights"},
+            {"kind": "server_error", "match": "insights", "code": 2, "is_transient": True},
+            {"kind": "malformed", "match": "insights"},
+            {"kind": "reduce_data", "match": "insights"},
+        ]
+    )
+    client = MetaClient(token, settings)
+    list(client.insights(ACCOUNT, "ad", SINCE, UNTIL, use_async=False))
+    texts.append(repr(client))
+    for fault in (
+        {"kind": "server_error", "times": 10},
+        {"kind": "token_expired"},
+        {"kind": "permission"},
+        {"kind": "unknown_object"},
+    ):
+        sandbox.add_faults([fault])
+        with pytest.raises(MetaApiError) as info:
+            list(MetaClient(token, settings).insights(ACCOUNT, "campaign", SINCE, UNTIL))
+        texts += [str(info.value), repr(info.value)]
+        sandbox.reset()
+    sandbox.add_faults([{"kind": "server_error", "times": 100}])
+    for call in (lambda c: c.debug_token(), lambda c: c.exchange_token()):
+        with pytest.raises(MetaApiError) as info:
+            call(MetaClient(token, settings))
+        texts.append(str(info.value))
+    captured = capfd.readouterr()
+    texts += [caplog.text, captured.out, captured.err]
+    everything = "\n".join(texts)
+    assert "attempt" in everything  # the retries were logged
+    for secret_value in (token, proof, secret, f"{sandbox.config.app_id}|{secret}"):
+        assert secret_value not in everything
