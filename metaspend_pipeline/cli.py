@@ -20,7 +20,7 @@ import click
 import sqlalchemy as sa
 
 from metaspend_pipeline import credentials
-from metaspend_pipeline.errors import InvalidInputError, MetaspendError
+from metaspend_pipeline.errors import InvalidInputError, MetaspendError, UnknownOrganizationError
 from metaspend_pipeline.meta.client import MetaClient
 from metaspend_pipeline.redaction import RedactingFilter, redact
 from metaspend_pipeline.settings import MetaApiSettings, Settings
@@ -270,6 +270,48 @@ def accounts_disconnect(organization_id: str, provider: str | None) -> None:
     with engine.begin() as conn:
         count = store.disconnect_organization(conn, organization_id, provider.upper() if provider else None)
     click.echo(f"disconnected {count} account(s) of organization {organization_id}; their tokens are deleted")
+
+
+# --- report --------------------------------------------------------------------------------
+
+
+def _parse_day(value: str, option: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise InvalidInputError(f"{option} {value!r} is not a date as YYYY-MM-DD") from None
+
+
+@cli.command("roas")
+@click.option("--org", "organization_id", required=True)
+@click.option(
+    "--group-by", "group", type=click.Choice(["campaign", "adset", "ad"]), default="campaign", show_default=True
+)
+@click.option("--from", "since", required=True, help="First day, YYYY-MM-DD (the ad account's dates).")
+@click.option("--to", "until", required=True, help="Last day, YYYY-MM-DD, inclusive.")
+@click.option("--format", "fmt", type=click.Choice(["json", "csv", "table"]), default="json", show_default=True)
+def roas_command(organization_id: str, group: str, since: str, until: str, fmt: str) -> None:
+    """ROAS of an organization over a date range, summed from the daily ROAS tables."""
+    from metaspend_pipeline import report
+
+    organization_id = store.validate_organization_id(organization_id)
+    first, last = _parse_day(since, "--from"), _parse_day(until, "--to")
+    if first > last:
+        raise InvalidInputError(f"--from {first} is after --to {last}")
+    engine = _migrated_engine(_settings())
+    with engine.connect() as conn:
+        if not report.organization_known(conn, organization_id, group):
+            raise UnknownOrganizationError(
+                f"organization {organization_id} has no connected account and no ROAS rows; see `metaspend accounts list`"
+            )
+        items = report.roas_report(conn, organization_id, group, first, last)
+    if fmt == "json":
+        click.echo(report.to_json(items))
+    elif fmt == "csv":
+        click.echo(report.to_csv(items, group))
+    else:
+        headers, rows = report.to_rows(items, group)
+        _print_table(headers, rows)
 
 
 # --- sandbox ---------------------------------------------------------------------------------

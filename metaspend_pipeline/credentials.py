@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from metaspend_pipeline.errors import InvalidInputError, NoAdAccountError, NoValidTokenError
+from metaspend_pipeline.meta.client import MetaClient
 from metaspend_pipeline.redaction import get_logger, register_secret
 from metaspend_pipeline.settings import Settings
 from metaspend_pipeline.storage import accounts as store
@@ -39,6 +40,17 @@ class AdAccountCredential:
     @property
     def from_environment(self) -> bool:
         return self.connected_account_id is None
+
+
+@dataclass(frozen=True)
+class MetaAdAccount:
+    """An ad account of an organization, with a client that holds the token that reads it."""
+
+    organization_id: str
+    ad_account_id: str
+    provider: str
+    connected_account_id: str | None
+    client: MetaClient = field(repr=False, compare=False)
 
 
 def _no_token_message(organization_id: str, reason: str) -> str:

@@ -6,7 +6,11 @@ import os
 
 import dagster as dg
 
+from metaspend_pipeline.assets import lead, meta_raw_insights, meta_roas, meta_spend_daily, sale
+from metaspend_pipeline.checks import asset_checks, freshness_sensor
+from metaspend_pipeline.jobs import meta_spend_job, meta_token_refresh_job
 from metaspend_pipeline.resources import MetaAdsResource, WarehouseResource
+from metaspend_pipeline.schedules import meta_spend_schedule, meta_token_refresh_schedule
 
 
 def _secret(name: str) -> dg.EnvVar | None:
@@ -17,6 +21,11 @@ def _secret(name: str) -> dg.EnvVar | None:
 warehouse = WarehouseResource()
 
 defs = dg.Definitions(
+    assets=[lead, sale, meta_raw_insights, meta_spend_daily, meta_roas],
+    asset_checks=asset_checks,
+    jobs=[meta_spend_job, meta_token_refresh_job],
+    schedules=[meta_spend_schedule, meta_token_refresh_schedule],
+    sensors=[freshness_sensor],
     resources={
         "warehouse": warehouse,
         "meta": MetaAdsResource(

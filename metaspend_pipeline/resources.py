@@ -9,7 +9,6 @@ time, held in private attributes.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
@@ -17,6 +16,7 @@ import sqlalchemy as sa
 from pydantic import Field, PrivateAttr
 
 from metaspend_pipeline import credentials
+from metaspend_pipeline.credentials import MetaAdAccount
 from metaspend_pipeline.meta.client import MetaClient
 from metaspend_pipeline.redaction import RedactingLogger, get_logger
 from metaspend_pipeline.settings import MetaApiSettings, Settings
@@ -39,17 +39,6 @@ class WarehouseResource(dg.ConfigurableResource):
 
     def engine(self) -> sa.Engine:
         return db.migrated_engine(self.url())
-
-
-@dataclass(frozen=True)
-class MetaAdAccount:
-    """An ad account of an organization, with a client that holds the token that reads it."""
-
-    organization_id: str
-    ad_account_id: str
-    provider: str
-    connected_account_id: str | None
-    client: MetaClient = field(repr=False, compare=False)
 
 
 class MetaAdsResource(dg.ConfigurableResource):

@@ -89,6 +89,8 @@ class Settings:
     token_refresh_enabled: bool
     token_refresh_within_days: int
     schedule_timezone: str
+    fetch_window_days: int
+    freshness_deadline_cron: str
 
     @property
     def is_development(self) -> bool:
@@ -113,6 +115,8 @@ class Settings:
             token_refresh_enabled=_bool(env, "META_TOKEN_REFRESH_ENABLED", False),
             token_refresh_within_days=_int(env, "META_TOKEN_REFRESH_WITHIN_DAYS", 7, minimum=1),
             schedule_timezone=_get(env, "METASPEND_SCHEDULE_TIMEZONE", "UTC"),
+            fetch_window_days=_int(env, "META_FETCH_WINDOW_DAYS", 92, minimum=1),
+            freshness_deadline_cron=_get(env, "METASPEND_FRESHNESS_DEADLINE_CRON", "0 9 * * *"),
         )
 
 

@@ -474,56 +474,9 @@ class MetaClient:
             pause = min(pause * 2, self.settings.async_poll_max)
 
     def _row(self, raw: Any, account: str, level: str, since: dt.date, until: dt.date) -> InsightRow:
-        if not isinstance(raw, dict):
-            raise MetaDataError(
-                f"ad account {account}, {level} insights: a row is not an object", ad_account_id=account
-            )
-        day_text = raw.get("date_start")
-        where = f"ad account {account}, {level} row of {day_text or '(no date)'}"
-        try:
-            day = dt.date.fromisoformat(str(day_text))
-        except ValueError:
-            raise MetaDataError(
-                f"{where}: field date_start {day_text!r} is not a date", ad_account_id=account
-            ) from None
-        if not since <= day <= until:
-            raise MetaDataError(
-                f"{where}: date {day} is outside the requested range {since}..{until}", ad_account_id=account
-            )
-        if raw.get("date_stop") not in (None, day_text):
-            raise MetaDataError(
-                f"{where}: date_stop {raw.get('date_stop')} differs from date_start; expected daily rows",
-                ad_account_id=account,
-            )
-        row_account = raw.get("account_id")
-        if row_account is not None and f"act_{row_account}" != account:
-            raise MetaDataError(f"{where}: field account_id is {row_account}, not {account}", ad_account_id=account)
-        ids: dict[str, str | None] = {"campaign_id": None, "adset_id": None, "ad_id": None}
-        for name in ID_FIELDS[level]:
-            value = raw.get(name)
-            if value is None or not str(value).isdigit():
-                raise MetaDataError(f"{where}: field {name} is missing or not an id ({value!r})", ad_account_id=account)
-            ids[name] = str(value)
-        currency = raw.get("account_currency")
-        if not isinstance(currency, str) or len(currency) != 3 or not currency.isalpha():
-            raise MetaDataError(
-                f"{where}: field account_currency {currency!r} is not a currency code", ad_account_id=account
-            )
-        spend = _decimal(raw.get("spend"), where, "spend", account)
-        if spend is None:
-            raise MetaDataError(f"{where}: field spend is missing", ad_account_id=account)
+        row = parse_insight_row(raw, account, level, since, until)
         self.stats.rows += 1
-        return InsightRow(
-            ad_account_id=account,
-            level=level,
-            date=day,
-            currency=currency.upper(),
-            spend=spend,
-            impressions=_count(raw.get("impressions"), where, "impressions", account),
-            clicks=_count(raw.get("clicks"), where, "clicks", account),
-            raw=raw,
-            **ids,
-        )
+        return row
 
     # --- ad accounts and tokens --------------------------------------------------------------
 
@@ -626,6 +579,55 @@ class MetaClient:
             token_type=body.get("token_type"),
             expires_at=now + dt.timedelta(seconds=int(expires_in)) if expires_in else None,
         )
+
+
+def parse_insight_row(raw: Any, account: str, level: str, since: dt.date, until: dt.date) -> InsightRow:
+    """One of Meta's insight rows, parsed and validated: the single parser of the package."""
+    if not isinstance(raw, dict):
+        raise MetaDataError(f"ad account {account}, {level} insights: a row is not an object", ad_account_id=account)
+    day_text = raw.get("date_start")
+    where = f"ad account {account}, {level} row of {day_text or '(no date)'}"
+    try:
+        day = dt.date.fromisoformat(str(day_text))
+    except ValueError:
+        raise MetaDataError(f"{where}: field date_start {day_text!r} is not a date", ad_account_id=account) from None
+    if not since <= day <= until:
+        raise MetaDataError(
+            f"{where}: date {day} is outside the requested range {since}..{until}", ad_account_id=account
+        )
+    if raw.get("date_stop") not in (None, day_text):
+        raise MetaDataError(
+            f"{where}: date_stop {raw.get('date_stop')} differs from date_start; expected daily rows",
+            ad_account_id=account,
+        )
+    row_account = raw.get("account_id")
+    if row_account is not None and f"act_{row_account}" != account:
+        raise MetaDataError(f"{where}: field account_id is {row_account}, not {account}", ad_account_id=account)
+    ids: dict[str, str | None] = {"campaign_id": None, "adset_id": None, "ad_id": None}
+    for name in ID_FIELDS[level]:
+        value = raw.get(name)
+        if value is None or not str(value).isdigit():
+            raise MetaDataError(f"{where}: field {name} is missing or not an id ({value!r})", ad_account_id=account)
+        ids[name] = str(value)
+    currency = raw.get("account_currency")
+    if not isinstance(currency, str) or len(currency) != 3 or not currency.isalpha():
+        raise MetaDataError(
+            f"{where}: field account_currency {currency!r} is not a currency code", ad_account_id=account
+        )
+    spend = _decimal(raw.get("spend"), where, "spend", account)
+    if spend is None:
+        raise MetaDataError(f"{where}: field spend is missing", ad_account_id=account)
+    return InsightRow(
+        ad_account_id=account,
+        level=level,
+        date=day,
+        currency=currency.upper(),
+        spend=spend,
+        impressions=_count(raw.get("impressions"), where, "impressions", account),
+        clicks=_count(raw.get("clicks"), where, "clicks", account),
+        raw=raw,
+        **ids,
+    )
 
 
 def _json_or_none(response: requests.Response) -> Any:

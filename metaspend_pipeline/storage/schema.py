@@ -170,3 +170,81 @@ sale = sa.Table(
     sa.Column("closed_at", Timestamp, nullable=True),
     sa.Index("ix_sale_organization_id_lead_id", "organization_id", "lead_id"),
 )
+
+# --- written by the assets -------------------------------------------------------------------
+
+INSIGHT_LEVELS = ("ACCOUNT", "CAMPAIGN", "ADSET", "AD")
+Ratio = Decimal_(18, 6)
+
+meta_raw_insights = sa.Table(
+    "meta_raw_insights",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("organization_id", sa.Text, nullable=False),
+    sa.Column("provider", sa.Text, nullable=False),
+    sa.Column("ad_account_id", sa.Text, nullable=False),
+    sa.Column("level", sa.Text, nullable=False),
+    sa.Column("date", sa.Date, nullable=False),
+    sa.Column("row", Json, nullable=False),
+    sa.Column("fetched_at", Timestamp, nullable=False),
+    sa.CheckConstraint(_in("level", INSIGHT_LEVELS), name="level"),
+    sa.Index("ix_meta_raw_insights_scope", "organization_id", "ad_account_id", "level", "date"),
+)
+
+meta_ad_account = sa.Table(
+    "meta_ad_account",
+    metadata,
+    sa.Column("ad_account_id", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=True),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("timezone_name", sa.Text, nullable=False),
+    sa.Column("timezone_offset_hours_utc", Decimal_(5, 2), nullable=True),
+    sa.Column("updated_at", Timestamp, nullable=False),
+)
+
+meta_fetch_log = sa.Table(
+    "meta_fetch_log",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.Text, nullable=False),
+    sa.Column("organization_id", sa.Text, nullable=False),
+    sa.Column("ad_account_id", sa.Text, nullable=True),
+    sa.Column("since", sa.Date, nullable=False),
+    sa.Column("until", sa.Date, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("rows", sa.BigInteger, nullable=False),
+    sa.Column("requests", sa.BigInteger, nullable=False),
+    sa.Column("throttle_wait_seconds", sa.Float, nullable=False),
+    sa.Column("fetched_at", Timestamp, nullable=False),
+    sa.CheckConstraint(_in("status", ("OK", "FAILED")), name="status"),
+    sa.Index("ix_meta_fetch_log_run_id", "run_id"),
+)
+
+
+def _roas_table(group: str) -> sa.Table:
+    return sa.Table(
+        f"meta_roas_by_{group}",
+        metadata,
+        sa.Column("organization_id", sa.Text, primary_key=True),
+        sa.Column("date", sa.Date, primary_key=True),
+        sa.Column(f"{group}_id", sa.Text, primary_key=True),
+        sa.Column("currency", sa.String(3), nullable=True),
+        sa.Column("leads_count", sa.Integer, nullable=False),
+        sa.Column("sales_count", sa.Integer, nullable=False),
+        sa.Column("revenue", Money, nullable=True),
+        sa.Column("spend", Money, nullable=False),
+        sa.Column("avg_ticket", Money, nullable=True),
+        sa.Column("conversion_rate", Ratio, nullable=True),
+        sa.Column("roas", Ratio, nullable=True),
+        sa.Column("revenue_currency_mismatch", sa.Boolean, nullable=False),
+        sa.Column("updated_at", Timestamp, nullable=False),
+        sa.PrimaryKeyConstraint("organization_id", "date", f"{group}_id", name=f"pk_meta_roas_by_{group}"),
+    )
+
+
+ROAS_GROUPS = ("campaign", "adset", "ad")
+meta_roas_by_campaign = _roas_table("campaign")
+meta_roas_by_adset = _roas_table("adset")
+meta_roas_by_ad = _roas_table("ad")
+ROAS_TABLES = {"campaign": meta_roas_by_campaign, "adset": meta_roas_by_adset, "ad": meta_roas_by_ad}

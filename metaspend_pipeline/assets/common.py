@@ -1,0 +1,86 @@
+"""What the assets share: run configuration, scope, and the metadata the Dagster UI plots."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+import dagster as dg
+import sqlalchemy as sa
+from pydantic import Field
+
+from metaspend_pipeline.storage import raw as raw_store
+from metaspend_pipeline.storage.accounts import normalize_ad_account_id, validate_organization_id
+
+GROUP = "meta_spend"
+
+
+class MetaSpendConfig(dg.Config):
+    """Limits a run to some organizations or ad accounts; empty means every connected one.
+
+    Set it on `meta_raw_insights`: the assets downstream of it in the same run process exactly
+    what it fetched.
+    """
+
+    organizations: list[str] = Field(default_factory=list, description="Only these organizations.")
+    ad_accounts: list[str] = Field(default_factory=list, description="Only these ad accounts (act_<digits>).")
+
+    def organization_ids(self) -> list[str] | None:
+        return [validate_organization_id(o) for o in self.organizations] or None
+
+    def ad_account_ids(self) -> list[str] | None:
+        return [normalize_ad_account_id(a) for a in self.ad_accounts] or None
+
+
+def fetched_in_run(conn: sa.Connection, run_id: str) -> dict[str, list[str]] | None:
+    """Organizations -> ad accounts that `meta_raw_insights` fetched in this run; None if it did not run."""
+    outcomes = raw_store.fetches_of_run(conn, run_id)
+    if not outcomes:
+        return None
+    scope: dict[str, list[str]] = {}
+    for outcome in outcomes:
+        accounts = scope.setdefault(outcome.organization_id, [])
+        if outcome.status == "OK" and outcome.ad_account_id and outcome.ad_account_id not in accounts:
+            accounts.append(outcome.ad_account_id)
+    return scope
+
+
+def table_schema(table: sa.Table) -> dg.TableSchema:
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(
+                c.name,
+                str(c.type.compile(dialect=sa.dialects.postgresql.dialect())),
+                constraints=dg.TableColumnConstraints(nullable=bool(c.nullable)),
+            )
+            for c in table.columns
+        ]
+    )
+
+
+def money_metadata(prefix: str, amounts: Mapping[str, Decimal]) -> dict[str, Any]:
+    """One number per currency (a float, for the UI's plots; the warehouse keeps exact decimals)."""
+    return {
+        f"{prefix}_{currency}": dg.MetadataValue.float(float(amount)) for currency, amount in sorted(amounts.items())
+    }
+
+
+def log_daily_materializations(
+    context: dg.AssetExecutionContext,
+    asset_key: dg.AssetKey,
+    days: list[dt.date],
+    per_day: Mapping[dt.date, Mapping[str, Any]],
+    run_level: Mapping[str, Any],
+) -> None:
+    """One materialization per partition with that day's own numbers, after the range's result,
+    so the UI plots each day's rows and spend instead of the range's totals."""
+    for day in days:
+        context.log_event(
+            dg.AssetMaterialization(
+                asset_key=asset_key,
+                partition=day.isoformat(),
+                metadata={**dict(per_day.get(day, {})), **dict(run_level)},
+            )
+        )

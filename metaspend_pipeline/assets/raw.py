@@ -1,0 +1,112 @@
+"""`meta_raw_insights`: Meta's rows as received, for every connected organization's ad accounts."""
+
+from collections import defaultdict
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import dagster as dg
+
+from metaspend_pipeline import ingest
+from metaspend_pipeline.assets.common import (
+    GROUP,
+    MetaSpendConfig,
+    log_daily_materializations,
+    money_metadata,
+    table_schema,
+)
+from metaspend_pipeline.errors import UnknownOrganizationError
+from metaspend_pipeline.partitions import days, meta_spend_backfill_policy, meta_spend_partitions, partition_dates
+from metaspend_pipeline.resources import MetaAdsResource
+from metaspend_pipeline.settings import Settings
+from metaspend_pipeline.storage.schema import meta_raw_insights as raw_table
+
+
+@dg.asset(
+    partitions_def=meta_spend_partitions,
+    backfill_policy=meta_spend_backfill_policy,
+    pool="meta_api",
+    group_name=GROUP,
+    kinds={"meta", "python", "sql"},
+    description=(
+        "Meta's insight rows as received (JSON), per organization, ad account, level (account, campaign, "
+        "ad set, ad) and day. A range is fetched with time_increment=1 in windows of META_FETCH_WINDOW_DAYS "
+        "days (async report runs where large), archived and deleted objects included; each (organization, "
+        "ad account, level, window) is replaced in one transaction. One organization's failure is recorded "
+        "and does not stop the others; a rejected token marks its account NEEDS_REAUTH."
+    ),
+    metadata={"dagster/column_schema": table_schema(raw_table), "dagster/table_name": "meta_raw_insights"},
+)
+def meta_raw_insights(
+    context: dg.AssetExecutionContext, config: MetaSpendConfig, meta: MetaAdsResource
+) -> Iterator[Any]:
+    since, until = partition_dates(context)
+    engine = meta.engine()
+    connected = meta.organizations()
+    organizations = config.organization_ids() or connected
+    unknown = sorted(set(organizations) - set(connected))
+    if unknown:
+        raise UnknownOrganizationError(
+            f"organization {', '.join(unknown)} has no CONNECTED Meta account; see `metaspend accounts list`"
+        )
+    context.log.info(f"fetching {len(organizations)} organization(s), {since}..{until}")
+    report = ingest.fetch_organizations(
+        engine,
+        organizations,
+        meta.ad_accounts,
+        meta.mark_needs_reauth,
+        since,
+        until,
+        run_id=context.run_id,
+        window_days=Settings.from_env().fetch_window_days,
+        only_ad_accounts=config.ad_account_ids(),
+        on_account_done=meta.log_stats,
+    )
+    if config.ad_account_ids() and not report.outcomes:
+        raise dg.Failure(
+            f"ad account {', '.join(config.ad_account_ids() or [])} is not connected to "
+            f"{'organization ' + ', '.join(organizations) if config.organizations else 'any organization'}"
+        )
+    if report.outcomes and len(report.failures) == len(report.outcomes):
+        raise dg.Failure(
+            description="every fetch failed: " + "; ".join(o.error or "" for o in report.failures),
+            metadata={"organizations_failed": ", ".join(report.failed_organizations)},
+        )
+
+    rows_by_level: dict[str, int] = defaultdict(int)
+    spend_by_currency: dict[str, Decimal] = defaultdict(Decimal)
+    per_day: dict[Any, dict[str, Any]] = defaultdict(dict)
+    for (day, level), count in report.rows_by_day_level.items():
+        rows_by_level[level] += count
+        per_day[day][f"rows_{level.lower()}"] = dg.MetadataValue.int(
+            per_day[day].get(f"rows_{level.lower()}", 0) + count
+        )
+    day_spend: dict[Any, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    for (day, currency), amount in report.spend_by_day_currency.items():
+        spend_by_currency[currency] += amount
+        day_spend[day][currency] += amount
+    for day, amounts in day_spend.items():
+        per_day[day].update(money_metadata("spend", amounts))
+
+    run_level = {
+        "accounts_fetched": dg.MetadataValue.int(report.accounts_fetched),
+        "accounts_failed": dg.MetadataValue.int(len({(o.organization_id, o.ad_account_id) for o in report.failures})),
+        "meta_requests": dg.MetadataValue.int(report.stats.requests),
+        "meta_retries": dg.MetadataValue.int(report.stats.retries),
+        "throttle_wait_seconds": dg.MetadataValue.float(
+            round(report.stats.throttle_wait_seconds + report.stats.pacing_wait_seconds, 3)
+        ),
+        "report_runs": dg.MetadataValue.int(report.stats.async_jobs),
+    }
+    if report.failures:
+        run_level["organizations_failed"] = dg.MetadataValue.text(", ".join(report.failed_organizations))
+    yield dg.MaterializeResult(
+        metadata={
+            **run_level,
+            **{f"rows_{level.lower()}": dg.MetadataValue.int(n) for level, n in sorted(rows_by_level.items())},
+            **money_metadata("spend", spend_by_currency),
+            "dagster/row_count": dg.MetadataValue.int(sum(rows_by_level.values())),
+            "partition_range": dg.MetadataValue.text(f"{since}..{until}"),
+        }
+    )
+    log_daily_materializations(context, context.asset_key, days(since, until), per_day, run_level)

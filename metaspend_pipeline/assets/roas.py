@@ -1,0 +1,94 @@
+"""`meta_roas_by_campaign`, `meta_roas_by_adset`, `meta_roas_by_ad`: leads, sales, revenue, spend
+and the dashboard's ratios per organization, day and group, computed in one step."""
+
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+import dagster as dg
+
+from metaspend_pipeline import roas
+from metaspend_pipeline.assets.common import (
+    GROUP,
+    MetaSpendConfig,
+    fetched_in_run,
+    log_daily_materializations,
+    table_schema,
+)
+from metaspend_pipeline.assets.sources import lead, sale
+from metaspend_pipeline.assets.spend import meta_spend_daily
+from metaspend_pipeline.partitions import days, meta_spend_backfill_policy, meta_spend_partitions, partition_dates
+from metaspend_pipeline.resources import WarehouseResource
+from metaspend_pipeline.settings import Settings
+from metaspend_pipeline.storage import roas as roas_store
+from metaspend_pipeline.storage.schema import ROAS_GROUPS, ROAS_TABLES
+
+ROAS_KEYS = {group: dg.AssetKey(f"meta_roas_by_{group}") for group in ROAS_GROUPS}
+_LABEL = {"campaign": "campaign", "adset": "ad set", "ad": "ad"}
+
+
+def _spec(group: str) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        ROAS_KEYS[group],
+        deps=[meta_spend_daily, lead, sale],
+        partitions_def=meta_spend_partitions,
+        group_name=GROUP,
+        kinds={"python", "sql"},
+        description=(
+            f"ROAS by {_LABEL[group]}: one row per (organization_id, date, {group}_id) with leads_count, "
+            "sales_count, revenue, spend, avg_ticket, conversion_rate and roas. Spend from meta_spend_daily at "
+            f"{group.upper()} level; a lead counts on its creation day in its ad account's time zone and its "
+            "sales on the lead's day. Ratios are NULL where their denominator is 0, roas also when revenue is "
+            "0; sales in another currency than the spend's are not mixed in (revenue_currency_mismatch)."
+        ),
+        metadata={
+            "dagster/column_schema": table_schema(ROAS_TABLES[group]),
+            "dagster/table_name": f"meta_roas_by_{group}",
+        },
+    )
+
+
+@dg.multi_asset(
+    name="meta_roas",
+    specs=[_spec(group) for group in ROAS_GROUPS],
+    can_subset=True,
+    partitions_def=meta_spend_partitions,
+    backfill_policy=meta_spend_backfill_policy,
+)
+def meta_roas(
+    context: dg.AssetExecutionContext, config: MetaSpendConfig, warehouse: WarehouseResource
+) -> Iterator[Any]:
+    since, until = partition_dates(context)
+    groups = [g for g in ROAS_GROUPS if ROAS_KEYS[g] in context.selected_asset_keys]
+    engine = warehouse.engine()
+    with engine.connect() as conn:
+        fetched = fetched_in_run(conn, context.run_id)
+        organizations = config.organization_ids() or (
+            sorted(fetched) if fetched is not None else roas_store.roas_organizations(conn, since, until)
+        )
+    report = roas.RoasReport()
+    window_days = Settings.from_env().fetch_window_days
+    for organization_id in organizations:
+        roas.refresh_organization(engine, organization_id, since, until, window_days, report, groups)
+    for group in groups:
+        yield dg.MaterializeResult(
+            asset_key=ROAS_KEYS[group],
+            metadata={
+                "organizations": dg.MetadataValue.int(len(organizations)),
+                "dagster/row_count": dg.MetadataValue.int(report.rows_by_group[group]),
+                "currency_mismatches": dg.MetadataValue.int(report.mismatches_by_group[group]),
+                "partition_range": dg.MetadataValue.text(f"{since}..{until}"),
+            },
+        )
+    for group in groups:
+        per_day: dict[Any, dict[str, Any]] = defaultdict(dict)
+        for (day, g), count in report.rows_by_day_group.items():
+            if g == group:
+                per_day[day]["dagster/row_count"] = dg.MetadataValue.int(count)
+        log_daily_materializations(
+            context,
+            ROAS_KEYS[group],
+            days(since, until),
+            per_day,
+            {"organizations": dg.MetadataValue.int(len(organizations))},
+        )

@@ -1,0 +1,144 @@
+"""Asset checks: they run after their asset in the same run, over the run's partition range.
+
+- `meta_raw_insights`: every organization fetched. A failed organization fails the run, naming it,
+  after every other organization's data has been written through all the assets.
+- `meta_spend_daily`: levels reconcile (ad = ad set = campaign = account total, per ad account
+  and day, within one cent); no NULL keys for the level; one currency per ad account; and
+  yesterday's partition present by the deadline (METASPEND_FRESHNESS_DEADLINE_CRON).
+- each ROAS table: no group whose sales are in another currency than its spend.
+"""
+
+import datetime as dt
+from collections.abc import Iterator, Sequence
+
+import dagster as dg
+
+from metaspend_pipeline import validation
+from metaspend_pipeline.assets import ROAS_KEYS, meta_raw_insights, meta_spend_daily
+from metaspend_pipeline.partitions import partition_dates
+from metaspend_pipeline.resources import WarehouseResource
+from metaspend_pipeline.settings import Settings
+from metaspend_pipeline.storage import raw as raw_store
+from metaspend_pipeline.storage.db import utcnow
+from metaspend_pipeline.storage.schema import ROAS_GROUPS
+
+SHOWN = 20  # findings listed in a check's description; all are counted
+DEFAULT_DAYS = 31  # the range a check covers when it runs without a partition
+
+
+def _range(context: dg.AssetCheckExecutionContext) -> tuple[dt.date, dt.date]:
+    if context.op_execution_context.has_partitions:
+        return partition_dates(context.op_execution_context)  # type: ignore[arg-type]
+    yesterday = utcnow().date() - dt.timedelta(days=1)
+    return yesterday - dt.timedelta(days=DEFAULT_DAYS - 1), yesterday
+
+
+def _result(
+    check_name: str, asset_key: dg.AssetKey, findings: Sequence[validation.Finding], since: dt.date, until: dt.date
+) -> dg.AssetCheckResult:
+    shown = "\n".join(f"- {f}" for f in findings[:SHOWN])
+    more = f"\n- ... and {len(findings) - SHOWN} more" if len(findings) > SHOWN else ""
+    return dg.AssetCheckResult(
+        check_name=check_name,
+        asset_key=asset_key,
+        passed=not findings,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=f"{len(findings)} problem(s) in {since}..{until}" + (f":\n{shown}{more}" if findings else ""),
+        metadata={
+            "problems": dg.MetadataValue.int(len(findings)),
+            "checked_range": dg.MetadataValue.text(f"{since}..{until}"),
+        },
+    )
+
+
+@dg.asset_check(
+    asset=meta_raw_insights,
+    name="every_organization_fetched",
+    description="Fails the run, naming them, when organizations or ad accounts could not be fetched "
+    "(expired token, Meta error); the others' data is written all the same.",
+)
+def every_organization_fetched(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+) -> dg.AssetCheckResult:
+    with warehouse.engine().connect() as conn:
+        outcomes = raw_store.fetches_of_run(conn, context.op_execution_context.run_id)
+    failures = [o for o in outcomes if o.status == "FAILED"]
+    if failures:
+        raise dg.Failure(
+            description="Meta could not be read for: " + "; ".join(o.error or o.organization_id for o in failures),
+            metadata={
+                "organizations_failed": dg.MetadataValue.text(", ".join(sorted({o.organization_id for o in failures}))),
+                "fetches_failed": dg.MetadataValue.int(len(failures)),
+            },
+        )
+    return dg.AssetCheckResult(
+        passed=True,
+        description=f"{len(outcomes)} ad account fetch(es) in this run, none failed",
+        metadata={"fetches": dg.MetadataValue.int(len(outcomes))},
+    )
+
+
+_SPEND_CHECKS = {
+    "levels_reconcile": (validation.reconcile_levels, "ad = ad set = campaign = account total, per ad account and day"),
+    "keys_match_level": (validation.missing_keys, "no NULL id for the row's level, no id of a lower level"),
+    "one_currency_per_ad_account": (validation.currencies_per_ad_account, "one currency per ad account, Meta's"),
+}
+
+
+@dg.multi_asset_check(
+    specs=[
+        dg.AssetCheckSpec(name, asset=meta_spend_daily, description=description)
+        for name, (_, description) in _SPEND_CHECKS.items()
+    ],
+    can_subset=True,
+    name="meta_spend_daily_checks",
+)
+def meta_spend_daily_checks(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+) -> Iterator[dg.AssetCheckResult]:
+    since, until = _range(context)
+    with warehouse.engine().connect() as conn:
+        for name, (check, _) in _SPEND_CHECKS.items():
+            key = dg.AssetCheckKey(meta_spend_daily.key, name)
+            if key in context.selected_asset_check_keys:
+                yield _result(name, meta_spend_daily.key, check(conn, since, until), since, until)
+
+
+@dg.multi_asset_check(
+    specs=[
+        dg.AssetCheckSpec(
+            "no_currency_mismatch",
+            asset=ROAS_KEYS[group],
+            description="no group whose sales are in another currency than its spend",
+        )
+        for group in ROAS_GROUPS
+    ],
+    can_subset=True,
+    name="meta_roas_checks",
+)
+def meta_roas_checks(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+) -> Iterator[dg.AssetCheckResult]:
+    since, until = _range(context)
+    with warehouse.engine().connect() as conn:
+        for group in ROAS_GROUPS:
+            key = dg.AssetCheckKey(ROAS_KEYS[group], "no_currency_mismatch")
+            if key in context.selected_asset_check_keys:
+                findings = validation.roas_currency_mismatches(conn, group, since, until)
+                yield _result("no_currency_mismatch", ROAS_KEYS[group], findings, since, until)
+
+
+_settings = Settings.from_env()
+freshness_checks = dg.build_time_partition_freshness_checks(
+    assets=[meta_spend_daily],
+    deadline_cron=_settings.freshness_deadline_cron,
+    timezone=_settings.schedule_timezone,
+    severity=dg.AssetCheckSeverity.ERROR,
+)
+freshness_sensor = dg.build_sensor_for_freshness_checks(
+    freshness_checks=freshness_checks,
+    name="meta_spend_freshness_sensor",
+    default_status=dg.DefaultSensorStatus.RUNNING if _settings.spend_enabled else dg.DefaultSensorStatus.STOPPED,
+)
+
+asset_checks = [every_organization_fetched, meta_spend_daily_checks, meta_roas_checks, *freshness_checks]

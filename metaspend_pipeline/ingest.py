@@ -1,0 +1,240 @@
+"""Fetching Meta's insights into `meta_raw_insights`, organization by organization.
+
+Plain Python under the `meta_raw_insights` asset. A date range is fetched with
+`time_increment=1`, one window of at most `window_days` days at a time, so a long backfill costs
+about one page per `page_size` rows per level instead of one request set per day. Each (ad
+account, level, window) is spooled to a temporary file while it streams in and then replaces its
+rows in one short transaction: memory stays flat, and a fetch that fails half-way leaves the rows
+that were there.
+
+One organization's failure (no token, a rejected token, a Meta error) is recorded and the next
+organization goes on; a rejected token marks its connected account NEEDS_REAUTH.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import tempfile
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+
+from metaspend_pipeline.credentials import MetaAdAccount
+from metaspend_pipeline.errors import MetaspendError
+from metaspend_pipeline.meta.client import ClientStats, InsightRow
+from metaspend_pipeline.meta.errors import MetaTokenError
+from metaspend_pipeline.redaction import get_logger, redact
+from metaspend_pipeline.storage import raw as raw_store
+from metaspend_pipeline.storage.db import utcnow
+
+LEVELS = ("account", "campaign", "adset", "ad")
+SPOOL_MEMORY_BYTES = 4 * 1024 * 1024
+
+log = get_logger(__name__)
+
+
+def windows(since: dt.date, until: dt.date, days: int) -> Iterator[tuple[dt.date, dt.date]]:
+    """[since, until] cut into consecutive windows of at most `days` days."""
+    start = since
+    while start <= until:
+        end = min(until, start + dt.timedelta(days=days - 1))
+        yield start, end
+        start = end + dt.timedelta(days=1)
+
+
+@dataclass
+class IngestReport:
+    """What a fetch did, for Dagster metadata and the run's failure message."""
+
+    outcomes: list[raw_store.FetchOutcome] = field(default_factory=list)
+    stats: ClientStats = field(default_factory=ClientStats)
+    rows_by_day_level: dict[tuple[dt.date, str], int] = field(default_factory=lambda: defaultdict(int))
+    spend_by_day_currency: dict[tuple[dt.date, str], Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+
+    @property
+    def failures(self) -> list[raw_store.FetchOutcome]:
+        return [o for o in self.outcomes if o.status == "FAILED"]
+
+    @property
+    def accounts_fetched(self) -> int:
+        return len({(o.organization_id, o.ad_account_id) for o in self.outcomes if o.status == "OK"})
+
+    @property
+    def failed_organizations(self) -> list[str]:
+        return sorted({o.organization_id for o in self.failures})
+
+    @property
+    def organizations(self) -> list[str]:
+        return sorted({o.organization_id for o in self.outcomes})
+
+
+class _Spool:
+    """Rows of one (ad account, level, window) on their way to the database: memory, then disk."""
+
+    def __init__(self) -> None:
+        self._file = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES, mode="w+", encoding="utf-8")  # noqa: SIM115 - closed by close()
+        self.count = 0
+
+    def add(self, row: InsightRow) -> None:
+        self._file.write(f"{row.date.isoformat()}\t{json.dumps(row.raw, separators=(',', ':'))}\n")
+        self.count += 1
+
+    def rows(self) -> Iterator[tuple[dt.date, dict[str, Any]]]:
+        self._file.seek(0)
+        for line in self._file:
+            day, _, payload = line.rstrip("\n").partition("\t")
+            yield dt.date.fromisoformat(day), json.loads(payload)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def fetch_account(
+    engine: sa.Engine,
+    account: MetaAdAccount,
+    since: dt.date,
+    until: dt.date,
+    window_days: int,
+    report: IngestReport,
+) -> int:
+    """Fetch every level of one ad account over [since, until] into `meta_raw_insights`."""
+    client = account.client
+    info = client.ad_account(account.ad_account_id)
+    with engine.begin() as conn:
+        raw_store.upsert_ad_account(
+            conn,
+            ad_account_id=info.id,
+            name=info.name,
+            currency=info.currency,
+            timezone_name=info.timezone_name,
+            timezone_offset_hours_utc=info.timezone_offset_hours_utc,
+        )
+    total = 0
+    for start, end in windows(since, until, window_days):
+        for level in LEVELS:
+            spool = _Spool()
+            rows_by_day: dict[dt.date, int] = defaultdict(int)
+            spend_by_day: dict[tuple[dt.date, str], Decimal] = defaultdict(Decimal)
+            try:
+                for row in client.insights(account.ad_account_id, level, start, end):
+                    spool.add(row)
+                    rows_by_day[row.date] += 1
+                    if level == "account":
+                        spend_by_day[(row.date, row.currency)] += row.spend
+                with engine.begin() as conn:
+                    raw_store.replace_raw_insights(
+                        conn,
+                        organization_id=account.organization_id,
+                        provider=account.provider,
+                        ad_account_id=account.ad_account_id,
+                        level=level.upper(),
+                        since=start,
+                        until=end,
+                        rows=spool.rows(),
+                        fetched_at=utcnow(),
+                    )
+                total += spool.count
+            finally:
+                spool.close()
+            for day, count in rows_by_day.items():
+                report.rows_by_day_level[(day, level.upper())] += count
+            for key, amount in spend_by_day.items():
+                report.spend_by_day_currency[key] += amount
+    return total
+
+
+def fetch_organizations(
+    engine: sa.Engine,
+    organizations: Sequence[str],
+    accounts_of: Callable[[str], list[MetaAdAccount]],
+    mark_needs_reauth: Callable[[str | None], None],
+    since: dt.date,
+    until: dt.date,
+    *,
+    run_id: str,
+    window_days: int,
+    only_ad_accounts: Iterable[str] | None = None,
+    on_account_done: Callable[[MetaAdAccount], None] | None = None,
+) -> IngestReport:
+    """Fetch every organization's ad accounts; failures are recorded, never fatal to the others."""
+    report = IngestReport()
+    wanted = set(only_ad_accounts or ())
+    rejected: dict[str | None, MetaTokenError] = {}
+    for organization_id in organizations:
+        try:
+            accounts = accounts_of(organization_id)
+        except MetaspendError as exc:
+            _record(engine, run_id, report, organization_id, None, since, until, None, exc)
+            continue
+        if wanted:
+            accounts = [a for a in accounts if a.ad_account_id in wanted]
+        for account in accounts:
+            if account.connected_account_id in rejected:
+                # the same token was just rejected: its other ad accounts would fail the same way
+                _record(
+                    engine,
+                    run_id,
+                    report,
+                    organization_id,
+                    account,
+                    since,
+                    until,
+                    None,
+                    rejected[account.connected_account_id],
+                )
+                continue
+            try:
+                rows = fetch_account(engine, account, since, until, window_days, report)
+            except MetaTokenError as exc:
+                rejected[account.connected_account_id] = exc
+                mark_needs_reauth(account.connected_account_id)
+                _record(engine, run_id, report, organization_id, account, since, until, None, exc)
+            except MetaspendError as exc:
+                _record(engine, run_id, report, organization_id, account, since, until, None, exc)
+            else:
+                _record(engine, run_id, report, organization_id, account, since, until, rows, None)
+            finally:
+                report.stats.add(account.client.stats)
+                if on_account_done is not None:
+                    on_account_done(account)
+    return report
+
+
+def _record(
+    engine: sa.Engine,
+    run_id: str,
+    report: IngestReport,
+    organization_id: str,
+    account: MetaAdAccount | None,
+    since: dt.date,
+    until: dt.date,
+    rows: int | None,
+    error: Exception | None,
+) -> None:
+    stats = account.client.stats if account is not None else ClientStats()
+    message = None
+    if error is not None:
+        where = f"organization {organization_id}" + (f", ad account {account.ad_account_id}" if account else "")
+        message = redact(f"{where}: {error}")
+        if isinstance(error, MetaTokenError):
+            message += "; its connected account is now NEEDS_REAUTH (reconnect it with `metaspend accounts connect`)"
+        log.error("%s", message)
+    outcome = raw_store.FetchOutcome(
+        organization_id=organization_id,
+        ad_account_id=account.ad_account_id if account else None,
+        since=since,
+        until=until,
+        status="FAILED" if error is not None else "OK",
+        error=message,
+        rows=rows or 0,
+        requests=stats.requests,
+        throttle_wait_seconds=stats.throttle_wait_seconds + stats.pacing_wait_seconds,
+    )
+    report.outcomes.append(outcome)
+    with engine.begin() as conn:
+        raw_store.log_fetch(conn, run_id, outcome)

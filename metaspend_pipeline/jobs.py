@@ -1,0 +1,43 @@
+"""Jobs: the spend pipeline over a partition range, and the token refresh."""
+
+import dagster as dg
+
+from metaspend_pipeline import token_refresh
+from metaspend_pipeline.assets import ROAS_KEYS, meta_raw_insights, meta_spend_daily
+from metaspend_pipeline.checks import freshness_checks
+from metaspend_pipeline.resources import MetaAdsResource
+from metaspend_pipeline.settings import Settings
+from metaspend_pipeline.storage.db import utcnow
+
+SPEND_ASSETS = [meta_raw_insights.key, meta_spend_daily.key, *ROAS_KEYS.values()]
+
+meta_spend_job = dg.define_asset_job(
+    "meta_spend_job",
+    selection=dg.AssetSelection.assets(*SPEND_ASSETS) - dg.AssetSelection.checks(*freshness_checks),
+    description="Raw insights, daily spend and ROAS for a partition or a partition range, with their checks.",
+)
+
+
+@dg.op(description="Extend every token that expires within META_TOKEN_REFRESH_WITHIN_DAYS (7) days.")
+def refresh_meta_tokens(context: dg.OpExecutionContext, meta: MetaAdsResource) -> dg.Nothing:
+    settings = Settings.from_env()
+    outcomes = token_refresh.refresh_tokens(
+        meta.engine(), meta.keyring(), meta.client, utcnow(), settings.token_refresh_within_days
+    )
+    by_status: dict[str, list[str]] = {}
+    for outcome in outcomes:
+        by_status.setdefault(outcome.status, []).append(str(outcome))
+    context.add_output_metadata(
+        {
+            **{f"{status.lower()}": dg.MetadataValue.int(len(items)) for status, items in by_status.items()},
+            "report": dg.MetadataValue.md("\n".join(f"- {o}" for o in outcomes) or "no stored tokens"),
+        }
+    )
+    failed = by_status.get(token_refresh.FAILED, []) + by_status.get(token_refresh.NEEDS_REAUTH, [])
+    if failed:
+        raise dg.Failure(description="tokens not extended: " + "; ".join(failed))
+
+
+@dg.job(description="Extend Meta tokens before they expire; accounts whose token Meta rejects become NEEDS_REAUTH.")
+def meta_token_refresh_job() -> None:
+    refresh_meta_tokens()

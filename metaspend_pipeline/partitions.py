@@ -1,0 +1,32 @@
+"""The daily partitions every asset shares: one per day from META_SPEND_START_DATE to yesterday (UTC)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+
+from metaspend_pipeline.settings import Settings
+
+_settings = Settings.from_env()
+
+meta_spend_partitions = dg.DailyPartitionsDefinition(
+    start_date=_settings.spend_start_date.isoformat(),
+    timezone="UTC",
+    end_offset=0,  # the last partition is yesterday: today is not over anywhere yet
+)
+
+# Partition ranges run as one run each: the only policy `dagster asset materialize
+# --partition-range` accepts, and the one that turns a range into one set of Meta requests
+# (bounded inside the run by META_FETCH_WINDOW_DAYS; see docs/backfills.md).
+meta_spend_backfill_policy = dg.BackfillPolicy.single_run()
+
+
+def partition_dates(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> tuple[dt.date, dt.date]:
+    """The first and last day of the run's partition (or partition range)."""
+    window = context.partition_time_window
+    return window.start.date(), (window.end - dt.timedelta(days=1)).date()
+
+
+def days(since: dt.date, until: dt.date) -> list[dt.date]:
+    return [since + dt.timedelta(days=i) for i in range((until - since).days + 1)]

@@ -1,0 +1,147 @@
+"""`metaspend roas`: the daily ROAS rows summed over a date range, in the product dashboard's shape.
+
+Sums first, then ratios (never an average of daily ratios): conversionRate = salesCount /
+leadsCount, avgTicket = revenue / salesCount, roas = revenue / spend, NULL where the denominator
+(or, for roas, the revenue) is 0. A group with sales in another currency than its spend on any
+day keeps revenue, avgTicket and roas NULL, and says so.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+
+from metaspend_pipeline.roas import ratios
+from metaspend_pipeline.storage import roas as roas_store
+from metaspend_pipeline.storage.schema import ROAS_TABLES, connected_account
+
+ID_KEYS = {"campaign": "campaignId", "adset": "adsetId", "ad": "adId"}
+COLUMNS = ("leadsCount", "salesCount", "revenue", "spend", "avgTicket", "conversionRate", "roas", "currency")
+
+
+@dataclass
+class _Sums:
+    leads: int = 0
+    sales: int = 0
+    revenue: Decimal = Decimal(0)
+    spend: Decimal = Decimal(0)
+    currencies: set[str] = field(default_factory=set)
+    mismatch: bool = False
+
+
+def organization_known(conn: sa.Connection, organization_id: str, group: str) -> bool:
+    table = ROAS_TABLES[group]
+    connected = conn.execute(
+        sa.select(sa.literal(1)).where(connected_account.c.organization_id == organization_id).limit(1)
+    ).first()
+    computed = conn.execute(sa.select(sa.literal(1)).where(table.c.organization_id == organization_id).limit(1)).first()
+    return bool(connected or computed)
+
+
+def roas_report(
+    conn: sa.Connection, organization_id: str, group: str, since: dt.date, until: dt.date
+) -> list[dict[str, Any]]:
+    sums: dict[str, _Sums] = defaultdict(_Sums)
+    for row in roas_store.iter_roas(conn, group, since, until, [organization_id]):
+        s = sums[row[f"{group}_id"]]
+        s.leads += row.leads_count
+        s.sales += row.sales_count
+        s.spend += row.spend
+        if row.currency:
+            s.currencies.add(row.currency)
+        if row.revenue_currency_mismatch or row.revenue is None:
+            s.mismatch = True
+        else:
+            s.revenue += row.revenue
+    out = []
+    for group_id, s in sums.items():
+        mismatch = s.mismatch or len(s.currencies) > 1
+        revenue = None if mismatch else s.revenue
+        r = ratios(s.leads, s.sales, revenue, s.spend)
+        out.append(
+            {
+                ID_KEYS[group]: group_id,
+                "leadsCount": s.leads,
+                "salesCount": s.sales,
+                "revenue": revenue,
+                "spend": s.spend,
+                "avgTicket": r.avg_ticket,
+                "conversionRate": r.conversion_rate,
+                "roas": r.roas,
+                "currency": next(iter(s.currencies)) if len(s.currencies) == 1 else None,
+                "revenueCurrencyMismatch": mismatch,
+            }
+        )
+    out.sort(key=lambda item: (-item["spend"], item[ID_KEYS[group]]))
+    return out
+
+
+def _number(value: Decimal, places: int | None) -> str:
+    """A JSON number from a Decimal, without passing through float."""
+    if places is not None:
+        return f"{value:.{places}f}"
+    text = format(value.normalize(), "f")
+    return text if "." in text else f"{text}.0"
+
+
+_MONEY = {"revenue", "spend", "avgTicket"}
+
+
+def _json_value(key: str, value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Decimal):
+        return _number(value, 2 if key in _MONEY else None)
+    if isinstance(value, int):
+        return str(value)
+    return json.dumps(value)
+
+
+def to_json(items: list[dict[str, Any]]) -> str:
+    if not items:
+        return "[]"
+    lines = [
+        "  {" + ", ".join(f"{json.dumps(k)}: {_json_value(k, v)}" for k, v in item.items()) + "}" for item in items
+    ]
+    return "[\n" + ",\n".join(lines) + "\n]"
+
+
+def _text(key: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Decimal):
+        return _number(value, 2 if key in _MONEY else None)
+    return str(value)
+
+
+def to_csv(items: list[dict[str, Any]], group: str) -> str:
+    buffer = io.StringIO()
+    headers = [ID_KEYS[group], *COLUMNS, "revenueCurrencyMismatch"]
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(headers)
+    for item in items:
+        writer.writerow([_text(h, item.get(h)) for h in headers])
+    return buffer.getvalue().rstrip("\n")
+
+
+def to_rows(items: list[dict[str, Any]], group: str) -> tuple[list[str], list[list[str]]]:
+    headers = [ID_KEYS[group], *COLUMNS]
+    rows = []
+    for item in items:
+        row = [_text(h, item.get(h)) or "-" for h in headers]
+        if item["revenueCurrencyMismatch"]:
+            row[headers.index("revenue")] = "mixed currencies"
+        rows.append(row)
+    return headers, rows

@@ -1,0 +1,79 @@
+"""Schedules: the daily spend fetch (with its look-back windows) and the token refresh."""
+
+import datetime as dt
+
+import dagster as dg
+
+from metaspend_pipeline.assets import ROAS_KEYS
+from metaspend_pipeline.jobs import meta_spend_job, meta_token_refresh_job
+from metaspend_pipeline.settings import Settings
+
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+
+_settings = Settings.from_env()
+
+
+def _range_tags(start: dt.date, end: dt.date) -> dict[str, str]:
+    return {RANGE_START: start.isoformat(), RANGE_END: end.isoformat()}
+
+
+def spend_run_requests(scheduled: dt.datetime, settings: Settings) -> list[dg.RunRequest]:
+    """What one tick asks for.
+
+    1. Raw insights, daily spend and ROAS for yesterday and the META_SPEND_LOOKBACK_DAYS days
+       before it, which Meta may still restate.
+    2. ROAS alone for the METASPEND_ROAS_LOOKBACK_DAYS days before those, because sales close
+       days or weeks after their leads; its spend is already final, so Meta is not asked again.
+    """
+    moment = scheduled if scheduled.tzinfo else scheduled.replace(tzinfo=dt.UTC)
+    yesterday = moment.astimezone(dt.UTC).date() - dt.timedelta(days=1)
+    first = settings.spend_start_date
+    if yesterday < first:
+        return []
+    fetch_start = max(first, yesterday - dt.timedelta(days=settings.spend_lookback_days))
+    requests = [
+        dg.RunRequest(
+            run_key=f"meta_spend:{fetch_start}..{yesterday}",
+            tags={**_range_tags(fetch_start, yesterday), "metaspend/purpose": "daily"},
+        )
+    ]
+    roas_start = max(first, yesterday - dt.timedelta(days=settings.roas_lookback_days))
+    roas_end = fetch_start - dt.timedelta(days=1)
+    if roas_start <= roas_end:
+        requests.append(
+            dg.RunRequest(
+                run_key=f"meta_roas:{roas_start}..{roas_end}",
+                asset_selection=list(ROAS_KEYS.values()),
+                tags={**_range_tags(roas_start, roas_end), "metaspend/purpose": "roas-lookback"},
+            )
+        )
+    return requests
+
+
+@dg.schedule(
+    name="meta_spend_schedule",
+    cron_schedule=_settings.spend_cron,
+    job=meta_spend_job,
+    execution_timezone=_settings.schedule_timezone,
+    default_status=dg.DefaultScheduleStatus.RUNNING if _settings.spend_enabled else dg.DefaultScheduleStatus.STOPPED,
+    description="Yesterday plus the days Meta may restate (META_SPEND_LOOKBACK_DAYS), and ROAS over "
+    "METASPEND_ROAS_LOOKBACK_DAYS days. Runs by default only when META_SPEND_ENABLED=true.",
+)
+def meta_spend_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest] | dg.SkipReason:
+    requests = spend_run_requests(context.scheduled_execution_time, Settings.from_env())
+    return requests or dg.SkipReason("yesterday is before META_SPEND_START_DATE")
+
+
+@dg.schedule(
+    name="meta_token_refresh_schedule",
+    cron_schedule=_settings.token_refresh_cron,
+    job=meta_token_refresh_job,
+    execution_timezone=_settings.schedule_timezone,
+    default_status=(
+        dg.DefaultScheduleStatus.RUNNING if _settings.token_refresh_enabled else dg.DefaultScheduleStatus.STOPPED
+    ),
+    description="Extends tokens expiring within 7 days. Runs by default only when META_TOKEN_REFRESH_ENABLED=true.",
+)
+def meta_token_refresh_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    return dg.RunRequest(run_key=f"meta_token_refresh:{context.scheduled_execution_time:%Y-%m-%dT%H:%M}")

@@ -1,0 +1,161 @@
+"""Checks that catch wrong numbers, as plain functions over the warehouse (the asset checks call them).
+
+Each returns the problems it found, worded so that a person can go and look: organization, ad
+account, date, level, and the numbers that disagree.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+import sqlalchemy as sa
+
+from metaspend_pipeline.meta.client import parse_insight_row
+from metaspend_pipeline.storage import roas as roas_store
+from metaspend_pipeline.storage.schema import meta_ad_account, meta_raw_insights, meta_spend_daily
+
+TOLERANCE = Decimal("0.01")
+KEYS_BY_LEVEL = {
+    "CAMPAIGN": ("campaign_id",),
+    "ADSET": ("campaign_id", "adset_id"),
+    "AD": ("campaign_id", "adset_id", "ad_id"),
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    organization_id: str
+    ad_account_id: str | None
+    date: dt.date | None
+    detail: str
+
+    def __str__(self) -> str:
+        where = [f"organization {self.organization_id}"]
+        if self.ad_account_id:
+            where.append(f"ad account {self.ad_account_id}")
+        if self.date:
+            where.append(str(self.date))
+        return f"{', '.join(where)}: {self.detail}"
+
+
+def _scoped(query: sa.Select, table: sa.Table, organizations: Sequence[str] | None) -> sa.Select:
+    return query.where(table.c.organization_id.in_(list(organizations))) if organizations is not None else query
+
+
+def reconcile_levels(
+    conn: sa.Connection, since: dt.date, until: dt.date, organizations: Sequence[str] | None = None
+) -> list[Finding]:
+    """Per organization, ad account and day: ad sum = ad set sum = campaign sum = account total (one cent)."""
+    sums: dict[tuple[str, str, dt.date], dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    t = meta_spend_daily
+    query = _scoped(
+        sa.select(t.c.organization_id, t.c.ad_account_id, t.c.date, t.c.level, t.c.spend).where(
+            t.c.date.between(since, until)
+        ),
+        t,
+        organizations,
+    )
+    for org, account, day, level, spend in conn.execute(query):
+        sums[(org, account, day)][level] += spend
+    r = meta_raw_insights
+    query = _scoped(
+        sa.select(r.c.organization_id, r.c.ad_account_id, r.c.date, r.c.row)
+        .where(r.c.level == "ACCOUNT")
+        .where(r.c.date.between(since, until)),
+        r,
+        organizations,
+    )
+    for org, account, day, raw in conn.execute(query):
+        sums[(org, account, day)]["ACCOUNT"] += parse_insight_row(raw, account, "account", day, day).spend
+    findings = []
+    for (org, account, day), by_level in sorted(sums.items()):
+        values = {level: by_level.get(level, Decimal(0)) for level in ("ACCOUNT", "CAMPAIGN", "ADSET", "AD")}
+        if max(values.values()) - min(values.values()) > TOLERANCE:
+            detail = "levels disagree: " + ", ".join(f"{level.lower()} {amount}" for level, amount in values.items())
+            findings.append(Finding(org, account, day, detail))
+    return findings
+
+
+def missing_keys(
+    conn: sa.Connection, since: dt.date, until: dt.date, organizations: Sequence[str] | None = None
+) -> list[Finding]:
+    """Rows whose level's ids are NULL, or that carry ids of a lower level."""
+    t = meta_spend_daily
+    conditions = []
+    for level, keys in KEYS_BY_LEVEL.items():
+        extra = [c for c in ("campaign_id", "adset_id", "ad_id") if c not in keys]
+        conditions.append(
+            sa.and_(
+                t.c.level == level,
+                sa.or_(*[t.c[k].is_(None) for k in keys], *[t.c[c].is_not(None) for c in extra]),
+            )
+        )
+    query = _scoped(
+        sa.select(t.c.organization_id, t.c.ad_account_id, t.c.date, t.c.level, t.c.campaign_id, t.c.adset_id, t.c.ad_id)
+        .where(t.c.date.between(since, until))
+        .where(sa.or_(*conditions))
+        .order_by(t.c.organization_id, t.c.date),
+        t,
+        organizations,
+    )
+    return [
+        Finding(
+            org,
+            account,
+            day,
+            f"{level} row with campaign_id={campaign}, adset_id={adset}, ad_id={ad}: "
+            f"a {level} row needs exactly {', '.join(KEYS_BY_LEVEL[level])}",
+        )
+        for org, account, day, level, campaign, adset, ad in conn.execute(query)
+    ]
+
+
+def currencies_per_ad_account(
+    conn: sa.Connection, since: dt.date, until: dt.date, organizations: Sequence[str] | None = None
+) -> list[Finding]:
+    """Every ad account's rows in one currency, and that currency the one Meta gives the account."""
+    t = meta_spend_daily
+    query = _scoped(
+        sa.select(t.c.organization_id, t.c.ad_account_id, t.c.currency)
+        .where(t.c.date.between(since, until))
+        .distinct(),
+        t,
+        organizations,
+    )
+    seen: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for org, account, currency in conn.execute(query):
+        seen[(org, account)].add(currency)
+    declared = dict(conn.execute(sa.select(meta_ad_account.c.ad_account_id, meta_ad_account.c.currency)).all())
+    findings = []
+    for (org, account), found in sorted(seen.items()):
+        expected = declared.get(account)
+        if len(found) > 1 or (expected and found != {expected}):
+            findings.append(
+                Finding(
+                    org,
+                    account,
+                    None,
+                    f"rows in {', '.join(sorted(found))}; Meta gives the ad account's currency as {expected or 'unknown'}",
+                )
+            )
+    return findings
+
+
+def roas_currency_mismatches(
+    conn: sa.Connection, group: str, since: dt.date, until: dt.date, organizations: Sequence[str] | None = None
+) -> list[Finding]:
+    """ROAS groups whose sales are in another currency than their spend (ROAS left NULL)."""
+    return [
+        Finding(
+            row.organization_id,
+            None,
+            row.date,
+            f"{group} {row[f'{group}_id']}: sales in another currency than the spend's ({row.currency}); "
+            "revenue and roas left NULL",
+        )
+        for row in roas_store.iter_roas(conn, group, since, until, organizations, only_mismatches=True)
+    ]
