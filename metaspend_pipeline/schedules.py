@@ -51,29 +51,46 @@ def spend_run_requests(scheduled: dt.datetime, settings: Settings) -> list[dg.Ru
     return requests
 
 
-@dg.schedule(
-    name="meta_spend_schedule",
-    cron_schedule=_settings.spend_cron,
-    job=meta_spend_job,
-    execution_timezone=_settings.schedule_timezone,
-    default_status=dg.DefaultScheduleStatus.RUNNING if _settings.spend_enabled else dg.DefaultScheduleStatus.STOPPED,
-    description="Yesterday plus the days Meta may restate (META_SPEND_LOOKBACK_DAYS), and ROAS over "
-    "METASPEND_ROAS_LOOKBACK_DAYS days. Runs by default only when META_SPEND_ENABLED=true.",
-)
-def meta_spend_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest] | dg.SkipReason:
-    requests = spend_run_requests(context.scheduled_execution_time, Settings.from_env())
-    return requests or dg.SkipReason("yesterday is before META_SPEND_START_DATE")
+def build_spend_schedule(settings: Settings) -> dg.ScheduleDefinition:
+    """`meta_spend_schedule` on META_SPEND_CRON; running by default only when META_SPEND_ENABLED=true."""
+
+    @dg.schedule(
+        name="meta_spend_schedule",
+        cron_schedule=settings.spend_cron,
+        job=meta_spend_job,
+        execution_timezone=settings.schedule_timezone,
+        default_status=(
+            dg.DefaultScheduleStatus.RUNNING if settings.spend_enabled else dg.DefaultScheduleStatus.STOPPED
+        ),
+        description="Yesterday plus the days Meta may restate (META_SPEND_LOOKBACK_DAYS), and ROAS over "
+        "METASPEND_ROAS_LOOKBACK_DAYS days. Runs by default only when META_SPEND_ENABLED=true.",
+    )
+    def meta_spend_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest] | dg.SkipReason:
+        requests = spend_run_requests(context.scheduled_execution_time, settings)
+        return requests or dg.SkipReason("yesterday is before META_SPEND_START_DATE")
+
+    return meta_spend_schedule
 
 
-@dg.schedule(
-    name="meta_token_refresh_schedule",
-    cron_schedule=_settings.token_refresh_cron,
-    job=meta_token_refresh_job,
-    execution_timezone=_settings.schedule_timezone,
-    default_status=(
-        dg.DefaultScheduleStatus.RUNNING if _settings.token_refresh_enabled else dg.DefaultScheduleStatus.STOPPED
-    ),
-    description="Extends tokens expiring within 7 days. Runs by default only when META_TOKEN_REFRESH_ENABLED=true.",
-)
-def meta_token_refresh_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-    return dg.RunRequest(run_key=f"meta_token_refresh:{context.scheduled_execution_time:%Y-%m-%dT%H:%M}")
+def build_token_refresh_schedule(settings: Settings) -> dg.ScheduleDefinition:
+    """`meta_token_refresh_schedule` on META_TOKEN_REFRESH_CRON; running by default only when
+    META_TOKEN_REFRESH_ENABLED=true."""
+
+    @dg.schedule(
+        name="meta_token_refresh_schedule",
+        cron_schedule=settings.token_refresh_cron,
+        job=meta_token_refresh_job,
+        execution_timezone=settings.schedule_timezone,
+        default_status=(
+            dg.DefaultScheduleStatus.RUNNING if settings.token_refresh_enabled else dg.DefaultScheduleStatus.STOPPED
+        ),
+        description="Extends tokens expiring within 7 days. Runs by default only when META_TOKEN_REFRESH_ENABLED=true.",
+    )
+    def meta_token_refresh_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+        return dg.RunRequest(run_key=f"meta_token_refresh:{context.scheduled_execution_time:%Y-%m-%dT%H:%M}")
+
+    return meta_token_refresh_schedule
+
+
+meta_spend_schedule = build_spend_schedule(_settings)
+meta_token_refresh_schedule = build_token_refresh_schedule(_settings)

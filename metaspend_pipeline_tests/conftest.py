@@ -200,3 +200,67 @@ def api_settings(sandbox_server: SandboxServer) -> MetaApiSettings:
         async_poll_max=0.1,
         async_timeout_seconds=10.0,
     )
+
+
+# --- the pipeline, through Dagster -----------------------------------------------------------------
+
+
+class Pipeline:
+    """The project's own `meta_spend_job`, pointed at this test's warehouse and the sandbox."""
+
+    def __init__(self, db_url: str, sandbox: Sandbox, sandbox_url: str) -> None:
+        import dagster as dg
+
+        from metaspend_pipeline.resources import MetaAdsResource, WarehouseResource
+
+        self.db_url = db_url
+        self.sandbox = sandbox
+        warehouse = WarehouseResource(database_url=db_url)
+        self.resources = {
+            "warehouse": warehouse,
+            "meta": MetaAdsResource(
+                warehouse=warehouse,
+                token_encryption_key=dg.EnvVar("META_TOKEN_ENCRYPTION_KEY"),
+                graph_api_url=sandbox_url,
+                retry_base_delay_seconds=0.001,
+                retry_max_wait_seconds=0.02,
+                async_poll_initial_seconds=0.01,
+            ),
+        }
+
+    @property
+    def engine(self) -> sa.Engine:
+        return db.engine_for(self.db_url)
+
+    def run(
+        self,
+        start: str,
+        end: str | None = None,
+        *,
+        instance=None,  # type: ignore[no-untyped-def]
+        run_config: dict | None = None,
+        asset_selection: list | None = None,
+        job_name: str = "meta_spend_job",
+    ):  # type: ignore[no-untyped-def]
+        from metaspend_pipeline.definitions import defs
+
+        tags = {"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end or start}
+        return defs.resolve_job_def(job_name).execute_in_process(
+            instance=instance,
+            tags=tags,
+            run_config=run_config,
+            resources=self.resources,
+            asset_selection=asset_selection,
+            raise_on_error=False,
+        )
+
+
+@pytest.fixture
+def pipeline(env: dict[str, str], sandbox: Sandbox, sandbox_server: SandboxServer) -> Pipeline:
+    """A migrated warehouse with the sandbox's organizations connected (tokens encrypted)."""
+    from metaspend_pipeline.meta.sandbox.client import connect_sandbox_organizations
+    from metaspend_pipeline.tokens import KeyRing
+
+    sandbox.configure(async_job_seconds=0.02)
+    connect_sandbox_organizations(db.engine_for(env["METASPEND_DATABASE_URL"]), KeyRing.from_env(), sandbox_server.url)
+    return Pipeline(env["METASPEND_DATABASE_URL"], sandbox, sandbox_server.url)

@@ -15,7 +15,7 @@ from metaspend_pipeline.assets.common import (
     money_metadata,
     table_schema,
 )
-from metaspend_pipeline.errors import UnknownOrganizationError
+from metaspend_pipeline.errors import MetaspendError, UnknownOrganizationError
 from metaspend_pipeline.partitions import days, meta_spend_backfill_policy, meta_spend_partitions, partition_dates
 from metaspend_pipeline.resources import MetaAdsResource
 from metaspend_pipeline.settings import Settings
@@ -42,13 +42,17 @@ def meta_raw_insights(
 ) -> Iterator[Any]:
     since, until = partition_dates(context)
     engine = meta.engine()
-    connected = meta.organizations()
-    organizations = config.organization_ids() or connected
-    unknown = sorted(set(organizations) - set(connected))
-    if unknown:
-        raise UnknownOrganizationError(
-            f"organization {', '.join(unknown)} has no CONNECTED Meta account; see `metaspend accounts list`"
-        )
+    try:
+        connected = meta.organizations()
+        organizations = config.organization_ids() or connected
+        only_ad_accounts = config.ad_account_ids()
+        unknown = sorted(set(organizations) - set(connected))
+        if unknown:
+            raise UnknownOrganizationError(
+                f"organization {', '.join(unknown)} has no CONNECTED Meta account; see `metaspend accounts list`"
+            )
+    except MetaspendError as exc:
+        raise dg.Failure(description=str(exc)) from None
     context.log.info(f"fetching {len(organizations)} organization(s), {since}..{until}")
     report = ingest.fetch_organizations(
         engine,
@@ -59,12 +63,12 @@ def meta_raw_insights(
         until,
         run_id=context.run_id,
         window_days=Settings.from_env().fetch_window_days,
-        only_ad_accounts=config.ad_account_ids(),
+        only_ad_accounts=only_ad_accounts,
         on_account_done=meta.log_stats,
     )
-    if config.ad_account_ids() and not report.outcomes:
+    if only_ad_accounts and not report.outcomes:
         raise dg.Failure(
-            f"ad account {', '.join(config.ad_account_ids() or [])} is not connected to "
+            f"ad account {', '.join(only_ad_accounts)} is not connected to "
             f"{'organization ' + ', '.join(organizations) if config.organizations else 'any organization'}"
         )
     if report.outcomes and len(report.failures) == len(report.outcomes):

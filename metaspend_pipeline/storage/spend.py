@@ -159,7 +159,7 @@ def iter_spend(
     if levels is not None:
         query = query.where(t.c.level.in_(list(levels)))
     query = query.order_by(t.c.organization_id, t.c.date, t.c.level, t.c.id)
-    for r in conn.execution_options(stream_results=True, yield_per=2000).execute(query):
+    for r in conn.execute(query, execution_options={"stream_results": True, "yield_per": 2000}):
         yield SpendRow(*r)
 
 

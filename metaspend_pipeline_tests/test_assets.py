@@ -1,0 +1,320 @@
+"""The assets materialized through Dagster against the sandbox, compared with the sandbox's truth."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import Decimal
+
+import dagster as dg
+import sqlalchemy as sa
+
+from metaspend_pipeline.storage.schema import (
+    connected_account,
+    meta_fetch_log,
+    meta_raw_insights,
+    meta_roas_by_campaign,
+    meta_spend_daily,
+)
+from metaspend_pipeline_tests.conftest import Pipeline
+
+START, END = "2026-10-01", "2026-10-07"
+LEVELS = {"CAMPAIGN": "campaign", "ADSET": "adset", "AD": "ad"}
+
+
+def spend_rows(engine: sa.Engine, organization: str | None = None) -> list[tuple]:
+    t = meta_spend_daily
+    query = sa.select(
+        t.c.organization_id,
+        t.c.ad_account_id,
+        t.c.level,
+        t.c.date,
+        t.c.campaign_id,
+        t.c.adset_id,
+        t.c.ad_id,
+        t.c.currency,
+        t.c.spend,
+        t.c.impressions,
+        t.c.clicks,
+    ).order_by(t.c.organization_id, t.c.ad_account_id, t.c.level, t.c.date, t.c.campaign_id, t.c.adset_id, t.c.ad_id)
+    if organization:
+        query = query.where(t.c.organization_id == organization)
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(query)]
+
+
+def truth_rows(pipeline: Pipeline, organizations: list[str] | None = None, start: str = START, end: str = END) -> list:
+    since, until = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
+    rows = []
+    for org in pipeline.sandbox.world.organizations:
+        if organizations and org.organization_id not in organizations:
+            continue
+        for account in org.ad_accounts:
+            for level, meta_level in LEVELS.items():
+                for r in pipeline.sandbox.world.truth(account, meta_level, since, until):
+                    rows.append(
+                        (
+                            org.organization_id,
+                            account,
+                            level,
+                            dt.date.fromisoformat(r["date"]),
+                            r["campaign_id"],
+                            r["adset_id"],
+                            r["ad_id"],
+                            r["currency"],
+                            Decimal(r["spend"]).quantize(Decimal("0.01")),
+                            r["impressions"],
+                            r["clicks"],
+                        )
+                    )
+    return sorted(rows, key=lambda r: tuple("" if v is None else str(v) for v in r[:7]))
+
+
+def failure_text(result: dg.ExecuteInProcessResult) -> str:
+    """Every step failure's message, causes included."""
+    return "\n".join(
+        e.event_specific_data.error.to_string() for e in result.all_events if e.event_type_value == "STEP_FAILURE"
+    )
+
+
+def sort_rows(rows: list[tuple]) -> list[tuple]:
+    return sorted(rows, key=lambda r: tuple("" if v is None else str(v) for v in r[:7]))
+
+
+def test_a_range_equals_the_sandbox_truth_at_every_level(pipeline: Pipeline) -> None:
+    result = pipeline.run(START, END)
+    assert result.success
+    assert sort_rows(spend_rows(pipeline.engine)) == truth_rows(pipeline)
+    # the account totals, kept raw for reconciliation, equal the truth too
+    with pipeline.engine.connect() as conn:
+        raw_accounts = conn.execute(
+            sa.select(sa.func.count()).select_from(meta_raw_insights).where(meta_raw_insights.c.level == "ACCOUNT")
+        ).scalar_one()
+    expected = sum(
+        len(pipeline.sandbox.world.truth(a, "account", dt.date(2026, 10, 1), dt.date(2026, 10, 7)))
+        for o in pipeline.sandbox.world.organizations
+        for a in o.ad_accounts
+    )
+    assert raw_accounts == expected
+    assert all(e.passed for e in result.get_asset_check_evaluations())
+
+
+def test_a_range_costs_pages_not_days(pipeline: Pipeline) -> None:
+    """Seven days cost one request series per level, not one per day."""
+    pipeline.run(START, END)
+    insight_calls = [
+        r for r in pipeline.sandbox.requests_log() if r["path"].endswith("/insights") and r["method"] == "GET"
+    ]
+    # 5 ad accounts x 4 levels, each fitting in one page of 500 rows
+    assert len(insight_calls) == 5 * 4
+
+
+def test_a_single_partition(pipeline: Pipeline) -> None:
+    from metaspend_pipeline.definitions import defs
+
+    result = defs.resolve_job_def("meta_spend_job").execute_in_process(
+        partition_key="2026-10-03", resources=pipeline.resources
+    )
+    assert result.success
+    assert sort_rows(spend_rows(pipeline.engine)) == truth_rows(pipeline, start="2026-10-03", end="2026-10-03")
+
+
+def test_a_rerun_leaves_identical_rows(pipeline: Pipeline) -> None:
+    pipeline.run(START, END)
+    t = meta_spend_daily
+    with pipeline.engine.connect() as conn:
+        before = conn.execute(sa.select(t).order_by(t.c.id)).all()
+        raw_before = conn.execute(sa.select(sa.func.count()).select_from(meta_raw_insights)).scalar_one()
+    assert pipeline.run(START, END).success
+    with pipeline.engine.connect() as conn:
+        after = conn.execute(sa.select(t).order_by(t.c.id)).all()
+        raw_after = conn.execute(sa.select(sa.func.count()).select_from(meta_raw_insights)).scalar_one()
+    assert after == before  # same ids, values and timestamps: nothing was rewritten
+    assert raw_after == raw_before
+
+
+def test_rows_meta_no_longer_returns_are_removed(pipeline: Pipeline) -> None:
+    pipeline.run(START, END)
+    now = dt.datetime.now(dt.UTC)
+    ghost = {
+        "organization_id": "demo-org-1",
+        "provider": "INSTAGRAM",
+        "date": dt.date(2026, 10, 2),
+        "level": "AD",
+        "ad_account_id": "act_1000000001",
+        "campaign_id": "1",
+        "adset_id": "2",
+        "ad_id": "999",
+        "currency": "USD",
+        "spend": Decimal("5.00"),
+        "impressions": 1,
+        "clicks": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
+    elsewhere = {**ghost, "organization_id": "other-org", "ad_account_id": "act_5", "ad_id": "998"}
+    with pipeline.engine.begin() as conn:
+        conn.execute(meta_spend_daily.insert(), [ghost, elsewhere])
+    assert pipeline.run(START, END).success
+    rows = spend_rows(pipeline.engine)
+    assert not [r for r in rows if r[6] == "999"]
+    assert [r for r in rows if r[6] == "998"]  # another organization's rows are out of scope
+    assert sort_rows([r for r in rows if r[0] != "other-org"]) == truth_rows(pipeline)
+
+
+def test_an_expired_token_fails_only_its_organization(pipeline: Pipeline) -> None:
+    """demo-org-2's token is rejected: its account becomes NEEDS_REAUTH, the run fails naming it,
+    and demo-org-1 and demo-org-3 are written through every asset."""
+    pipeline.run(START, START)
+    before_org2 = spend_rows(pipeline.engine, "demo-org-2")
+    org2 = next(o for o in pipeline.sandbox.world.organizations if o.organization_id == "demo-org-2")
+    pipeline.sandbox.add_token(org2.token, "demo-org-2", revoked=True)
+
+    with dg.instance_for_test() as instance:
+        result = pipeline.run(START, END, instance=instance)
+        assert not result.success
+        failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+        assert failure.step_key == "meta_raw_insights_every_organization_fetched"
+        assert "organization demo-org-2, ad account act_2000000001" in failure_text(result)
+        assert "NEEDS_REAUTH" in failure_text(result)
+        materialized = instance.get_materialized_partitions(dg.AssetKey("meta_roas_by_campaign"))
+        assert "2026-10-07" in materialized
+        records = instance.all_logs(result.run_id)
+    assert org2.token not in "\n".join(r.user_message or "" for r in records)
+
+    assert spend_rows(pipeline.engine, "demo-org-2") == before_org2  # nothing lost
+    healthy = [r for r in spend_rows(pipeline.engine) if r[0] != "demo-org-2"]
+    assert sort_rows(healthy) == truth_rows(pipeline, ["demo-org-1", "demo-org-3"])
+    with pipeline.engine.connect() as conn:
+        statuses = dict(conn.execute(sa.select(connected_account.c.organization_id, connected_account.c.status)).all())
+        roas_orgs = set(conn.execute(sa.select(meta_roas_by_campaign.c.organization_id).distinct()).scalars())
+    assert statuses == {"demo-org-1": "CONNECTED", "demo-org-2": "NEEDS_REAUTH", "demo-org-3": "CONNECTED"}
+    assert {"demo-org-1", "demo-org-3"} <= roas_orgs
+
+
+def test_a_meta_error_on_one_ad_account_keeps_what_was_there(pipeline: Pipeline) -> None:
+    pipeline.run(START, END)
+    before = spend_rows(pipeline.engine, "demo-org-1")
+    pipeline.sandbox.add_faults([{"kind": "server_error", "match": "act_1000000002/insights", "times": 1000}])
+    result = pipeline.run(START, END)
+    assert not result.success
+    assert spend_rows(pipeline.engine, "demo-org-1") == before
+    with pipeline.engine.connect() as conn:
+        failed = conn.execute(
+            sa.select(meta_fetch_log.c.organization_id, meta_fetch_log.c.ad_account_id).where(
+                meta_fetch_log.c.status == "FAILED"
+            )
+        ).all()
+    assert failed == [("demo-org-1", "act_1000000002")]
+
+
+def test_a_backfill_can_be_limited_to_one_organization(pipeline: Pipeline) -> None:
+    config = {"ops": {"meta_raw_insights": {"config": {"organizations": ["demo-org-3"]}}}}
+    result = pipeline.run(START, END, run_config=config)
+    assert result.success
+    assert {r[0] for r in spend_rows(pipeline.engine)} == {"demo-org-3"}
+    assert sort_rows(spend_rows(pipeline.engine)) == truth_rows(pipeline, ["demo-org-3"])
+    asked = {r["path"].split("/")[2] for r in pipeline.sandbox.requests_log() if "/act_" in r["path"]}
+    assert asked == {"act_3000000001", "act_3000000002"}
+
+
+def test_fetch_now_for_one_date_and_ad_account(pipeline: Pipeline) -> None:
+    """The seed product's "fetch now" is a partition launch with run config naming the ad account."""
+    config = {"ops": {"meta_raw_insights": {"config": {"ad_accounts": ["act_1000000002"]}}}}
+    result = pipeline.run("2026-10-05", run_config=config)
+    assert result.success
+    rows = spend_rows(pipeline.engine)
+    assert {(r[1], r[3]) for r in rows} == {("act_1000000002", dt.date(2026, 10, 5))}
+
+
+def test_unknown_organization_or_ad_account_in_config_is_a_clear_failure(pipeline: Pipeline) -> None:
+    for config, message in (
+        ({"organizations": ["nobody"]}, "organization nobody has no CONNECTED Meta account"),
+        ({"ad_accounts": ["act_42"]}, "ad account act_42 is not connected to any organization"),
+        ({"ad_accounts": ["42x"]}, "ad account id '42x' is malformed"),
+    ):
+        result = pipeline.run(START, run_config={"ops": {"meta_raw_insights": {"config": config}}})
+        assert not result.success
+        assert message in failure_text(result)
+
+
+def test_organizations_are_isolated(pipeline: Pipeline) -> None:
+    """Two organizations read the same ad account, so the same campaign ids: neither sees the other's leads."""
+    from metaspend_pipeline.credentials import store_connection
+    from metaspend_pipeline.tokens import KeyRing
+
+    org1 = next(o for o in pipeline.sandbox.world.organizations if o.organization_id == "demo-org-1")
+    pipeline.sandbox.add_token("EAAtwin" + "7" * 30, "demo-org-1")
+    with pipeline.engine.begin() as conn:
+        store_connection(
+            conn, KeyRing.from_env(), "twin-org", "FACEBOOK", list(org1.ad_accounts), "EAAtwin" + "7" * 30, None
+        )
+    campaign = pipeline.sandbox.world.accounts["act_1000000001"].campaigns[0].id
+    with pipeline.engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO lead (id, organization_id, created_at, campaign_id) VALUES ('l1', 'demo-org-1', :at, :c)"
+            ),
+            {"at": dt.datetime(2026, 10, 3, 18, tzinfo=dt.UTC), "c": campaign},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO sale (id, organization_id, lead_id, amount, currency) VALUES ('s1', 'demo-org-1', 'l1', '100.00', 'USD')"
+            )
+        )
+        # a sale of the twin organization that points at demo-org-1's lead must not count anywhere
+        conn.execute(
+            sa.text(
+                "INSERT INTO sale (id, organization_id, lead_id, amount, currency) VALUES ('s2', 'twin-org', 'l1', '999.00', 'USD')"
+            )
+        )
+    assert pipeline.run(START, END).success
+    t = meta_roas_by_campaign
+    with pipeline.engine.connect() as conn:
+        rows = {
+            r.organization_id: r
+            for r in conn.execute(
+                sa.select(t).where(t.c.campaign_id == campaign).where(t.c.date == dt.date(2026, 10, 3))
+            )
+        }
+    assert set(rows) == {"demo-org-1", "twin-org"}
+    assert (rows["demo-org-1"].leads_count, rows["demo-org-1"].sales_count, rows["demo-org-1"].revenue) == (
+        1,
+        1,
+        Decimal("100.00"),
+    )
+    assert (rows["twin-org"].leads_count, rows["twin-org"].sales_count) == (0, 0)
+    assert rows["demo-org-1"].spend == rows["twin-org"].spend > 0
+
+
+def test_materializations_carry_numbers_per_partition(pipeline: Pipeline) -> None:
+    with dg.instance_for_test() as instance:
+        assert pipeline.run(START, "2026-10-02", instance=instance).success
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("meta_raw_insights"), asset_partitions=["2026-10-02"]), limit=1
+        ).records
+        spend_records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("meta_spend_daily"), asset_partitions=["2026-10-02"]), limit=1
+        ).records
+    metadata = {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
+    truth = pipeline.sandbox.world.truth("act_1000000001", "ad", dt.date(2026, 10, 2), dt.date(2026, 10, 2))
+    assert metadata["rows_ad"] == len(truth) + sum(
+        len(pipeline.sandbox.world.truth(a, "ad", dt.date(2026, 10, 2), dt.date(2026, 10, 2)))
+        for a in ("act_1000000002", "act_2000000001", "act_3000000001", "act_3000000002")
+    )
+    usd = sum(
+        Decimal(r["spend"])
+        for r in pipeline.sandbox.world.truth("act_1000000001", "account", dt.date(2026, 10, 2), dt.date(2026, 10, 2))
+    )
+    assert Decimal(str(metadata["spend_USD"])) == usd
+    for name in ("accounts_fetched", "accounts_failed", "meta_requests", "throttle_wait_seconds", "rows_campaign"):
+        assert isinstance(metadata[name], int | float), name
+    assert metadata["accounts_fetched"] == 5
+    spend_metadata = {k: v.value for k, v in spend_records[0].asset_materialization.metadata.items()}
+    assert spend_metadata["rows_ad"] == metadata["rows_ad"]
+    schema = dg.AssetKey("meta_spend_daily")
+    from metaspend_pipeline.definitions import defs
+
+    spec = defs.resolve_assets_def(schema).specs_by_key[schema]
+    assert "dagster/column_schema" in spec.metadata
+    assert json.dumps(sorted(spec.kinds))
