@@ -12,6 +12,7 @@ import datetime as dt
 from collections.abc import Iterator, Sequence
 
 import dagster as dg
+from pydantic import Field
 
 from metaspend_pipeline import validation
 from metaspend_pipeline.assets import ROAS_KEYS, meta_raw_insights, meta_spend_daily
@@ -26,11 +27,29 @@ SHOWN = 20  # findings listed in a check's description; all are counted
 DEFAULT_DAYS = 31  # the range a check covers when it runs without a partition
 
 
-def _range(context: dg.AssetCheckExecutionContext) -> tuple[dt.date, dt.date]:
+class CheckRange(dg.Config):
+    """The days to check when the run has no partitions (e.g. `meta_spend_checks_job`)."""
+
+    since: str = Field(default="", description="First day, YYYY-MM-DD; default 31 days before `until`.")
+    until: str = Field(default="", description="Last day, YYYY-MM-DD; default yesterday.")
+
+
+def _day(value: str, name: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise dg.Failure(description=f"check config {name} {value!r} is not a date as YYYY-MM-DD") from None
+
+
+def _range(context: dg.AssetCheckExecutionContext, config: CheckRange) -> tuple[dt.date, dt.date]:
+    """The run's partition range; else the configured days; else the last 31 days."""
     if context.op_execution_context.has_partitions:
         return partition_dates(context.op_execution_context)  # type: ignore[arg-type]
-    yesterday = utcnow().date() - dt.timedelta(days=1)
-    return yesterday - dt.timedelta(days=DEFAULT_DAYS - 1), yesterday
+    until = _day(config.until, "until") if config.until else utcnow().date() - dt.timedelta(days=1)
+    since = _day(config.since, "since") if config.since else until - dt.timedelta(days=DEFAULT_DAYS - 1)
+    if since > until:
+        raise dg.Failure(description=f"check config since {since} is after until {until}")
+    return since, until
 
 
 def _result(
@@ -94,9 +113,9 @@ _SPEND_CHECKS = {
     name="meta_spend_daily_checks",
 )
 def meta_spend_daily_checks(
-    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+    context: dg.AssetCheckExecutionContext, config: CheckRange, warehouse: WarehouseResource
 ) -> Iterator[dg.AssetCheckResult]:
-    since, until = _range(context)
+    since, until = _range(context, config)
     with warehouse.engine().connect() as conn:
         for name, (check, _) in _SPEND_CHECKS.items():
             key = dg.AssetCheckKey(meta_spend_daily.key, name)
@@ -117,9 +136,9 @@ def meta_spend_daily_checks(
     name="meta_roas_checks",
 )
 def meta_roas_checks(
-    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+    context: dg.AssetCheckExecutionContext, config: CheckRange, warehouse: WarehouseResource
 ) -> Iterator[dg.AssetCheckResult]:
-    since, until = _range(context)
+    since, until = _range(context, config)
     with warehouse.engine().connect() as conn:
         for group in ROAS_GROUPS:
             key = dg.AssetCheckKey(ROAS_KEYS[group], "no_currency_mismatch")

@@ -8,7 +8,7 @@ import dagster as dg
 
 from metaspend_pipeline.assets import lead, meta_raw_insights, meta_roas, meta_spend_daily, sale
 from metaspend_pipeline.checks import asset_checks, freshness_sensor
-from metaspend_pipeline.jobs import meta_spend_job, meta_token_refresh_job
+from metaspend_pipeline.jobs import meta_spend_checks_job, meta_spend_job, meta_token_refresh_job
 from metaspend_pipeline.resources import MetaAdsResource, WarehouseResource
 from metaspend_pipeline.schedules import meta_spend_schedule, meta_token_refresh_schedule
 
@@ -23,7 +23,7 @@ warehouse = WarehouseResource()
 defs = dg.Definitions(
     assets=[lead, sale, meta_raw_insights, meta_spend_daily, meta_roas],
     asset_checks=asset_checks,
-    jobs=[meta_spend_job, meta_token_refresh_job],
+    jobs=[meta_spend_job, meta_spend_checks_job, meta_token_refresh_job],
     schedules=[meta_spend_schedule, meta_token_refresh_schedule],
     sensors=[freshness_sensor],
     resources={

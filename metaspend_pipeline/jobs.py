@@ -17,6 +17,12 @@ meta_spend_job = dg.define_asset_job(
     description="Raw insights, daily spend and ROAS for a partition or a partition range, with their checks.",
 )
 
+meta_spend_checks_job = dg.define_asset_job(
+    "meta_spend_checks_job",
+    selection=dg.AssetSelection.checks_for_assets(*SPEND_ASSETS) - dg.AssetSelection.checks(*freshness_checks),
+    description="The spend and ROAS checks alone, over a partition range: nothing is fetched or rewritten.",
+)
+
 
 @dg.op(description="Extend every token that expires within META_TOKEN_REFRESH_WITHIN_DAYS (7) days.")
 def refresh_meta_tokens(context: dg.OpExecutionContext, meta: MetaAdsResource) -> dg.Nothing:

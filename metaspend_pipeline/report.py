@@ -51,7 +51,7 @@ def roas_report(
 ) -> list[dict[str, Any]]:
     sums: dict[str, _Sums] = defaultdict(_Sums)
     for row in roas_store.iter_roas(conn, group, since, until, [organization_id]):
-        s = sums[row[f"{group}_id"]]
+        s = sums[row._mapping[f"{group}_id"]]
         s.leads += row.leads_count
         s.sales += row.sales_count
         s.spend += row.spend

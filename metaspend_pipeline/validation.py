@@ -154,7 +154,7 @@ def roas_currency_mismatches(
             row.organization_id,
             None,
             row.date,
-            f"{group} {row[f'{group}_id']}: sales in another currency than the spend's ({row.currency}); "
+            f"{group} {row._mapping[f'{group}_id']}: sales in another currency than the spend's ({row.currency}); "
             "revenue and roas left NULL",
         )
         for row in roas_store.iter_roas(conn, group, since, until, organizations, only_mismatches=True)

@@ -240,17 +240,30 @@ class Pipeline:
         instance=None,  # type: ignore[no-untyped-def]
         run_config: dict | None = None,
         asset_selection: list | None = None,
-        job_name: str = "meta_spend_job",
     ):  # type: ignore[no-untyped-def]
-        from metaspend_pipeline.definitions import defs
+        """Materialize the pipeline's assets (and their checks) over [start, end] in one run."""
+        import dagster as dg
+
+        from metaspend_pipeline.assets import lead, meta_raw_insights, meta_roas, meta_spend_daily, sale
+        from metaspend_pipeline.checks import every_organization_fetched, meta_roas_checks, meta_spend_daily_checks
 
         tags = {"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end or start}
-        return defs.resolve_job_def(job_name).execute_in_process(
+        return dg.materialize(
+            [
+                lead,
+                sale,
+                meta_raw_insights,
+                meta_spend_daily,
+                meta_roas,
+                every_organization_fetched,
+                meta_spend_daily_checks,
+                meta_roas_checks,
+            ],
+            selection=asset_selection,
             instance=instance,
             tags=tags,
             run_config=run_config,
             resources=self.resources,
-            asset_selection=asset_selection,
             raise_on_error=False,
         )
 

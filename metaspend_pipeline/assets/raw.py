@@ -61,7 +61,7 @@ def meta_raw_insights(
         meta.mark_needs_reauth,
         since,
         until,
-        run_id=context.run_id,
+        run_id=context.run.run_id,
         window_days=Settings.from_env().fetch_window_days,
         only_ad_accounts=only_ad_accounts,
         on_account_done=meta.log_stats,

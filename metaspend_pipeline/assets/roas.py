@@ -62,7 +62,7 @@ def meta_roas(
     groups = [g for g in ROAS_GROUPS if ROAS_KEYS[g] in context.selected_asset_keys]
     engine = warehouse.engine()
     with engine.connect() as conn:
-        fetched = fetched_in_run(conn, context.run_id)
+        fetched = fetched_in_run(conn, context.run.run_id)
         organizations = config.organization_ids() or (
             sorted(fetched) if fetched is not None else roas_store.roas_organizations(conn, since, until)
         )

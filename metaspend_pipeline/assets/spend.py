@@ -44,7 +44,7 @@ def meta_spend_daily(
     since, until = partition_dates(context)
     engine = warehouse.engine()
     with engine.connect() as conn:
-        scope = fetched_in_run(conn, context.run_id)
+        scope = fetched_in_run(conn, context.run.run_id)
         if scope is None:
             scope = raw_store.raw_scopes(conn, since, until, config.organization_ids())
     wanted = set(config.ad_account_ids() or ())

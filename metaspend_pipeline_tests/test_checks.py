@@ -1,0 +1,126 @@
+"""Every check passes on good data and fails on data made wrong on purpose."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from metaspend_pipeline.definitions import defs
+from metaspend_pipeline.storage.schema import meta_ad_account, meta_spend_daily, sale
+from metaspend_pipeline_tests.conftest import Pipeline
+
+START, END = "2026-10-01", "2026-10-03"
+CHECK_RANGE = {"config": {"since": START, "until": END}}
+
+
+def run_checks(pipeline: Pipeline) -> dict[tuple[str, str], dg.AssetCheckEvaluation]:
+    result = defs.resolve_job_def("meta_spend_checks_job").execute_in_process(
+        resources={"warehouse": pipeline.resources["warehouse"]},
+        run_config={"ops": {"meta_spend_daily_checks": CHECK_RANGE, "meta_roas_checks": CHECK_RANGE}},
+    )
+    return {(e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()}
+
+
+def first_ad_row(conn: sa.Connection) -> sa.Row:
+    t = meta_spend_daily
+    return conn.execute(
+        sa.select(t).where(t.c.level == "AD").where(t.c.ad_account_id == "act_1000000001").order_by(t.c.id).limit(1)
+    ).one()
+
+
+def add_a_cent_and_a_half(conn: sa.Connection) -> None:
+    row = first_ad_row(conn)
+    conn.execute(meta_spend_daily.update().where(meta_spend_daily.c.id == row.id).values(spend=row.spend + 2))
+
+
+def drop_an_ad_id(conn: sa.Connection) -> None:
+    conn.execute(meta_spend_daily.update().where(meta_spend_daily.c.id == first_ad_row(conn).id).values(ad_id=None))
+
+
+def change_a_currency(conn: sa.Connection) -> None:
+    conn.execute(meta_spend_daily.update().where(meta_spend_daily.c.id == first_ad_row(conn).id).values(currency="EUR"))
+
+
+def relabel_the_account(conn: sa.Connection) -> None:
+    conn.execute(
+        meta_ad_account.update().where(meta_ad_account.c.ad_account_id == "act_1000000001").values(currency="GBP")
+    )
+
+
+CORRUPTIONS: dict[str, tuple[Callable[[sa.Connection], None], str, str]] = {
+    "spend changed on one ad": (add_a_cent_and_a_half, "levels_reconcile", "act_1000000001, 2026-10-0"),
+    "ad row without its ad id": (drop_an_ad_id, "keys_match_level", "AD row with"),
+    "a row in another currency": (change_a_currency, "one_currency_per_ad_account", "rows in EUR, USD"),
+    "Meta's currency differs": (relabel_the_account, "one_currency_per_ad_account", "as GBP"),
+}
+
+
+def test_checks_pass_on_good_data(pipeline: Pipeline) -> None:
+    assert pipeline.run(START, END).success
+    evaluations = run_checks(pipeline)
+    assert len(evaluations) == 7
+    assert all(e.passed for e in evaluations.values()), [e.description for e in evaluations.values() if not e.passed]
+
+
+@pytest.mark.parametrize("corruption", list(CORRUPTIONS), ids=list(CORRUPTIONS))
+def test_checks_fail_on_wrong_data(pipeline: Pipeline, corruption: str) -> None:
+    corrupt, check, message = CORRUPTIONS[corruption]
+    assert pipeline.run(START, END).success
+    with pipeline.engine.begin() as conn:
+        corrupt(conn)
+    evaluations = run_checks(pipeline)
+    failed = {name for (_, name), e in evaluations.items() if not e.passed}
+    assert check in failed
+    evaluation = evaluations[("meta_spend_daily", check)]
+    assert message in (evaluation.description or "")
+    assert evaluation.severity == dg.AssetCheckSeverity.ERROR
+
+
+def test_roas_currency_mismatch_is_reported(pipeline: Pipeline) -> None:
+    campaign = pipeline.sandbox.world.accounts["act_1000000001"].campaigns[0]
+    adset = next(a for a in pipeline.sandbox.world.accounts["act_1000000001"].adsets if a.campaign == campaign)
+    ad = next(a for a in pipeline.sandbox.world.accounts["act_1000000001"].ads if a.adset == adset)
+    with pipeline.engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO lead (id, organization_id, created_at, campaign_id, adset_id, ad_id) "
+                "VALUES ('l1', 'demo-org-1', :at, :c, :s, :a)"
+            ),
+            {"at": dt.datetime(2026, 10, 2, 18, tzinfo=dt.UTC), "c": campaign.id, "s": adset.id, "a": ad.id},
+        )
+        conn.execute(
+            sale.insert().values(id="s1", organization_id="demo-org-1", lead_id="l1", amount="10.00", currency="EUR")
+        )
+    result = pipeline.run(START, END)
+    assert result.success  # a data problem is reported by the checks, it does not fail the run
+    evaluations = {(e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()}
+    for group, object_id in (("campaign", campaign.id), ("adset", adset.id), ("ad", ad.id)):
+        evaluation = evaluations[(f"meta_roas_by_{group}", "no_currency_mismatch")]
+        assert not evaluation.passed
+        assert f"organization demo-org-1, 2026-10-02: {group} {object_id}" in evaluation.description
+
+
+def test_yesterday_missing_fails_the_freshness_check(pipeline: Pipeline) -> None:
+    """The deadline check: not materialized yet, it fails; materialized, it passes."""
+    from metaspend_pipeline.checks import freshness_checks
+
+    checks_defs = dg.Definitions(
+        assets=[defs.resolve_assets_def("meta_spend_daily")],
+        asset_checks=freshness_checks,
+        jobs=[dg.define_asset_job("freshness", selection=dg.AssetSelection.checks(*freshness_checks))],
+    )
+    with dg.instance_for_test() as instance:
+        result = checks_defs.resolve_job_def("freshness").execute_in_process(instance=instance)
+        [before] = result.get_asset_check_evaluations()
+        assert not before.passed
+        now = dt.datetime.now(dt.UTC)
+        for days_back in (1, 2):  # whichever day the last deadline asks for
+            partition = (now - dt.timedelta(days=days_back)).date().isoformat()
+            assert pipeline.run(partition, instance=instance).success
+        result = checks_defs.resolve_job_def("freshness").execute_in_process(instance=instance)
+        [after] = result.get_asset_check_evaluations()
+        assert after.passed
