@@ -5,6 +5,7 @@ import dagster as dg
 from metaspend_pipeline import token_refresh
 from metaspend_pipeline.assets import ROAS_KEYS, meta_raw_insights, meta_spend_daily
 from metaspend_pipeline.checks import freshness_checks
+from metaspend_pipeline.redaction import redact
 from metaspend_pipeline.resources import MetaAdsResource
 from metaspend_pipeline.settings import Settings
 from metaspend_pipeline.storage.db import utcnow
@@ -27,12 +28,16 @@ meta_spend_checks_job = dg.define_asset_job(
 @dg.op(description="Extend every token that expires within META_TOKEN_REFRESH_WITHIN_DAYS (7) days.")
 def refresh_meta_tokens(context: dg.OpExecutionContext, meta: MetaAdsResource) -> dg.Nothing:
     settings = Settings.from_env()
+    if not (meta.api_settings.app_id and meta.api_settings.app_secret):
+        raise dg.Failure(description="META_APP_ID and META_APP_SECRET are needed to extend tokens; set both")
     outcomes = token_refresh.refresh_tokens(
         meta.engine(), meta.keyring(), meta.client, utcnow(), settings.token_refresh_within_days
     )
     by_status: dict[str, list[str]] = {}
     for outcome in outcomes:
         by_status.setdefault(outcome.status, []).append(str(outcome))
+        failed = outcome.status in (token_refresh.FAILED, token_refresh.NEEDS_REAUTH)
+        (context.log.warning if failed else context.log.info)(redact(str(outcome)))
     context.add_output_metadata(
         {
             **{f"{status.lower()}": dg.MetadataValue.int(len(items)) for status, items in by_status.items()},

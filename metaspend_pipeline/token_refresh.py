@@ -17,11 +17,9 @@ import sqlalchemy as sa
 from metaspend_pipeline.errors import MetaspendError
 from metaspend_pipeline.meta.client import MetaClient
 from metaspend_pipeline.meta.errors import MetaTokenError
-from metaspend_pipeline.redaction import get_logger, redact
+from metaspend_pipeline.redaction import redact
 from metaspend_pipeline.storage import accounts as store
 from metaspend_pipeline.tokens import KeyRing
-
-log = get_logger(__name__)
 
 EXTENDED, SKIPPED, FAILED, NEEDS_REAUTH = "EXTENDED", "SKIPPED", "FAILED", "NEEDS_REAUTH"
 
@@ -101,6 +99,4 @@ def refresh_tokens(
             )
         until = f"{extended.expires_at:%Y-%m-%d %H:%M} UTC" if extended.expires_at else "no expiry"
         outcomes.append(outcome(EXTENDED, f"new token valid until {until}", extended.expires_at))
-    for o in outcomes:
-        (log.warning if o.status in (FAILED, NEEDS_REAUTH) else log.info)("%s", o)
     return outcomes

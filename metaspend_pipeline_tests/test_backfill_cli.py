@@ -1,0 +1,64 @@
+"""A backfill from the command line: `dagster asset materialize --partition-range`, in its own process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from metaspend_pipeline_tests.conftest import Pipeline
+from metaspend_pipeline_tests.test_assets import sort_rows, spend_rows, truth_rows
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.e2e
+def test_cli_backfill_of_one_newly_connected_organization(pipeline: Pipeline, tmp_path: Path) -> None:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "META_GRAPH_API_URL": pipeline.resources["meta"].graph_api_url,
+        "META_ASYNC_POLL_INITIAL_SECONDS": "0.01",
+    }
+    config = {"ops": {"meta_raw_insights": {"config": {"organizations": ["demo-org-2"]}}}}
+    proc = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("dagster")),
+            "asset",
+            "materialize",
+            "--select",
+            "meta_raw_insights*",
+            "--partition-range",
+            "2026-10-01...2026-10-03",
+            "--config-json",
+            json.dumps(config),
+            "-m",
+            "metaspend_pipeline.definitions",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sort_rows(spend_rows(pipeline.engine)) == truth_rows(pipeline, ["demo-org-2"], "2026-10-01", "2026-10-03")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        [run] = instance.get_runs()
+        assert run.tags["dagster/asset_partition_range_start"] == "2026-10-01"
+        assert instance.get_materialized_partitions(dg.AssetKey("meta_roas_by_ad")) == {
+            "2026-10-01",
+            "2026-10-02",
+            "2026-10-03",
+        }
+    for org in pipeline.sandbox.world.organizations:
+        assert org.token not in proc.stdout + proc.stderr

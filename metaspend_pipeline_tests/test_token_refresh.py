@@ -1,0 +1,97 @@
+"""`meta_token_refresh_job` extends exactly the tokens that expire within 7 days."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+import sqlalchemy as sa
+
+from metaspend_pipeline.credentials import store_connection
+from metaspend_pipeline.definitions import defs
+from metaspend_pipeline.meta.client import MetaClient
+from metaspend_pipeline.meta.sandbox.server import Sandbox
+from metaspend_pipeline.resources import MetaAdsResource
+from metaspend_pipeline.settings import MetaApiSettings
+from metaspend_pipeline.storage import accounts as store
+from metaspend_pipeline.tokens import KeyRing
+from metaspend_pipeline_tests.conftest import Pipeline
+
+NOW = dt.datetime.now(dt.UTC)
+
+
+def connect(pipeline: Pipeline, org: str, token: str, expires_in_days: float | None) -> str:
+    expires_at = NOW + dt.timedelta(days=expires_in_days) if expires_in_days is not None else None
+    pipeline.sandbox.add_token(token, "demo-org-1", expires_in=expires_in_days * 86400 if expires_in_days else None)
+    with pipeline.engine.begin() as conn:
+        return store_connection(conn, KeyRing.from_env(), org, "FACEBOOK", ["act_1000000001"], token, expires_at)
+
+
+def run_refresh(pipeline: Pipeline, sandbox: Sandbox, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+    base = pipeline.resources["meta"]
+    meta = MetaAdsResource(
+        warehouse=base.warehouse,
+        token_encryption_key=dg.EnvVar("META_TOKEN_ENCRYPTION_KEY"),
+        graph_api_url=base.graph_api_url,
+        app_id=sandbox.config.app_id,
+        app_secret=sandbox.config.app_secret,
+        retry_base_delay_seconds=0.001,
+    )
+    return defs.resolve_job_def("meta_token_refresh_job").execute_in_process(
+        resources={"meta": meta}, instance=instance, raise_on_error=False
+    )
+
+
+def test_refresh_extends_exactly_the_expiring_tokens(pipeline: Pipeline, sandbox: Sandbox) -> None:
+    with pipeline.engine.begin() as conn:  # the sandbox's own organizations: tokens without expiry
+        for org in ("demo-org-1", "demo-org-2", "demo-org-3"):
+            store.disconnect_organization(conn, org)
+    soon = connect(pipeline, "soon", "EAAsoon" + "1" * 30, 3)
+    later = connect(pipeline, "later", "EAAlater" + "2" * 30, 30)
+    never = connect(pipeline, "never", "EAAnever" + "3" * 30, None)
+    rejected = connect(pipeline, "rejected", "EAArejected" + "4" * 30, 2)
+    sandbox.add_token("EAArejected" + "4" * 30, "demo-org-1", revoked=True)
+    with pipeline.engine.connect() as conn:
+        before = {t.connected_account_id: t for t in store.stored_tokens(conn)}
+
+    with dg.instance_for_test() as instance:
+        result = run_refresh(pipeline, sandbox, instance)
+        records = instance.all_logs(result.run_id)
+        run = instance.get_run_by_id(result.run_id)
+    assert not result.success  # a rejected token fails the run, after the others were handled
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "organization rejected (FACEBOOK" in failure.event_specific_data.error.to_string()
+
+    with pipeline.engine.connect() as conn:
+        after = {t.connected_account_id: t for t in store.stored_tokens(conn)}
+        statuses = dict(conn.execute(sa.select(store.connected_account.c.id, store.connected_account.c.status)).all())
+    keys = KeyRing.from_env()
+    extended = after[soon]
+    assert extended.access_token_encrypted != before[soon].access_token_encrypted
+    assert extended.expires_at > NOW + dt.timedelta(days=59)
+    assert extended.last_refreshed_at is not None
+    new_token = keys.decrypt(extended.access_token_encrypted, soon)
+    assert new_token != "EAAsoon" + "1" * 30
+    api = MetaApiSettings(graph_api_url=pipeline.resources["meta"].graph_api_url)
+    assert MetaClient(new_token, api).ad_account("act_1000000001").currency == "USD"  # Meta accepts it
+    for untouched in (later, never):
+        assert after[untouched] == before[untouched]
+    assert after[rejected].access_token_encrypted == before[rejected].access_token_encrypted
+    assert statuses[rejected] == "NEEDS_REAUTH"
+    assert statuses[soon] == statuses[later] == statuses[never] == "CONNECTED"
+
+    text = "\n".join(r.user_message or "" for r in records) + repr(run.run_config)
+    for token in ("EAAsoon" + "1" * 30, new_token, "EAArejected" + "4" * 30, sandbox.config.app_secret):
+        assert token not in text
+    assert "extended, new token valid until" in text
+    assert "skipped, token never expires" in text
+
+
+def test_refresh_without_app_credentials_says_what_is_missing(pipeline: Pipeline) -> None:
+    connect(pipeline, "soon", "EAAsoon" + "5" * 30, 1)
+    result = defs.resolve_job_def("meta_token_refresh_job").execute_in_process(
+        resources={"meta": pipeline.resources["meta"]}, raise_on_error=False
+    )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "META_APP_ID and META_APP_SECRET are needed" in failure.event_specific_data.error.to_string()
