@@ -87,12 +87,9 @@ def read_token_from_stdin() -> str:
 
 
 def _print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    for i, row in enumerate(cells):
-        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-        if i == 0:
-            click.echo("  ".join("-" * w for w in widths))
+    from metaspend_pipeline.report import format_table
+
+    click.echo(format_table(headers, rows))
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -1,28 +1,50 @@
-"""`metaspend demo`: the README's main command, on the embedded default.
+"""`metaspend demo`: the README's main command, the real pipeline on the embedded default.
+
+It starts the Meta sandbox, connects its demo organizations (tokens encrypted), seeds leads and
+sales in the product's tables, materializes the last 14 days through Dagster in a local
+instance (so `dagster dev` shows the run afterwards), and prints the ROAS report.
 
 Everything it creates lives under `.metaspend/` in the working directory: the SQLite warehouse,
-a demo encryption key (in `.metaspend/demo.env`, which `source` loads into a shell), and the
-demo organizations' connected accounts.
+the Dagster instance, and `demo.env` (the demo's key and settings; `source` it in a shell).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import os
-import secrets
+import shutil
+import socket
+import time
+import warnings
+from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 
-from metaspend_pipeline import credentials
+import sqlalchemy as sa
+
 from metaspend_pipeline.settings import Settings
-from metaspend_pipeline.storage import accounts as store
 from metaspend_pipeline.storage import db
-from metaspend_pipeline.tokens import KeyRing, generate_key
+from metaspend_pipeline.tokens import generate_key
 
 DEMO_DIR = Path(".metaspend")
 DEMO_ENV = DEMO_DIR / "demo.env"
+SANDBOX_PORT = 8765
+DAYS = 14
+SANDBOX_SEED = 0
+REPO_DAGSTER_YAML = Path(__file__).resolve().parents[1] / "dagster.yaml"
+
+Echo = Callable[[str], None]
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
 
 
 def load_demo_env(directory: Path = DEMO_DIR) -> dict[str, str]:
-    """The demo's environment file, created with a new key the first time."""
+    """The demo's settings file, created the first time with a new key; kept across runs so the
+    tokens stored by an earlier demo still decrypt."""
     path = directory / DEMO_ENV.name
     values: dict[str, str] = {}
     if path.exists():
@@ -30,45 +52,152 @@ def load_demo_env(directory: Path = DEMO_DIR) -> dict[str, str]:
             if line.startswith("export ") and "=" in line:
                 name, _, value = line[len("export ") :].partition("=")
                 values[name] = value.strip("'\"")
-    if "META_TOKEN_ENCRYPTION_KEY" not in values:
-        values["META_TOKEN_ENCRYPTION_KEY"] = generate_key()
-    values.setdefault("METASPEND_DATABASE_URL", f"sqlite:///{(directory / 'metaspend.db').resolve()}")
+    root = directory.resolve()
+    values.setdefault("META_TOKEN_ENCRYPTION_KEY", generate_key())
+    values.setdefault("METASPEND_DATABASE_URL", f"sqlite:///{root / 'metaspend.db'}")
+    values.setdefault("DAGSTER_HOME", str(root / "dagster"))
+    values.setdefault("META_GRAPH_API_URL", f"http://127.0.0.1:{SANDBOX_PORT}")
+    values.setdefault("META_ASYNC_POLL_INITIAL_SECONDS", "0.2")  # the sandbox's report runs take 0.3 s
     directory.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(f"export {k}='{v}'\n" for k, v in sorted(values.items())))
     path.chmod(0o600)
     return values
 
 
-def prepare_environment() -> Settings:
-    """Settings for the demo: the user's own environment wins over the demo file."""
+def _prepare_dagster_home(home: Path) -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    if REPO_DAGSTER_YAML.exists():
+        shutil.copyfile(REPO_DAGSTER_YAML, home / "dagster.yaml")
+    elif not (home / "dagster.yaml").exists():
+        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+
+
+def seed_leads_and_sales(engine: sa.Engine, world: object, since: dt.date, until: dt.date) -> tuple[int, int]:
+    """Deterministic leads and sales for the demo organizations: a few leads per ad per day, about
+    one in five sold, amounts in the ad account's currency. Replaces the demo's earlier rows."""
+    from metaspend_pipeline.meta.sandbox.world import World
+    from metaspend_pipeline.storage.schema import lead, sale
+
+    assert isinstance(world, World)
+    leads, sales = [], []
+    for org in world.organizations:
+        for account_id in org.ad_accounts:
+            account = world.accounts[account_id]
+            scale = 100 if account.minor_digits == 0 else 1
+            for ad in account.ads:
+                day = since
+                while day <= until:
+                    h = int(hashlib.sha256(f"{ad.id}:{day}".encode()).hexdigest()[:12], 16)
+                    for n in range(h % 3):
+                        lead_id = f"demo-{ad.id}-{day:%Y%m%d}-{n}"
+                        created = dt.datetime.combine(day, dt.time(12 + n), dt.UTC)
+                        leads.append(
+                            {
+                                "id": lead_id,
+                                "organization_id": org.organization_id,
+                                "created_at": created,
+                                "campaign_id": ad.campaign.id,
+                                "adset_id": ad.adset.id,
+                                "ad_id": ad.id,
+                            }
+                        )
+                        if (h >> (8 + n)) % 5 == 0:
+                            amount = Decimal(200 + (h >> 20) % 1800) * scale
+                            sales.append(
+                                {
+                                    "id": f"{lead_id}-sale",
+                                    "organization_id": org.organization_id,
+                                    "lead_id": lead_id,
+                                    "amount": amount,
+                                    "currency": account.currency,
+                                    "closed_at": created + dt.timedelta(days=2),
+                                }
+                            )
+                    day += dt.timedelta(days=1)
+    with engine.begin() as conn:
+        conn.execute(sale.delete().where(sale.c.id.like("demo-%")))
+        conn.execute(lead.delete().where(lead.c.id.like("demo-%")))
+        if leads:
+            conn.execute(lead.insert(), leads)
+        if sales:
+            conn.execute(sale.insert(), sales)
+    return len(leads), len(sales)
+
+
+def run(echo: Echo = print) -> None:
+    started = time.monotonic()
+    # Dagster's notices about beta and superseded APIs are for this project's developers, not the demo
+    warnings.filterwarnings("ignore", module="dagster")
+    warnings.filterwarnings("ignore", module="metaspend_pipeline")
     for name, value in load_demo_env().items():
         os.environ.setdefault(name, value)
-    return Settings.from_env()
+    settings = Settings.from_env()
+    _prepare_dagster_home(Path(os.environ["DAGSTER_HOME"]))
 
+    from metaspend_pipeline.meta.sandbox.client import connect_sandbox_organizations
+    from metaspend_pipeline.meta.sandbox.server import Sandbox, SandboxServer
+    from metaspend_pipeline.tokens import KeyRing
 
-def connect_demo_accounts(settings: Settings, accounts: dict[str, list[str]]) -> None:
-    engine = db.engine_for(settings.database_url)
-    keyring = KeyRing.from_settings(settings)
-    with engine.begin() as conn:
-        for organization_id, ad_accounts in accounts.items():
-            credentials.store_connection(
-                conn,
-                keyring,
-                organization_id,
-                "INSTAGRAM",
-                ad_accounts,
-                "EAAdemo" + secrets.token_hex(16),
-                None,
-            )
-
-
-def run(echo=print) -> None:  # type: ignore[no-untyped-def]
-    settings = prepare_environment()
     echo(f"==> warehouse {db.display_url(settings.database_url)}")
     db.upgrade(settings.database_url)
-    connect_demo_accounts(settings, {"demo-org-1": ["act_1000000001"], "demo-org-2": ["act_2000000001"]})
-    with db.engine_for(settings.database_url).connect() as conn:
-        for summary in store.list_accounts(conn):
-            ad_accounts = ", ".join(summary.ad_accounts)
-            echo(f"    {summary.organization_id}: {summary.status}, ad accounts {ad_accounts}")
-    echo(f"==> done; `source {DEMO_ENV}` to use the demo's key and warehouse in your shell")
+    engine = db.engine_for(settings.database_url)
+
+    port = SANDBOX_PORT if _free(SANDBOX_PORT) else 0
+    sandbox = Sandbox(SANDBOX_SEED)
+    server = SandboxServer(sandbox, port=port).start()
+    os.environ["META_GRAPH_API_URL"] = server.url
+    try:
+        echo(f"==> Meta sandbox on {server.url}")
+        connected = connect_sandbox_organizations(engine, KeyRing.from_settings(settings), server.url)
+        for organization_id, accounts in connected.items():
+            echo(f"    connected {organization_id}: {', '.join(accounts)} (token encrypted)")
+
+        yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+        since = yesterday - dt.timedelta(days=DAYS - 1)
+        n_leads, n_sales = seed_leads_and_sales(engine, sandbox.world, since, yesterday)
+        echo(f"==> seeded {n_leads} leads and {n_sales} sales in the product's lead and sale tables")
+
+        echo(f"==> materializing {since}..{yesterday} through Dagster (DAGSTER_HOME={os.environ['DAGSTER_HOME']})")
+        result = _materialize(since, yesterday)
+    finally:
+        server.stop()
+
+    echo(f"    run {result.run_id}: {'succeeded' if result.success else 'FAILED'}")
+    for evaluation in result.get_asset_check_evaluations():
+        state = "passed" if evaluation.passed else "FAILED"
+        echo(f"    check {evaluation.asset_key.to_user_string()}.{evaluation.check_name}: {state}")
+    if not result.success:
+        raise SystemExit("the demo run failed; see the messages above")
+    _print_report(engine, since, yesterday, echo)
+    echo(f"==> done in {time.monotonic() - started:.0f}s")
+    echo(f"    look around in the Dagster UI:  source {DEMO_ENV}")
+    echo("                                    metaspend sandbox serve &   # Meta, for runs you launch there")
+    echo("                                    dagster dev")
+
+
+def _materialize(since: dt.date, until: dt.date):  # type: ignore[no-untyped-def]
+    import dagster as dg
+
+    from metaspend_pipeline.definitions import defs
+
+    tags = {
+        "dagster/asset_partition_range_start": since.isoformat(),
+        "dagster/asset_partition_range_end": until.isoformat(),
+        "metaspend/purpose": "demo",
+    }
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    with dg.DagsterInstance.get() as instance:
+        return defs.resolve_job_def("meta_spend_job").execute_in_process(
+            instance=instance, tags=tags, run_config=quiet, raise_on_error=False
+        )
+
+
+def _print_report(engine: sa.Engine, since: dt.date, until: dt.date, echo: Echo) -> None:
+    from metaspend_pipeline import report
+
+    with engine.connect() as conn:
+        items = report.roas_report(conn, "demo-org-1", "campaign", since, until)
+    headers, rows = report.to_rows(items, "campaign")
+    echo(f"==> ROAS of demo-org-1 by campaign, {since}..{until} (metaspend roas --org demo-org-1 ...)")
+    for line in report.format_table(headers, rows).splitlines():
+        echo("    " + line)
