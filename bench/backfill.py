@@ -42,8 +42,10 @@ def main() -> None:
     args = parser.parse_args()
     until = dt.date.today() - dt.timedelta(days=1)
     since = until - dt.timedelta(days=args.days - 1)
-    print(f"{args.days}-day backfill of one ad account with {args.ads} ads, page size {args.page_size}, "
-          f"{args.latency * 1000:.0f} ms per request")
+    print(
+        f"{args.days}-day backfill of one ad account with {args.ads} ads, page size {args.page_size}, "
+        f"{args.latency * 1000:.0f} ms per request"
+    )
     with sandbox_process("--bench-ads", str(args.ads), "--latency", str(args.latency)) as url:
         admin = SandboxAdmin(url)
         token = next(o["token"] for o in admin.organizations() if o["organization_id"] == BENCH_ORGANIZATION)
@@ -60,8 +62,14 @@ def main() -> None:
                 account = MetaAdAccount(BENCH_ORGANIZATION, BENCH_ACCOUNT, "INSTAGRAM", None, client)
                 started = time.monotonic()
                 report = ingest.fetch_organizations(
-                    engine, [BENCH_ORGANIZATION], lambda _: [account], lambda _: None, since, until,
-                    run_id="bench", window_days=window,
+                    engine,
+                    [BENCH_ORGANIZATION],
+                    lambda _, a=account: [a],
+                    lambda _: None,
+                    since,
+                    until,
+                    run_id="bench",
+                    window_days=window,
                 )
                 elapsed = time.monotonic() - started
                 engine.dispose()
@@ -80,8 +88,10 @@ def main() -> None:
                 f"{lv} {by_level.get(lv.lower(), 0)}/{math.ceil(rows[lv] / args.page_size)}"
                 for lv in ("ACCOUNT", "CAMPAIGN", "ADSET", "AD")
             )
-            print(f"{window:>7} {report.stats.requests:>9} {floor:>6} {report.stats.requests / floor:>6.2f} "
-                  f"{report.stats.async_jobs:>12} {elapsed:>7.1f}   {per_level}")
+            print(
+                f"{window:>7} {report.stats.requests:>9} {floor:>6} {report.stats.requests / floor:>6.2f} "
+                f"{report.stats.async_jobs:>12} {elapsed:>7.1f}   {per_level}"
+            )
         print("per level: requests that named the level (report-run polls and result pages do not) / floor")
 
 
