@@ -4,19 +4,17 @@ Meta reports how much of each rate limit a caller has used, in percent, on every
 (errors included). The client paces itself from those numbers so that it is rarely blocked, and
 when it is blocked it waits as long as Meta says it must, not a fixed multiple of minutes.
 
-Pacing, once any figure reaches `usage_slowdown_pct` (85 by default): each call raised usage by
-`step` percent, and usage drains to zero over `reset` seconds (X-Ad-Account-Usage's
-`reset_time_duration`, else the limit's window, an hour), so calls spaced `reset * step / usage`
-seconds apart keep usage level instead of running into the limit. At 100% the caller waits for
-`estimated_time_to_regain_access` (or `reset_time_duration`) before the next call.
+Pacing, once any figure reaches `usage_slowdown_pct` (85 by default), is described on `Pacer`.
+When Meta has throttled the caller it waits `estimated_time_to_regain_access`.
 """
 
 from __future__ import annotations
 
+import collections
 import email.utils
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,26 +112,55 @@ def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) ->
 
 
 class Pacer:
-    """Spaces calls from the usage Meta reports; one per client (one token, one ad account)."""
+    """Spaces calls from the usage Meta reports; one per client (one token, one ad account).
 
-    def __init__(self, slowdown_pct: float, window_seconds: float) -> None:
+    From `slowdown_pct` on, the headroom left (100% - usage, in calls of `step` percent each) is
+    spread over the time until usage next drops: when the oldest call still counted expires.
+    The pacer knows when its own calls were made; Meta says how long usage takes to reset
+    (`reset_time_duration`, else the window is taken as `window_seconds`). So the client slows
+    down before Meta blocks it, and at 100% waits until the first call leaves the window, not
+    until the whole window has emptied.
+    """
+
+    def __init__(self, slowdown_pct: float, window_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.slowdown_pct = slowdown_pct
         self.window_seconds = window_seconds
+        self._clock = clock
+        self._calls: collections.deque[float] = collections.deque(maxlen=10_000)
         self._last: Usage | None = None
+        self._step = 0.0
         self._delay = 0.0
+
+    def record_call(self) -> None:
+        self._calls.append(self._clock())
 
     def observe(self, usage: Usage | None) -> None:
         if usage is None:
             return
         previous, self._last = self._last, usage
-        if usage.blocked:
-            self._delay = usage.regain_seconds or usage.reset_seconds or self.window_seconds
-        elif usage.pct < self.slowdown_pct:
+        if previous is not None and usage.pct > previous.pct:
+            self._step = usage.pct - previous.pct
+        if usage.regain_seconds:  # throttled: Meta says when access comes back
+            self._delay = usage.regain_seconds
+            return
+        if usage.pct < self.slowdown_pct:
             self._delay = 0.0
-        else:
-            step = usage.pct - previous.pct if previous is not None else 1.0
-            window = usage.reset_seconds or self.window_seconds
-            self._delay = window * step / usage.pct if step > 0 else 0.0
+            return
+        step = self._step or 1.0
+        headroom_calls = max(0.0, (100.0 - usage.pct) / step)
+        self._delay = self._until_usage_drops(usage, step) / (headroom_calls + 1.0)
+
+    def _until_usage_drops(self, usage: Usage, step: float) -> float:
+        """Seconds until the oldest call still counted leaves the window."""
+        window = usage.reset_seconds or self.window_seconds
+        now = self._clock()
+        own = [t for t in self._calls if t > now - window]
+        if not own or abs(len(own) * step - usage.pct) > 0.25 * usage.pct:
+            return window  # others' calls count too: assume the worst, a full window
+        # Meta counted the call when it arrived, a little after it was sent: keep a margin, since
+        # a call that comes too early is throttled for whole minutes
+        margin = max(0.25, 0.02 * window)
+        return max(0.0, own[0] + window + margin - now)
 
     def take_delay(self) -> float:
         """The pause owed before the next call; paid once."""
