@@ -168,7 +168,7 @@ def fetch_organizations(
     for organization_id in organizations:
         try:
             accounts = accounts_of(organization_id)
-        except MetaspendError as exc:
+        except Exception as exc:  # noqa: BLE001 - one organization's failure must not stop the others
             _record(engine, run_id, report, organization_id, None, since, until, None, exc)
             continue
         if wanted:
@@ -194,7 +194,7 @@ def fetch_organizations(
                 rejected[account.connected_account_id] = exc
                 mark_needs_reauth(account.connected_account_id)
                 _record(engine, run_id, report, organization_id, account, since, until, None, exc)
-            except MetaspendError as exc:
+            except Exception as exc:  # noqa: BLE001 - one ad account's failure must not stop the others
                 _record(engine, run_id, report, organization_id, account, since, until, None, exc)
             else:
                 _record(engine, run_id, report, organization_id, account, since, until, rows, None)
@@ -220,7 +220,8 @@ def _record(
     message = None
     if error is not None:
         where = f"organization {organization_id}" + (f", ad account {account.ad_account_id}" if account else "")
-        message = redact(f"{where}: {error}")
+        reason = str(error) if isinstance(error, MetaspendError) else f"{type(error).__name__}: {error}"
+        message = redact(f"{where}: {reason}")
         if isinstance(error, MetaTokenError):
             message += "; its connected account is now NEEDS_REAUTH (reconnect it with `metaspend accounts connect`)"
         log.error("%s", message)

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from metaspend_pipeline.ingest import windows
 from metaspend_pipeline.meta.client import parse_insight_row
+from metaspend_pipeline.meta.errors import MetaDataError
 from metaspend_pipeline.storage import raw as raw_store
 from metaspend_pipeline.storage import spend as spend_store
 
@@ -41,8 +42,17 @@ class NormalizeReport:
 def _spend_rows(
     raw_rows: Iterator[raw_store.RawRow], organization_id: str, since: dt.date, until: dt.date, report: NormalizeReport
 ) -> Iterator[dict[str, Any]]:
+    seen: set[tuple[object, ...]] = set()
     for raw in raw_rows:
         row = parse_insight_row(raw.row, raw.ad_account_id, raw.level.lower(), since, until)
+        key = (row.date, raw.level, row.campaign_id, row.adset_id, row.ad_id)
+        if key in seen:
+            raise MetaDataError(
+                f"organization {organization_id}, ad account {raw.ad_account_id}, {row.date}: Meta returned "
+                f"{raw.level} row campaign {row.campaign_id}, ad set {row.adset_id}, ad {row.ad_id} twice",
+                ad_account_id=raw.ad_account_id,
+            )
+        seen.add(key)
         report.rows_by_day_level[(row.date, raw.level)] += 1
         if raw.level == "CAMPAIGN":
             report.spend_by_day_currency[(row.date, row.currency)] += row.spend

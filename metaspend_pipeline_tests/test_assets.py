@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from decimal import Decimal
 
 import dagster as dg
@@ -191,6 +190,31 @@ def test_an_expired_token_fails_only_its_organization(pipeline: Pipeline) -> Non
     assert statuses == {"demo-org-1": "CONNECTED", "demo-org-2": "NEEDS_REAUTH", "demo-org-3": "CONNECTED"}
     assert {"demo-org-1", "demo-org-3"} <= roas_orgs
 
+    # until someone reconnects or disconnects it, every run says so; it never drops out in silence
+    again = pipeline.run(END, END)
+    assert not again.success
+    assert "organization demo-org-2 (its accounts are NEEDS_REAUTH)" in failure_text(again)
+
+
+def test_a_malformed_stored_token_fails_only_its_organization(pipeline: Pipeline) -> None:
+    """A token another application stored with a line break inside: a clear failure, never the token."""
+    from metaspend_pipeline.storage import accounts as store
+    from metaspend_pipeline.tokens import KeyRing
+
+    bad = "EAAbroken" + "8" * 20 + "\n" + "9" * 20
+    with pipeline.engine.begin() as conn:
+        account = store.find_account(conn, "demo-org-3", "INSTAGRAM")
+        [token] = [t for t in store.stored_tokens(conn, "demo-org-3")]
+        store.update_token(conn, token.token_id, KeyRing.from_env().encrypt(bad, account.id), None, refreshed=False)
+    with dg.instance_for_test() as instance:
+        result = pipeline.run(START, START, instance=instance)
+        records = "\n".join(r.user_message or "" for r in instance.all_logs(result.run_id))
+    assert not result.success
+    text = failure_text(result)
+    assert "organization demo-org-3: the access token contains white space" in text
+    assert "8" * 20 not in text + records
+    assert {r[0] for r in spend_rows(pipeline.engine)} == {"demo-org-1", "demo-org-2"}
+
 
 def test_a_meta_error_on_one_ad_account_keeps_what_was_there(pipeline: Pipeline) -> None:
     pipeline.run(START, END)
@@ -316,5 +340,6 @@ def test_materializations_carry_numbers_per_partition(pipeline: Pipeline) -> Non
     from metaspend_pipeline.definitions import defs
 
     spec = defs.resolve_assets_def(schema).specs_by_key[schema]
-    assert "dagster/column_schema" in spec.metadata
-    assert json.dumps(sorted(spec.kinds))
+    columns = {c.name for c in spec.metadata["dagster/column_schema"].columns}
+    assert {"organization_id", "date", "level", "spend", "currency"} <= columns
+    assert spec.kinds == {"python", "sql"}

@@ -113,14 +113,15 @@ def test_yesterday_missing_fails_the_freshness_check(pipeline: Pipeline) -> None
         asset_checks=freshness_checks,
         jobs=[dg.define_asset_job("freshness", selection=dg.AssetSelection.checks(*freshness_checks))],
     )
+    now = dt.datetime.now(dt.UTC)
+    # the deadline is 09:00 UTC: after it, yesterday must be there; before it, the day before
+    due = (now.date() - dt.timedelta(days=1 if now.hour >= 9 else 2)).isoformat()
+    not_due = (now.date() - dt.timedelta(days=2 if now.hour >= 9 else 3)).isoformat()
+    job = checks_defs.resolve_job_def("freshness")
     with dg.instance_for_test() as instance:
-        result = checks_defs.resolve_job_def("freshness").execute_in_process(instance=instance)
-        [before] = result.get_asset_check_evaluations()
-        assert not before.passed
-        now = dt.datetime.now(dt.UTC)
-        for days_back in (1, 2):  # whichever day the last deadline asks for
-            partition = (now - dt.timedelta(days=days_back)).date().isoformat()
-            assert pipeline.run(partition, instance=instance).success
-        result = checks_defs.resolve_job_def("freshness").execute_in_process(instance=instance)
-        [after] = result.get_asset_check_evaluations()
+        assert pipeline.run(not_due, instance=instance).success
+        [before] = job.execute_in_process(instance=instance).get_asset_check_evaluations()
+        assert not before.passed  # an older day does not make it fresh
+        assert pipeline.run(due, instance=instance).success
+        [after] = job.execute_in_process(instance=instance).get_asset_check_evaluations()
         assert after.passed

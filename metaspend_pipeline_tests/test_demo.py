@@ -22,7 +22,7 @@ def test_the_demo_runs_the_pipeline_and_prints_roas(tmp_path: Path) -> None:
             [str(METASPEND), "demo"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False
         )
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-        outputs.append(proc.stdout)
+        outputs.append(proc.stdout + proc.stderr)
     out = outputs[-1]
     assert "connected demo-org-1: act_1000000001, act_1000000002 (token encrypted)" in out
     assert "check meta_spend_daily.levels_reconcile: passed" in out

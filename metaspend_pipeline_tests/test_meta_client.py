@@ -177,9 +177,10 @@ def test_429_honours_retry_after(sandbox: Sandbox, api_settings: MetaApiSettings
         {"kind": "server_error", "code": 1, "http_status": 503},
         {"kind": "malformed"},
         {"kind": "reset", "skip": 2},
+        {"kind": "reset_mid_body", "skip": 2},
         {"kind": "slow", "seconds": 2.5, "skip": 1},
     ],
-    ids=["code1", "code99", "code2-transient", "503", "malformed", "reset-mid-pagination", "timeout"],
+    ids=["code1", "code99", "code2-transient", "503", "malformed", "reset-mid-pagination", "reset-mid-body", "timeout"],
 )
 def test_transient_failures_recover_within_the_retry_budget(
     sandbox: Sandbox, api_settings: MetaApiSettings, fault: dict[str, object]

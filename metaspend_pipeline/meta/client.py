@@ -66,6 +66,13 @@ _METRICS = ("spend", "impressions", "clicks")
 _JOB_DONE = "Job Completed"
 _JOB_FAILED = frozenset({"Job Failed", "Job Skipped"})
 _STRIPPED_PARAMS = frozenset({"access_token", "appsecret_proof"})
+# Failures of the connection itself, before or during an answer: worth another attempt.
+_TRANSIENT_TRANSPORT_ERRORS = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
 
 log = get_logger(__name__)
 protect_third_party_loggers()
@@ -171,8 +178,11 @@ class MetaClient:
         logger: logging.Logger | None = None,
         rng: random.Random | None = None,
     ) -> None:
+        access_token = (access_token or "").strip()
         if not access_token:
-            raise ValueError("MetaClient needs an access token")
+            raise MetaApiError("MetaClient needs an access token")
+        if any(ch.isspace() or not ch.isprintable() for ch in access_token):
+            raise MetaApiError("the access token contains white space or control characters; store it again")
         self._token = access_token
         self.settings = settings or MetaApiSettings.from_env()
         self._session = session or requests.Session()
@@ -180,7 +190,7 @@ class MetaClient:
         self._clock = clock
         self._log = logger or log
         self._rng = rng or random.Random()
-        self._pacer = Pacer(self.settings.usage_slowdown_pct, self.settings.usage_window_seconds)
+        self._pacer = Pacer(self.settings.usage_slowdown_pct, self.settings.usage_window_seconds, clock)
         self._accounts: dict[str, AdAccount] = {}
         self.stats = ClientStats()
         register_secret(access_token)
@@ -226,8 +236,13 @@ class MetaClient:
         context: str,
         token: str | None = None,
         authenticated: bool = True,
+        reducible: bool = False,
     ) -> dict[str, Any]:
-        """One Graph API call with the retry policy; returns the decoded JSON object."""
+        """One Graph API call with the retry policy; returns the decoded JSON object.
+
+        `reducible` callers (pages, report runs) handle "reduce the amount of data" themselves;
+        for others it is one more transient failure.
+        """
         url = self._url(path)
         query = dict(params or {})
         headers: dict[str, str] = {}
@@ -246,14 +261,19 @@ class MetaClient:
                 self.stats.pacing_wait_seconds += paced
             failure: str
             delay: float
+            self._pacer.record_call()
             try:
                 response = self._session.request(
                     method, url, params=query, headers=headers, timeout=self.settings.timeout_seconds
                 )
-            except (requests.ConnectionError, requests.Timeout) as exc:
+            except _TRANSIENT_TRANSPORT_ERRORS as exc:
                 self.stats.requests += 1
                 failure = f"{type(exc).__name__}: {redact(exc)}"
                 delay = self._backoff(attempt)
+            except requests.RequestException as exc:
+                raise MetaApiError(
+                    f"{context}: the request could not be sent ({type(exc).__name__}: {redact(exc)})"
+                ) from None
             else:
                 self.stats.requests += 1
                 usage = parse_usage(response.headers)
@@ -273,7 +293,7 @@ class MetaClient:
                             "re-authorisation",
                             error=error,
                         )
-                    if error.asks_for_less_data:
+                    if error.asks_for_less_data and reducible:
                         raise _ReduceData(error)
                     if error.is_throttle:
                         self.stats.throttle_events += 1
@@ -317,7 +337,7 @@ class MetaClient:
         url, query = self._url(path), {**params, "limit": limit}
         while True:
             try:
-                body = self.request("GET", url, query, context=context)
+                body = self.request("GET", url, query, context=context, reducible=True)
             except _ReduceData as signal:
                 if limit <= 1:
                     raise MetaApiError(
@@ -421,6 +441,7 @@ class MetaClient:
                 f"{account}/insights",
                 self._insight_params(level, since, until),
                 context=f"{context} (starting report run)",
+                reducible=True,
             )
         except _ReduceData as signal:
             status = f"Meta asked for less data ({signal.error.describe()})"

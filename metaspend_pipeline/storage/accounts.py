@@ -294,11 +294,13 @@ def stored_tokens(
 
 
 def connected_organizations(conn: sa.Connection) -> list[str]:
-    """Organizations with at least one CONNECTED Meta account, in a stable order."""
+    """Organizations with a Meta account that is CONNECTED, or NEEDS_REAUTH: those are still
+    expected to deliver spend, so every run fails on them (naming them) until someone reconnects
+    or disconnects them, instead of dropping them in silence."""
     return list(
         conn.execute(
             sa.select(connected_account.c.organization_id)
-            .where(connected_account.c.status == "CONNECTED")
+            .where(connected_account.c.status.in_(["CONNECTED", "NEEDS_REAUTH"]))
             .where(connected_account.c.provider.in_(PROVIDERS))
             .distinct()
             .order_by(connected_account.c.organization_id)

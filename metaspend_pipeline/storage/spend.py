@@ -69,13 +69,11 @@ def replace_spend(conn: sa.Connection, scopes: Sequence[SpendScope], rows: Itera
     scopes that `rows` no longer has are deleted. A rerun with the same rows changes nothing.
     """
     staging = _staging_table()
-    staging.create(conn)
-    try:
-        staged = bulk_insert(conn, staging, rows)
-        written = _merge(conn, staging)
-        deleted = sum(_delete_missing(conn, staging, scope) for scope in scopes)
-    finally:
-        staging.drop(conn)
+    staging.create(conn)  # on an error the caller's rollback removes it with everything else
+    staged = bulk_insert(conn, staging, rows)
+    written = _merge(conn, staging)
+    deleted = sum(_delete_missing(conn, staging, scope) for scope in scopes)
+    staging.drop(conn)
     return MergeStats(staged=staged, written=written, deleted=deleted)
 
 

@@ -17,7 +17,8 @@ Admin endpoints under `/__sandbox/` let tests and benchmarks change its behaviou
 Fault kinds: throttle (code, subcode, regain_minutes, is_transient), http429 (retry_after),
 server_error (code, http_status, is_transient), reduce_data, reset, slow (seconds), malformed,
 token_expired, token_invalid, permission, unknown_object, job_failed, job_skipped (POST only),
-corrupt_row (field, value; a missing value removes the field from the page's first row).
+corrupt_row (field, value; a missing value removes the field from the page's first row),
+reset_mid_body (the headers and half the body, then a reset).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ DEFAULT_APP_SECRET = "sandbox-app-secret"  # noqa: S105 - the sandbox's fake app
 MAX_HISTORY_MONTHS = 37
 _SECRET_PARAMS = ("access_token", "appsecret_proof", "client_secret", "fb_exchange_token", "input_token")
 # faults the endpoint itself applies, instead of answering with an error
-_ENDPOINT_FAULTS = frozenset({"job_failed", "job_skipped", "corrupt_row"})
+_ENDPOINT_FAULTS = frozenset({"job_failed", "job_skipped", "corrupt_row", "reset_mid_body"})
 _REDUCE_MESSAGE = "Please reduce the amount of data you're asking for, then retry your request"
 
 
@@ -306,6 +307,8 @@ class Sandbox:
             if fault is not None and fault.kind not in _ENDPOINT_FAULTS:
                 raise self._fault_error(fault, headers)
             response = getattr(self, f"_{endpoint}")(request, params, token, args, fault)
+            if fault is not None and fault.kind == "reset_mid_body":
+                return _broken_midway(response, environ)
         except GraphError as exc:
             exc.headers = {**headers, **exc.headers}
             response = exc.response(self._trace())
@@ -920,6 +923,19 @@ class Sandbox:
             ad_accounts=body.get("ad_accounts"),
         )
         return _json({"ok": True})
+
+
+def _broken_midway(response: Response, environ: dict[str, Any]) -> Response:
+    """The answer's headers and half its body, then a reset: a connection lost mid-response."""
+    body = response.get_data()
+
+    def chunks() -> Any:
+        yield body[: len(body) // 2]
+        _reset_connection(environ)
+
+    response.response = chunks()
+    response.headers["Content-Length"] = str(len(body))
+    return response
 
 
 def _reset_connection(environ: dict[str, Any]) -> None:
