@@ -328,6 +328,13 @@ def sandbox_group() -> None:
 @click.option("--rate-limit-window", default=None, type=float, help="The rate-limit window, in seconds.")
 @click.option("--require-appsecret-proof", is_flag=True, help="Refuse calls without a valid appsecret_proof.")
 @click.option("--bench-ads", default=0, type=int, help="Add a large benchmark account with this many ads.")
+@click.option(
+    "--fault",
+    "faults",
+    multiple=True,
+    help='A fault from the start, as JSON, e.g. \'{"kind": "throttle", "code": 80000, "times": 3}\'; repeatable. '
+    "POST /__sandbox/faults changes them while it runs.",
+)
 def sandbox_serve(
     host: str,
     port: int,
@@ -337,6 +344,7 @@ def sandbox_serve(
     rate_limit_window: float | None,
     require_appsecret_proof: bool,
     bench_ads: int,
+    faults: tuple[str, ...],
 ) -> None:
     """Serve the sandbox until interrupted. META_APP_ID / META_APP_SECRET, when set, are its app."""
     from metaspend_pipeline.meta.sandbox.server import Sandbox, SandboxConfig, SandboxServer
@@ -350,7 +358,16 @@ def sandbox_serve(
         "rate_limit_window_seconds": rate_limit_window,
     }
     config = dataclasses.replace(config, **{k: v for k, v in changes.items() if v is not None})
-    server = SandboxServer(Sandbox(seed, config, bench_ads=bench_ads), host, port)
+    parsed = []
+    for text in faults:
+        try:
+            fault = json.loads(text)
+        except ValueError:
+            raise InvalidInputError(f"--fault {text!r} is not JSON") from None
+        if not isinstance(fault, dict) or "kind" not in fault:
+            raise InvalidInputError(f'--fault {text!r} needs an object with a "kind"')
+        parsed.append(fault)
+    server = SandboxServer(Sandbox(seed, config, bench_ads=bench_ads, faults=parsed), host, port)
     click.echo(f"Meta sandbox (seed {seed}) serving on {server.url}")
     click.echo(f"point the pipeline at it:  export META_GRAPH_API_URL={server.url}")
     click.echo(f"connect its organizations: metaspend sandbox connect --url {server.url}")
@@ -383,7 +400,21 @@ def demo_command() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    cli.main(args=list(argv) if argv is not None else None, prog_name="metaspend")
+    """The console script: any bad input, the parser's included, is one line and exit code 2."""
+    args = list(argv) if argv is not None else sys.argv[1:]
+    try:
+        code = cli.main(args=args, prog_name="metaspend", standalone_mode=False)
+    except click.UsageError as exc:
+        hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+        click.echo(f"metaspend: error: {exc.format_message()}{hint}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    except click.ClickException as exc:
+        click.echo(f"metaspend: error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("metaspend: aborted", err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

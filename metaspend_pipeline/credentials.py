@@ -127,13 +127,15 @@ def ad_account_credentials(
             )
         ]
 
+    expired: tuple[str, ...] = ()
     if not candidates:
         reason = "it has no stored token"
     elif not any(t.status == "CONNECTED" for t in candidates):
         reason = "its accounts are " + ", ".join(sorted({t.status for t in candidates}))
     else:
         reason = "every stored token has expired"
-    raise NoValidTokenError(_no_token_message(organization_id, reason))
+        expired = tuple(sorted({t.connected_account_id for t in candidates if t.status == "CONNECTED"}))
+    raise NoValidTokenError(_no_token_message(organization_id, reason), expired_accounts=expired)
 
 
 def store_connection(

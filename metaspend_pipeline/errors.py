@@ -16,7 +16,15 @@ class UnknownOrganizationError(MetaspendError, LookupError):
 
 
 class NoValidTokenError(MetaspendError, LookupError):
-    """An organization has no usable Meta token."""
+    """An organization has no usable Meta token.
+
+    `expired_accounts` lists its CONNECTED accounts whose every token has expired: Meta will not
+    extend an expired token, so they need re-authorisation.
+    """
+
+    def __init__(self, message: str, expired_accounts: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.expired_accounts = expired_accounts
 
 
 class NoAdAccountError(MetaspendError, LookupError):

@@ -169,6 +169,8 @@ def fetch_organizations(
         try:
             accounts = accounts_of(organization_id)
         except Exception as exc:  # noqa: BLE001 - one organization's failure must not stop the others
+            for connected_account_id in getattr(exc, "expired_accounts", ()):
+                mark_needs_reauth(connected_account_id)
             _record(engine, run_id, report, organization_id, None, since, until, None, exc)
             continue
         if wanted:
@@ -222,7 +224,7 @@ def _record(
         where = f"organization {organization_id}" + (f", ad account {account.ad_account_id}" if account else "")
         reason = str(error) if isinstance(error, MetaspendError) else f"{type(error).__name__}: {error}"
         message = redact(f"{where}: {reason}")
-        if isinstance(error, MetaTokenError):
+        if isinstance(error, MetaTokenError) or getattr(error, "expired_accounts", ()):
             message += "; its connected account is now NEEDS_REAUTH (reconnect it with `metaspend accounts connect`)"
         log.error("%s", message)
     outcome = raw_store.FetchOutcome(

@@ -25,7 +25,10 @@ meta_spend_checks_job = dg.define_asset_job(
 )
 
 
-@dg.op(description="Extend every token that expires within META_TOKEN_REFRESH_WITHIN_DAYS (7) days.")
+@dg.op(
+    description="Extend every token that expires within META_TOKEN_REFRESH_WITHIN_DAYS (7) days.",
+    pool="meta_api",
+)
 def refresh_meta_tokens(context: dg.OpExecutionContext, meta: MetaAdsResource) -> dg.Nothing:
     settings = Settings.from_env()
     if not (meta.api_settings.app_id and meta.api_settings.app_secret):

@@ -23,8 +23,9 @@ def spend_run_requests(scheduled: dt.datetime, settings: Settings) -> list[dg.Ru
 
     1. Raw insights, daily spend and ROAS for yesterday and the META_SPEND_LOOKBACK_DAYS days
        before it, which Meta may still restate.
-    2. ROAS alone for the METASPEND_ROAS_LOOKBACK_DAYS days before those, because sales close
-       days or weeks after their leads; its spend is already final, so Meta is not asked again.
+    2. ROAS alone for the rest of the trailing METASPEND_ROAS_LOOKBACK_DAYS days (ending
+       yesterday), because sales close days or weeks after their leads; that spend is already
+       final, so Meta is not asked again.
     """
     moment = scheduled if scheduled.tzinfo else scheduled.replace(tzinfo=dt.UTC)
     yesterday = moment.astimezone(dt.UTC).date() - dt.timedelta(days=1)
@@ -38,7 +39,7 @@ def spend_run_requests(scheduled: dt.datetime, settings: Settings) -> list[dg.Ru
             tags={**_range_tags(fetch_start, yesterday), "metaspend/purpose": "daily"},
         )
     ]
-    roas_start = max(first, yesterday - dt.timedelta(days=settings.roas_lookback_days))
+    roas_start = max(first, yesterday - dt.timedelta(days=settings.roas_lookback_days - 1))
     roas_end = fetch_start - dt.timedelta(days=1)
     if roas_start <= roas_end:
         requests.append(

@@ -110,7 +110,7 @@ class Settings:
             spend_cron=_get(env, "META_SPEND_CRON", "0 6 * * *"),
             spend_enabled=_bool(env, "META_SPEND_ENABLED", False),
             spend_lookback_days=_int(env, "META_SPEND_LOOKBACK_DAYS", 3),
-            roas_lookback_days=_int(env, "METASPEND_ROAS_LOOKBACK_DAYS", 28),
+            roas_lookback_days=_int(env, "METASPEND_ROAS_LOOKBACK_DAYS", 28, minimum=1),
             token_refresh_cron=_get(env, "META_TOKEN_REFRESH_CRON", "0 5 * * *"),
             token_refresh_enabled=_bool(env, "META_TOKEN_REFRESH_ENABLED", False),
             token_refresh_within_days=_int(env, "META_TOKEN_REFRESH_WITHIN_DAYS", 7, minimum=1),
@@ -129,7 +129,7 @@ class MetaApiSettings:
     app_id: str | None = None
     app_secret: str | None = field(default=None, repr=False)
     timeout_seconds: float = 60.0
-    max_retries: int = 5
+    max_retries: int = 3
     retry_base_delay: float = 2.0
     retry_max_wait: float = 900.0
     retry_budget_seconds: float = 3600.0

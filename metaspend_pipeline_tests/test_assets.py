@@ -196,6 +196,29 @@ def test_an_expired_token_fails_only_its_organization(pipeline: Pipeline) -> Non
     assert "organization demo-org-2 (its accounts are NEEDS_REAUTH)" in failure_text(again)
 
 
+def test_a_token_past_its_stored_expiry_marks_the_account_needs_reauth(pipeline: Pipeline) -> None:
+    from metaspend_pipeline.storage.schema import oauth_token
+
+    with pipeline.engine.begin() as conn:
+        account_id = conn.execute(
+            sa.select(connected_account.c.id).where(connected_account.c.organization_id == "demo-org-3")
+        ).scalar_one()
+        conn.execute(
+            oauth_token.update()
+            .where(oauth_token.c.connected_account_id == account_id)
+            .values(expires_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+        )
+    result = pipeline.run(START, START)
+    assert not result.success
+    assert "No valid access token found for organization demo-org-3 (every stored token has expired)" in failure_text(
+        result
+    )
+    with pipeline.engine.connect() as conn:
+        status = conn.execute(sa.select(connected_account.c.status).where(connected_account.c.id == account_id))
+        assert status.scalar_one() == "NEEDS_REAUTH"
+    assert {r[0] for r in spend_rows(pipeline.engine)} == {"demo-org-1", "demo-org-2"}
+
+
 def test_a_malformed_stored_token_fails_only_its_organization(pipeline: Pipeline) -> None:
     """A token another application stored with a line break inside: a clear failure, never the token."""
     from metaspend_pipeline.storage import accounts as store

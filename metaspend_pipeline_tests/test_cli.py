@@ -193,3 +193,24 @@ def test_console_script_reads_the_token_from_stdin_and_never_prints_it(env: dict
     with db.engine_for(env["METASPEND_DATABASE_URL"]).connect() as conn:
         stored = conn.execute(sa.select(oauth_token.c.access_token_encrypted)).scalar_one()
     assert fake_token not in stored
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["roas", "--from", "2026-01-01", "--to", "2026-01-02"], "Missing option '--org'"),
+        (["roas", "--org", "a", "--from", "x", "--to", "y", "--group-by", "site"], "Invalid value for '--group-by'"),
+        (["sandbox", "serve", "--fault", "{not json"], "--fault '{not json' is not JSON"),
+        (["no-such-command"], "No such command 'no-such-command'"),
+    ],
+)
+def test_the_console_script_reports_usage_errors_in_one_line(
+    env: dict[str, str], args: list[str], message: str
+) -> None:
+    proc = subprocess.run(
+        [str(METASPEND), *args], capture_output=True, text=True, env={**os.environ, **env}, timeout=120, check=False
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith("metaspend: error: ")
+    assert message in proc.stderr

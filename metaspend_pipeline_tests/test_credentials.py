@@ -12,7 +12,7 @@ from metaspend_pipeline.settings import Settings
 from metaspend_pipeline.storage import accounts as store
 from metaspend_pipeline.storage.db import utcnow
 from metaspend_pipeline.storage.schema import oauth_token
-from metaspend_pipeline.tokens import KeyRing
+from metaspend_pipeline.tokens import KeyRing, TokenDecryptionError
 
 NOW = utcnow()
 
@@ -157,3 +157,34 @@ def test_rotation_reencrypts_every_token_in_one_transaction(engine: sa.Engine) -
     }
     with engine.connect() as conn:
         assert not any(rotated.needs_rotation(t.access_token_encrypted) for t in store.stored_tokens(conn))
+
+
+def test_tampered_or_moved_ciphertext_in_the_database_fails_naming_the_account(
+    engine: sa.Engine, encryption_key: str, fake_token: str
+) -> None:
+    first = connect(engine, encryption_key, "org-1", fake_token, ["act_1"])
+    second = connect(engine, encryption_key, "org-2", "EAAsecond000000", ["act_2"])
+    with engine.begin() as conn:
+        stored = conn.execute(
+            sa.select(oauth_token.c.access_token_encrypted).where(oauth_token.c.connected_account_id == first)
+        ).scalar_one()
+        # org-1's ciphertext copied onto org-2's row
+        conn.execute(
+            oauth_token.update()
+            .where(oauth_token.c.connected_account_id == second)
+            .values(access_token_encrypted=stored)
+        )
+    with pytest.raises(TokenDecryptionError, match=f"connected account {second} failed authentication") as info:
+        lookup(engine, encryption_key, "org-2")
+    assert fake_token not in str(info.value)
+
+    version, kid, nonce, sealed = stored.split(":")
+    flipped = ("B" if sealed[0] != "B" else "C") + sealed[1:]
+    with engine.begin() as conn:
+        conn.execute(
+            oauth_token.update()
+            .where(oauth_token.c.connected_account_id == first)
+            .values(access_token_encrypted=":".join([version, kid, nonce, flipped]))
+        )
+    with pytest.raises(TokenDecryptionError, match=f"connected account {first} failed authentication"):
+        lookup(engine, encryption_key, "org-1")

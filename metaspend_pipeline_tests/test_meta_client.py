@@ -430,3 +430,15 @@ def test_no_secret_in_logs_or_errors(
     assert "attempt" in everything  # the retries were logged
     for secret_value in (token, proof, secret, f"{sandbox.config.app_id}|{secret}"):
         assert secret_value not in everything
+
+
+def test_faults_can_be_set_when_the_sandbox_starts(api_settings: MetaApiSettings) -> None:
+    from metaspend_pipeline.meta.sandbox.server import SandboxServer
+
+    sandbox = Sandbox(7, faults=[{"kind": "server_error", "match": "insights", "times": 2}])
+    with SandboxServer(sandbox) as server:
+        settings = dataclasses.replace(api_settings, graph_api_url=server.url)
+        client = MetaClient(token_of(sandbox), settings)
+        rows = list(client.insights(ACCOUNT, "campaign", SINCE, UNTIL))
+    assert as_truth(rows) == truth(sandbox, "campaign")
+    assert client.stats.retries == 2

@@ -31,7 +31,7 @@ def test_a_tick_fetches_yesterday_and_the_lookback_and_recomputes_roas() -> None
     requests = tick(defs.resolve_schedule_def("meta_spend_schedule"), dt.datetime(2026, 11, 25, 6, tzinfo=dt.UTC))
     assert ranges(requests) == [
         ("2026-11-21", "2026-11-24", None),  # yesterday and the 3 days before it, every asset
-        ("2026-10-27", "2026-11-20", sorted(map(str, ROAS_KEYS.values()))),  # ROAS only, 28 days back
+        ("2026-10-28", "2026-11-20", sorted(map(str, ROAS_KEYS.values()))),  # ROAS alone: 28 days in all
     ]
     assert requests[0].run_key != requests[1].run_key
 
@@ -41,7 +41,7 @@ def test_lookbacks_come_from_the_environment() -> None:
     requests = tick(build_spend_schedule(settings), dt.datetime(2026, 3, 10, 6, tzinfo=dt.UTC))
     assert ranges(requests) == [
         ("2026-03-09", "2026-03-09", None),
-        ("2026-03-02", "2026-03-08", sorted(map(str, ROAS_KEYS.values()))),
+        ("2026-03-03", "2026-03-08", sorted(map(str, ROAS_KEYS.values()))),
     ]
 
 

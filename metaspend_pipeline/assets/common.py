@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections import defaultdict
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
@@ -84,3 +85,40 @@ def log_daily_materializations(
                 metadata={**dict(per_day.get(day, {})), **dict(run_level)},
             )
         )
+
+
+def daily_metadata(
+    rows_by_day_level: Mapping[tuple[dt.date, str], int],
+    spend_by_day_currency: Mapping[tuple[dt.date, str], Decimal],
+) -> dict[dt.date, dict[str, Any]]:
+    """Each day's rows per level, its row count and its spend per currency, as plottable numbers."""
+    rows: dict[dt.date, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for (day, level), count in rows_by_day_level.items():
+        rows[day][level] += count
+    spend: dict[dt.date, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    for (day, currency), amount in spend_by_day_currency.items():
+        spend[day][currency] += amount
+    out: dict[dt.date, dict[str, Any]] = {}
+    for day in set(rows) | set(spend):
+        out[day] = {
+            **{f"rows_{level.lower()}": dg.MetadataValue.int(n) for level, n in sorted(rows[day].items())},
+            "dagster/row_count": dg.MetadataValue.int(sum(rows[day].values())),
+            **money_metadata("spend", spend[day]),
+        }
+    return out
+
+
+def range_summary(
+    rows_by_day_level: Mapping[tuple[dt.date, str], int],
+    spend_by_day_currency: Mapping[tuple[dt.date, str], Decimal],
+) -> dg.MetadataValue:
+    """The run's totals, as text: numbers per partition are on each day's own materialization."""
+    rows: dict[str, int] = defaultdict(int)
+    for (_, level), count in rows_by_day_level.items():
+        rows[level] += count
+    spend: dict[str, Decimal] = defaultdict(Decimal)
+    for (_, currency), amount in spend_by_day_currency.items():
+        spend[currency] += amount
+    lines = [f"- rows {level.lower()}: {n}" for level, n in sorted(rows.items())]
+    lines += [f"- spend {currency}: {amount}" for currency, amount in sorted(spend.items())]
+    return dg.MetadataValue.md("\n".join(lines) or "no rows")

@@ -1,8 +1,6 @@
 """`meta_raw_insights`: Meta's rows as received, for every connected organization's ad accounts."""
 
-from collections import defaultdict
 from collections.abc import Iterator
-from decimal import Decimal
 from typing import Any
 
 import dagster as dg
@@ -11,8 +9,9 @@ from metaspend_pipeline import ingest
 from metaspend_pipeline.assets.common import (
     GROUP,
     MetaSpendConfig,
+    daily_metadata,
     log_daily_materializations,
-    money_metadata,
+    range_summary,
     table_schema,
 )
 from metaspend_pipeline.errors import MetaspendError, UnknownOrganizationError
@@ -77,21 +76,6 @@ def meta_raw_insights(
             metadata={"organizations_failed": ", ".join(report.failed_organizations)},
         )
 
-    rows_by_level: dict[str, int] = defaultdict(int)
-    spend_by_currency: dict[str, Decimal] = defaultdict(Decimal)
-    per_day: dict[Any, dict[str, Any]] = defaultdict(dict)
-    for (day, level), count in report.rows_by_day_level.items():
-        rows_by_level[level] += count
-        per_day[day][f"rows_{level.lower()}"] = dg.MetadataValue.int(
-            per_day[day].get(f"rows_{level.lower()}", 0) + count
-        )
-    day_spend: dict[Any, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
-    for (day, currency), amount in report.spend_by_day_currency.items():
-        spend_by_currency[currency] += amount
-        day_spend[day][currency] += amount
-    for day, amounts in day_spend.items():
-        per_day[day].update(money_metadata("spend", amounts))
-
     run_level = {
         "accounts_fetched": dg.MetadataValue.int(report.accounts_fetched),
         "accounts_failed": dg.MetadataValue.int(len({(o.organization_id, o.ad_account_id) for o in report.failures})),
@@ -101,16 +85,16 @@ def meta_raw_insights(
             round(report.stats.throttle_wait_seconds + report.stats.pacing_wait_seconds, 3)
         ),
         "report_runs": dg.MetadataValue.int(report.stats.async_jobs),
+        "dagster/column_schema": table_schema(raw_table),
     }
     if report.failures:
         run_level["organizations_failed"] = dg.MetadataValue.text(", ".join(report.failed_organizations))
     yield dg.MaterializeResult(
         metadata={
             **run_level,
-            **{f"rows_{level.lower()}": dg.MetadataValue.int(n) for level, n in sorted(rows_by_level.items())},
-            **money_metadata("spend", spend_by_currency),
-            "dagster/row_count": dg.MetadataValue.int(sum(rows_by_level.values())),
+            "totals": range_summary(report.rows_by_day_level, report.spend_by_day_currency),
             "partition_range": dg.MetadataValue.text(f"{since}..{until}"),
         }
     )
+    per_day = daily_metadata(report.rows_by_day_level, report.spend_by_day_currency)
     log_daily_materializations(context, context.asset_key, days(since, until), per_day, run_level)

@@ -75,7 +75,8 @@ def meta_roas(
             asset_key=ROAS_KEYS[group],
             metadata={
                 "organizations": dg.MetadataValue.int(len(organizations)),
-                "dagster/row_count": dg.MetadataValue.int(report.rows_by_group[group]),
+                "rows_in_run": dg.MetadataValue.int(report.rows_by_group[group]),
+                "dagster/column_schema": table_schema(ROAS_TABLES[group]),
                 "currency_mismatches": dg.MetadataValue.int(report.mismatches_by_group[group]),
                 "partition_range": dg.MetadataValue.text(f"{since}..{until}"),
             },

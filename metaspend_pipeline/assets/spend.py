@@ -1,8 +1,6 @@
 """`meta_spend_daily`: Meta's rows normalized, one per (organization, day, level, object)."""
 
-from collections import defaultdict
 from collections.abc import Iterator
-from decimal import Decimal
 from typing import Any
 
 import dagster as dg
@@ -11,9 +9,10 @@ from metaspend_pipeline import normalize
 from metaspend_pipeline.assets.common import (
     GROUP,
     MetaSpendConfig,
+    daily_metadata,
     fetched_in_run,
     log_daily_materializations,
-    money_metadata,
+    range_summary,
     table_schema,
 )
 from metaspend_pipeline.assets.raw import meta_raw_insights
@@ -55,29 +54,19 @@ def meta_spend_daily(
         if accounts:
             normalize.normalize_organization(engine, organization_id, accounts, since, until, window_days, report)
 
-    rows_by_level: dict[str, int] = defaultdict(int)
-    per_day: dict[Any, dict[str, Any]] = defaultdict(dict)
-    for (day, level), count in report.rows_by_day_level.items():
-        rows_by_level[level] += count
-        per_day[day][f"rows_{level.lower()}"] = dg.MetadataValue.int(count)
-    spend_by_currency: dict[str, Decimal] = defaultdict(Decimal)
-    day_spend: dict[Any, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
-    for (day, currency), amount in report.spend_by_day_currency.items():
-        spend_by_currency[currency] += amount
-        day_spend[day][currency] += amount
-    for day, amounts in day_spend.items():
-        per_day[day].update(money_metadata("spend", amounts))
-    run_level = {"organizations": dg.MetadataValue.int(len(scope))}
+    run_level = {
+        "organizations": dg.MetadataValue.int(len(scope)),
+        "dagster/column_schema": table_schema(spend_table),
+    }
     yield dg.MaterializeResult(
         metadata={
             **run_level,
-            **{f"rows_{level.lower()}": dg.MetadataValue.int(n) for level, n in sorted(rows_by_level.items())},
-            **money_metadata("spend", spend_by_currency),
+            "totals": range_summary(report.rows_by_day_level, report.spend_by_day_currency),
             "rows_written": dg.MetadataValue.int(report.written),
             "rows_unchanged": dg.MetadataValue.int(report.unchanged),
             "rows_deleted": dg.MetadataValue.int(report.deleted),
-            "dagster/row_count": dg.MetadataValue.int(report.rows),
             "partition_range": dg.MetadataValue.text(f"{since}..{until}"),
         }
     )
+    per_day = daily_metadata(report.rows_by_day_level, report.spend_by_day_currency)
     log_daily_materializations(context, context.asset_key, days(since, until), per_day, run_level)

@@ -15,14 +15,22 @@ from metaspend_pipeline.storage.db import is_postgres, utcnow
 from metaspend_pipeline.storage.schema import meta_ad_account, meta_fetch_log, meta_raw_insights
 
 BATCH_ROWS = 2000
+MAX_PARAMETERS = 30_000  # under SQLite's 32,766 bound parameters per statement (PostgreSQL: 65,535)
 
 
 def bulk_insert(conn: sa.Connection, table: sa.Table, rows: Iterable[Mapping[str, Any]]) -> int:
-    """Multi-row inserts in batches: one statement per batch, never one per row."""
+    """Multi-row INSERT ... VALUES (...), (...), ... in batches: one statement per batch, never
+    one per row (a driver's executemany may still send a statement per row)."""
     count = 0
     iterator = iter(rows)
-    while batch := list(itertools.islice(iterator, BATCH_ROWS)):
-        conn.execute(table.insert(), batch)
+    per_batch = BATCH_ROWS
+    while batch := list(itertools.islice(iterator, per_batch)):
+        per_batch = max(1, min(BATCH_ROWS, MAX_PARAMETERS // max(1, len(batch[0]))))
+        if len(batch) > per_batch:  # the first batch, before the row width was known
+            rest = batch[per_batch:]
+            batch = batch[:per_batch]
+            iterator = itertools.chain(rest, iterator)
+        conn.execute(table.insert().values(batch))
         count += len(batch)
     return count
 

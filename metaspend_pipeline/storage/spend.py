@@ -93,7 +93,8 @@ def _merge(conn: sa.Connection, staging: sa.Table) -> int:
         set_={**{c: statement.excluded[c] for c in VALUE_COLUMNS}, "updated_at": statement.excluded.updated_at},
         where=sa.or_(*[t.c[c].is_distinct_from(statement.excluded[c]) for c in VALUE_COLUMNS]),
     )
-    return conn.execute(statement).rowcount
+    # RETURNING counts what was written: rowcount is -1 for this statement on some drivers
+    return sum(1 for _ in conn.execute(statement.returning(sa.literal(1))))
 
 
 def _same_key(a: sa.Table, b: sa.Table) -> sa.ColumnElement[bool]:
@@ -117,7 +118,8 @@ def _delete_missing(conn: sa.Connection, staging: sa.Table, scope: SpendScope) -
         .where(t.c.date.between(scope.since, scope.until))
         .where(~sa.exists(sa.select(sa.literal(1)).select_from(staging).where(_same_key(staging, t))))
     )
-    return conn.execute(statement).rowcount
+    # RETURNING counts what was written: rowcount is -1 for this statement on some drivers
+    return sum(1 for _ in conn.execute(statement.returning(sa.literal(1))))
 
 
 @dataclass(frozen=True)

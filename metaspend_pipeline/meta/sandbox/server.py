@@ -162,6 +162,7 @@ class Sandbox:
         config: SandboxConfig | None = None,
         *,
         bench_ads: int = 0,
+        faults: Iterable[dict[str, Any]] = (),
         clock: Any = time.time,
     ) -> None:
         self.world = World(seed, bench_ads=bench_ads)
@@ -179,6 +180,7 @@ class Sandbox:
         self.tokens: dict[str, TokenRecord] = {}
         for org in self.world.organizations:
             self.tokens[org.token] = TokenRecord(org.organization_id, org.ad_accounts, None)
+        self.add_faults(faults)
         self._url_map = Map(
             [
                 Rule("/__sandbox/faults", endpoint="faults", methods=["GET", "POST", "DELETE"]),
