@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -195,36 +196,11 @@ class FetchOutcome:
 
 
 def log_fetch(conn: sa.Connection, run_id: str, outcome: FetchOutcome) -> None:
-    conn.execute(
-        meta_fetch_log.insert().values(
-            run_id=run_id,
-            organization_id=outcome.organization_id,
-            ad_account_id=outcome.ad_account_id,
-            since=outcome.since,
-            until=outcome.until,
-            status=outcome.status,
-            error=outcome.error,
-            rows=outcome.rows,
-            requests=outcome.requests,
-            throttle_wait_seconds=outcome.throttle_wait_seconds,
-            fetched_at=utcnow(),
-        )
-    )
+    conn.execute(meta_fetch_log.insert().values(run_id=run_id, fetched_at=utcnow(), **dataclasses.asdict(outcome)))
 
 
 def fetches_of_run(conn: sa.Connection, run_id: str) -> list[FetchOutcome]:
     t = meta_fetch_log
-    return [
-        FetchOutcome(
-            organization_id=r.organization_id,
-            ad_account_id=r.ad_account_id,
-            since=r.since,
-            until=r.until,
-            status=r.status,
-            error=r.error,
-            rows=r.rows,
-            requests=r.requests,
-            throttle_wait_seconds=r.throttle_wait_seconds,
-        )
-        for r in conn.execute(sa.select(t).where(t.c.run_id == run_id).order_by(t.c.id))
-    ]
+    names = [f.name for f in dataclasses.fields(FetchOutcome)]
+    query = sa.select(*[t.c[name] for name in names]).where(t.c.run_id == run_id).order_by(t.c.id)
+    return [FetchOutcome(**r._mapping) for r in conn.execute(query)]

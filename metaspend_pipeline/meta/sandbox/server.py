@@ -47,7 +47,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-from metaspend_pipeline.meta.sandbox.world import DEFAULT_VISIBLE, World, aggregate
+from metaspend_pipeline.meta.sandbox.world import DEFAULT_VISIBLE, SandboxAdAccount, World, aggregate
 
 DEFAULT_APP_ID = "1000000000000001"
 DEFAULT_APP_SECRET = "sandbox-app-secret"  # noqa: S105 - the sandbox's fake app secret
@@ -783,18 +783,7 @@ class Sandbox:
     ) -> Response:
         account_id = f"act_{args['digits']}"
         self._authorize(token, account_id)
-        account = self.world.accounts[account_id]
-        return _json(
-            {
-                "id": account.id,
-                "account_id": account.account_id,
-                "name": account.name,
-                "currency": account.currency,
-                "timezone_name": account.timezone_name,
-                "timezone_offset_hours_utc": float(account.timezone_offset_hours_utc),
-                "account_status": 1,
-            }
-        )
+        return _json(_account_json(self.world.accounts[account_id]))
 
     def _me_adaccounts(
         self,
@@ -809,17 +798,7 @@ class Sandbox:
         for account_id in record.ad_accounts:
             account = self.world.accounts.get(account_id)
             if account is not None:
-                rows.append(
-                    {
-                        "id": account.id,
-                        "account_id": account.account_id,
-                        "name": account.name,
-                        "currency": account.currency,
-                        "timezone_name": account.timezone_name,
-                        "timezone_offset_hours_utc": float(account.timezone_offset_hours_utc),
-                        "account_status": 1,
-                    }
-                )
+                rows.append(_account_json(account))
         return self._page(request, params, token, rows)
 
     def _debug_token(
@@ -925,6 +904,18 @@ class Sandbox:
             ad_accounts=body.get("ad_accounts"),
         )
         return _json({"ok": True})
+
+
+def _account_json(account: SandboxAdAccount) -> dict[str, Any]:
+    return {
+        "id": account.id,
+        "account_id": account.account_id,
+        "name": account.name,
+        "currency": account.currency,
+        "timezone_name": account.timezone_name,
+        "timezone_offset_hours_utc": float(account.timezone_offset_hours_utc),
+        "account_status": 1,
+    }
 
 
 def _broken_midway(response: Response, environ: dict[str, Any]) -> Response:
