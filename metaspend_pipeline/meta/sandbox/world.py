@@ -6,7 +6,7 @@ numbers are computed on demand from a hash of (seed, ad, day): nothing is held p
 sandbox serving a year of a large account stays small.
 
 Ad-level numbers are the ground truth; ad set, campaign and account rows are their sums, so the
-levels always reconcile. A third or so of the spend is on archived or deleted objects, which Meta
+levels always reconcile. A large share of the spend (a third to most of it, per account) is on archived or deleted objects, which Meta
 (and the sandbox) leave out unless asked for with an effective-status filter.
 """
 
