@@ -99,6 +99,7 @@ def current_revision(url: str) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+@functools.cache
 def head_revision() -> str:
     from alembic.script import ScriptDirectory
 
@@ -106,7 +107,9 @@ def head_revision() -> str:
 
 
 def migrated_engine(url: str) -> sa.Engine:
-    """The engine for `url`, after checking that its schema is at the newest migration."""
+    """The engine for `url`, after checking (once per process) that its schema is the newest."""
+    if url in _verified:
+        return engine_for(url)
     try:
         revision = current_revision(url)
     except sa.exc.OperationalError as exc:
@@ -117,4 +120,8 @@ def migrated_engine(url: str) -> sa.Engine:
             f"the warehouse at {display_url(url)} is at revision {revision or 'none (empty)'}, "
             f"the code needs {head}: run `metaspend db upgrade`"
         )
+    _verified.add(url)
     return engine_for(url)
+
+
+_verified: set[str] = set()
