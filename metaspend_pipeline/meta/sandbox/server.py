@@ -40,7 +40,7 @@ import time
 import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from werkzeug.exceptions import HTTPException, NotFound
 from werkzeug.routing import Map, Rule
@@ -88,6 +88,16 @@ class Fault:
     times: int = 1
     skip: int = 0
     options: dict[str, Any] = field(default_factory=dict)
+
+
+class Call(NamedTuple):
+    """One Graph API call as an endpoint sees it."""
+
+    request: Request
+    params: dict[str, str]
+    token: str | None
+    args: dict[str, str]
+    fault: Fault | None
 
 
 @dataclass
@@ -308,7 +318,7 @@ class Sandbox:
                 headers = self._account_usage(account, throttle=fault)
             if fault is not None and fault.kind not in _ENDPOINT_FAULTS:
                 raise self._fault_error(fault, headers)
-            response = getattr(self, f"_{endpoint}")(request, params, token, args, fault)
+            response = getattr(self, f"_{endpoint}")(Call(request, params, token, args, fault))
             if fault is not None and fault.kind == "reset_mid_body":
                 return _broken_midway(response, environ)
         except GraphError as exc:
@@ -688,15 +698,9 @@ class Sandbox:
                 body["paging"]["next"] = f"{request.host_url.rstrip('/')}{request.path}?{urllib.parse.urlencode(query)}"
         return _json(body)
 
-    def _insights(
-        self,
-        request: Request,
-        params: dict[str, str],
-        token: str | None,
-        args: dict[str, str],
-        fault: Fault | None,
-    ) -> Response:
-        account = f"act_{args['digits']}"
+    def _insights(self, call: Call) -> Response:
+        request, params, token, fault = call.request, call.params, call.token, call.fault
+        account = f"act_{call.args['digits']}"
         self._authorize(token, account)
         query = self._query(account, params)
         if request.method == "POST":
@@ -734,14 +738,8 @@ class Sandbox:
         percent = int(100 * elapsed / duration)
         return ("Job Not Started" if percent < 10 else "Job Running"), percent
 
-    def _job(
-        self,
-        request: Request,
-        params: dict[str, str],
-        token: str | None,
-        args: dict[str, str],
-        fault: Fault | None,
-    ) -> Response:
+    def _job(self, call: Call) -> Response:
+        token, args = call.token, call.args
         job = self._job_of(args["run_id"])
         self._authorize(token, job.account)
         status, percent = self._job_status(job)
@@ -756,14 +754,8 @@ class Sandbox:
             }
         )
 
-    def _job_insights(
-        self,
-        request: Request,
-        params: dict[str, str],
-        token: str | None,
-        args: dict[str, str],
-        fault: Fault | None,
-    ) -> Response:
+    def _job_insights(self, call: Call) -> Response:
+        request, params, token, args, fault = call.request, call.params, call.token, call.args, call.fault
         job = self._job_of(args["run_id"])
         self._authorize(token, job.account)
         status, _ = self._job_status(job)
@@ -773,26 +765,14 @@ class Sandbox:
 
     # --- accounts and tokens -----------------------------------------------------------------
 
-    def _ad_account(
-        self,
-        request: Request,
-        params: dict[str, str],
-        token: str | None,
-        args: dict[str, str],
-        fault: Fault | None,
-    ) -> Response:
-        account_id = f"act_{args['digits']}"
+    def _ad_account(self, call: Call) -> Response:
+        token = call.token
+        account_id = f"act_{call.args['digits']}"
         self._authorize(token, account_id)
         return _json(_account_json(self.world.accounts[account_id]))
 
-    def _me_adaccounts(
-        self,
-        request: Request,
-        params: dict[str, str],
-        token: str | None,
-        args: dict[str, str],
-        fault: Fault | None,
-    ) -> Response:
+    def _me_adaccounts(self, call: Call) -> Response:
+        request, params, token = call.request, call.params, call.token
         record = self._authorize(token)
         rows = []
         for account_id in record.ad_accounts:
@@ -801,14 +781,8 @@ class Sandbox:
                 rows.append(_account_json(account))
         return self._page(request, params, token, rows)
 
-    def _debug_token(
-        self,
-        request: Request,
-        params: dict[str, str],
-        token: str | None,
-        args: dict[str, str],
-        fault: Fault | None,
-    ) -> Response:
+    def _debug_token(self, call: Call) -> Response:
+        params, token = call.params, call.token
         if token != f"{self.config.app_id}|{self.config.app_secret}":
             raise GraphError(400, 190, "Invalid OAuth access token signature.")
         with self._lock:
@@ -840,14 +814,8 @@ class Sandbox:
             }
         )
 
-    def _access_token(
-        self,
-        request: Request,
-        params: dict[str, str],
-        token: str | None,
-        args: dict[str, str],
-        fault: Fault | None,
-    ) -> Response:
+    def _access_token(self, call: Call) -> Response:
+        params = call.params
         if params.get("grant_type") != "fb_exchange_token":
             raise GraphError(400, 100, "The sandbox only supports grant_type=fb_exchange_token")
         if params.get("client_id") != self.config.app_id or params.get("client_secret") != self.config.app_secret:
