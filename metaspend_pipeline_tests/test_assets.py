@@ -366,3 +366,48 @@ def test_materializations_carry_numbers_per_partition(pipeline: Pipeline) -> Non
     columns = {c.name for c in spec.metadata["dagster/column_schema"].columns}
     assert {"organization_id", "date", "level", "spend", "currency"} <= columns
     assert spec.kinds == {"python", "sql"}
+
+
+def test_readers_never_see_a_half_written_day(pipeline: Pipeline) -> None:
+    """While `meta_spend_daily` is rewritten with new numbers, a reader sees the old day or the new
+    one, never a mix."""
+    import threading
+
+    assert pipeline.run(START, START).success
+    t, r = meta_spend_daily, meta_raw_insights
+
+    def ad_total() -> Decimal:
+        with pipeline.engine.connect() as conn:
+            return sum(
+                conn.execute(
+                    sa.select(t.c.spend)
+                    .where(t.c.organization_id == "demo-org-1")
+                    .where(t.c.date == dt.date(2026, 10, 1))
+                    .where(t.c.level == "AD")
+                ).scalars(),
+                Decimal(0),
+            )
+
+    old = ad_total()
+    with pipeline.engine.begin() as conn:  # Meta restated the day: every amount doubled
+        for row_id, row in conn.execute(sa.select(r.c.id, r.c.row).where(r.c.organization_id == "demo-org-1")).all():
+            row = dict(row)
+            row["spend"] = str(Decimal(row["spend"]) * 2)
+            conn.execute(r.update().where(r.c.id == row_id).values(row=row))
+    seen: set[Decimal] = set()
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            seen.add(ad_total())
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        assert pipeline.run(START, START, asset_selection=[dg.AssetKey("meta_spend_daily")]).success
+    finally:
+        stop.set()
+        reader.join()
+    assert ad_total() == 2 * old
+    assert seen <= {old, 2 * old}
+    assert old in seen
