@@ -68,10 +68,6 @@ class IngestReport:
     def failed_organizations(self) -> list[str]:
         return sorted({o.organization_id for o in self.failures})
 
-    @property
-    def organizations(self) -> list[str]:
-        return sorted({o.organization_id for o in self.outcomes})
-
 
 class _Spool:
     """Rows of one (ad account, level, window) on their way to the database: memory, then disk."""
