@@ -16,6 +16,7 @@ from pydantic import Field
 
 from metaspend_pipeline import validation
 from metaspend_pipeline.assets import ROAS_KEYS, meta_raw_insights, meta_spend_daily
+from metaspend_pipeline.assets.common import ORGANIZATIONS_FAILED
 from metaspend_pipeline.partitions import partition_dates
 from metaspend_pipeline.resources import WarehouseResource
 from metaspend_pipeline.settings import Settings
@@ -97,6 +98,37 @@ def every_organization_fetched(
     )
 
 
+@dg.multi_asset_check(
+    specs=[
+        dg.AssetCheckSpec(
+            "every_organization_written",
+            asset=key,
+            description="Fails the run, naming them, when organizations could not be written by this step; "
+            "the others' rows are written all the same.",
+        )
+        for key in (meta_spend_daily.key, *ROAS_KEYS.values())
+    ],
+    can_subset=True,
+    name="every_organization_written",
+)
+def every_organization_written(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:
+    """Reads this run's materializations of the step: the organizations it recorded as failed."""
+    run_id = context.op_execution_context.run_id
+    failed: dict[dg.AssetKey, str] = {}
+    for record in context.instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
+        materialization = record.asset_materialization
+        if materialization is not None and ORGANIZATIONS_FAILED in materialization.metadata:
+            failed[materialization.asset_key] = str(materialization.metadata[ORGANIZATIONS_FAILED].value)
+    problems = []
+    for key in sorted(context.selected_asset_check_keys, key=lambda k: k.asset_key.to_user_string()):
+        if key.asset_key in failed:
+            problems.append(f"{key.asset_key.to_user_string()}: {failed[key.asset_key]}")
+        else:
+            yield dg.AssetCheckResult(asset_key=key.asset_key, check_name=key.name, passed=True)
+    if problems:
+        raise dg.Failure(description="organizations not written: " + " | ".join(problems))
+
+
 _SPEND_CHECKS = {
     "levels_reconcile": (validation.reconcile_levels, "ad = ad set = campaign = account total, per ad account and day"),
     "keys_match_level": (validation.missing_keys, "no NULL id for the row's level, no id of a lower level"),
@@ -160,4 +192,10 @@ freshness_sensor = dg.build_sensor_for_freshness_checks(
     default_status=dg.DefaultSensorStatus.RUNNING if _settings.spend_enabled else dg.DefaultSensorStatus.STOPPED,
 )
 
-asset_checks = [every_organization_fetched, meta_spend_daily_checks, meta_roas_checks, *freshness_checks]
+asset_checks = [
+    every_organization_fetched,
+    every_organization_written,
+    meta_spend_daily_checks,
+    meta_roas_checks,
+    *freshness_checks,
+]

@@ -20,14 +20,13 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
 
 import sqlalchemy as sa
 
 from metaspend_pipeline.credentials import MetaAdAccount
 from metaspend_pipeline.errors import MetaspendError
-from metaspend_pipeline.meta.client import ClientStats, InsightRow
-from metaspend_pipeline.meta.errors import MetaTokenError
+from metaspend_pipeline.meta.client import ClientStats, InsightRow, parse_insight_row
+from metaspend_pipeline.meta.errors import MetaDataError, MetaTokenError
 from metaspend_pipeline.redaction import get_logger, redact
 from metaspend_pipeline.storage import raw as raw_store
 from metaspend_pipeline.storage.db import utcnow
@@ -70,21 +69,36 @@ class IngestReport:
 
 
 class _Spool:
-    """Rows of one (ad account, level, window) on their way to the database: memory, then disk."""
+    """Rows of one (ad account, level, window) on their way to the database: memory, then disk.
 
-    def __init__(self) -> None:
+    A row Meta sends twice for the same day and object is refused here, before anything is
+    replaced, naming the ad account, the day and the ids.
+    """
+
+    def __init__(self, account: str, level: str, since: dt.date, until: dt.date) -> None:
         self._file = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES, mode="w+", encoding="utf-8")  # noqa: SIM115 - closed by close()
+        self._where = (account, level, since, until)
+        self._seen: set[tuple[object, ...]] = set()
         self.count = 0
 
     def add(self, row: InsightRow) -> None:
-        self._file.write(f"{row.date.isoformat()}\t{json.dumps(row.raw, separators=(',', ':'))}\n")
+        key = (row.date, row.campaign_id, row.adset_id, row.ad_id)
+        if key in self._seen:
+            raise MetaDataError(
+                f"ad account {row.ad_account_id}, {row.level} row of {row.date}: Meta returned campaign "
+                f"{row.campaign_id}, ad set {row.adset_id}, ad {row.ad_id} twice",
+                ad_account_id=row.ad_account_id,
+            )
+        self._seen.add(key)
+        self._file.write(json.dumps(row.raw, separators=(",", ":")) + "\n")
         self.count += 1
 
-    def rows(self) -> Iterator[tuple[dt.date, dict[str, Any]]]:
+    def rows(self) -> Iterator[InsightRow]:
+        """The rows again, parsed by the same parser that validated them."""
+        account, level, since, until = self._where
         self._file.seek(0)
         for line in self._file:
-            day, _, payload = line.rstrip("\n").partition("\t")
-            yield dt.date.fromisoformat(day), json.loads(payload)
+            yield parse_insight_row(json.loads(line), account, level, since, until)
 
     def close(self) -> None:
         self._file.close()
@@ -113,7 +127,7 @@ def fetch_account(
     total = 0
     for start, end in windows(since, until, window_days):
         for level in LEVELS:
-            spool = _Spool()
+            spool = _Spool(account.ad_account_id, level, start, end)
             rows_by_day: dict[dt.date, int] = defaultdict(int)
             spend_by_day: dict[tuple[dt.date, str], Decimal] = defaultdict(Decimal)
             try:

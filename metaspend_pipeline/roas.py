@@ -4,33 +4,47 @@
 - A lead counts on the day it was created in its ad account's time zone (the day Meta gives its
   spend); a sale, and its revenue, count on its lead's day and in its lead's group.
 - conversion_rate = sales / leads, avg_ticket = revenue / sales, roas = revenue / spend, each NULL
-  where its denominator is 0; roas is also NULL when revenue is 0, as in the product's dashboard.
+  where its denominator is 0; roas only when both revenue and spend are above 0 (as in the
+  product's dashboard: no ROAS of 0, and no negative ROAS from refunds).
+- Rounding is explicit and the same everywhere: ratios to 6 decimals and money to 2, half up
+  (`ROUND_HALF_UP`), from exact sums; never an average of ratios.
 - A group's currency is its spend's (else its ad account's). Sales in another currency are not
   added in: the group's revenue, avg_ticket and roas are NULL and `revenue_currency_mismatch` is set.
 - Groups with leads but no spend, and with spend but no leads, are both present.
 - Everything is per organization: no lead, sale or spend of one organization meets another's.
+
+The sums are SQL (GROUP BY in the database, exact on both backends, see `storage.roas`); three
+sorted streams (spend, leads, sales per day and group) are merged here one group at a time, so
+memory does not grow with the rows, and only the run's window of days is read.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import zoneinfo
+import heapq
+import itertools
+import pickle
+import tempfile
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 
 import sqlalchemy as sa
 
+from metaspend_pipeline.errors import MetaspendError
 from metaspend_pipeline.ingest import windows
+from metaspend_pipeline.redaction import get_logger, redact
 from metaspend_pipeline.storage import roas as roas_store
-from metaspend_pipeline.storage import spend as spend_store
-from metaspend_pipeline.storage.raw import ad_account_info
+from metaspend_pipeline.storage.locks import lock_organization
+from metaspend_pipeline.storage.roas import RoasRow
 from metaspend_pipeline.storage.schema import ROAS_GROUPS
 
 CENT = Decimal("0.01")
 RATIO = Decimal("0.000001")
-LEVEL_OF_GROUP = {"campaign": "CAMPAIGN", "adset": "ADSET", "ad": "AD"}
+SPOOL_MEMORY_BYTES = 4 * 1024 * 1024
+
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -44,7 +58,9 @@ def ratios(leads: int, sales: int, revenue: Decimal | None, spend: Decimal) -> R
     """The dashboard's ratios from sums (never an average of ratios)."""
     conversion = (Decimal(sales) / Decimal(leads)).quantize(RATIO, ROUND_HALF_UP) if leads else None
     avg_ticket = (revenue / sales).quantize(CENT, ROUND_HALF_UP) if sales and revenue is not None else None
-    roas = (revenue / spend).quantize(RATIO, ROUND_HALF_UP) if revenue and spend > 0 else None
+    roas = (
+        (revenue / spend).quantize(RATIO, ROUND_HALF_UP) if revenue is not None and revenue > 0 and spend > 0 else None
+    )
     return Ratios(avg_ticket=avg_ticket, conversion_rate=conversion, roas=roas)
 
 
@@ -74,96 +90,68 @@ class GroupTotals:
         return currency, self.revenue.get(currency, Decimal(0)).quantize(CENT) if currency else Decimal(0), False
 
 
-@dataclass(frozen=True)
-class RoasRow:
-    organization_id: str
-    date: dt.date
-    group_id: str
-    currency: str | None
-    leads_count: int
-    sales_count: int
-    revenue: Decimal | None
-    spend: Decimal
-    avg_ticket: Decimal | None
-    conversion_rate: Decimal | None
-    roas: Decimal | None
-    revenue_currency_mismatch: bool
+def _row(organization_id: str, day: dt.date, group_id: str, t: GroupTotals) -> RoasRow:
+    currency, revenue, mismatch = t.finish()
+    r = ratios(t.leads, t.sales, revenue, t.spend)
+    return RoasRow(
+        organization_id=organization_id,
+        date=day,
+        group_id=group_id,
+        currency=currency,
+        leads_count=t.leads,
+        sales_count=t.sales,
+        revenue=revenue,
+        spend=t.spend.quantize(CENT),
+        avg_ticket=r.avg_ticket,
+        conversion_rate=r.conversion_rate,
+        roas=r.roas,
+        revenue_currency_mismatch=mismatch,
+    )
 
 
-def _local_date(moment: dt.datetime, zone: str | None) -> dt.date:
-    moment = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
-    if not zone:
-        return moment.astimezone(dt.UTC).date()
-    return moment.astimezone(zoneinfo.ZoneInfo(zone)).date()
+def merge_sums(organization_id: str, sums: roas_store.GroupSums) -> Iterator[RoasRow]:
+    """One ROAS row per (day, group) from the three sorted streams of sums."""
+    tagged = (
+        ((key, "spend", value) for key, value in sums.spend),
+        ((key, "leads", value) for key, value in sums.leads),
+        ((key, "sales", value) for key, value in sums.sales),
+    )
+    merged = heapq.merge(*tagged, key=lambda item: item[0])
+    for (day, group_id), items in itertools.groupby(merged, key=lambda item: item[0]):
+        t = GroupTotals()
+        for _, kind, value in items:
+            if kind == "spend":
+                currency, amount = value
+                t.spend += amount
+                t.spend_currencies.add(currency)
+            elif kind == "leads":
+                count, currency = value
+                t.leads += count
+                t.fallback_currency = t.fallback_currency or currency
+            else:
+                currency, count, amount = value
+                t.sales += count
+                t.revenue[currency] += amount
+        yield _row(organization_id, day, group_id, t)
 
 
-def compute(
-    organization_id: str,
-    group: str,
-    spend_rows: Iterable[spend_store.SpendRow],
-    leads: Sequence[roas_store.Lead],
-    sales: Sequence[roas_store.Sale],
-    account_of_lead: Callable[[roas_store.Lead], str | None],
-    accounts: dict[str, tuple[str, str]],
-    since: dt.date,
-    until: dt.date,
-) -> list[RoasRow]:
-    """ROAS rows of one organization at one grouping, one per (day, group id) with leads or spend.
+class _Spool:
+    """Computed rows on their way to the table: memory, then disk (the reads must finish first)."""
 
-    `accounts` maps ad account -> (currency, time zone).
-    """
-    totals: dict[tuple[dt.date, str], GroupTotals] = defaultdict(GroupTotals)
-    level = LEVEL_OF_GROUP[group]
-    for row in spend_rows:
-        if row.level != level or row.organization_id != organization_id:
-            continue
-        group_id = {"campaign": row.campaign_id, "adset": row.adset_id, "ad": row.ad_id}[group]
-        if group_id is None:
-            continue
-        t = totals[(row.date, group_id)]
-        t.spend += row.spend
-        t.spend_currencies.add(row.currency)
+    def __init__(self, rows: Iterable[RoasRow]) -> None:
+        self._file = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES)  # noqa: SIM115 - closed in rows()
+        self.count = 0
+        for row in rows:
+            pickle.dump(row, self._file, protocol=pickle.HIGHEST_PROTOCOL)
+            self.count += 1
 
-    sales_by_lead: dict[str, list[roas_store.Sale]] = defaultdict(list)
-    for sale in sales:
-        sales_by_lead[sale.lead_id].append(sale)
-    for lead in leads:
-        group_id = {"campaign": lead.campaign_id, "adset": lead.adset_id, "ad": lead.ad_id}[group]
-        if not group_id:
-            continue
-        account = account_of_lead(lead)
-        currency, zone = accounts.get(account, (None, None)) if account else (None, None)
-        day = _local_date(lead.created_at, zone)
-        if not since <= day <= until:
-            continue
-        t = totals[(day, group_id)]
-        t.leads += 1
-        t.fallback_currency = t.fallback_currency or currency
-        for sale in sales_by_lead.get(lead.id, ()):
-            t.sales += 1
-            t.revenue[sale.currency] += sale.amount
-
-    rows = []
-    for (day, group_id), t in sorted(totals.items()):
-        currency, revenue, mismatch = t.finish()
-        r = ratios(t.leads, t.sales, revenue, t.spend)
-        rows.append(
-            RoasRow(
-                organization_id=organization_id,
-                date=day,
-                group_id=group_id,
-                currency=currency,
-                leads_count=t.leads,
-                sales_count=t.sales,
-                revenue=revenue,
-                spend=t.spend.quantize(CENT),
-                avg_ticket=r.avg_ticket,
-                conversion_rate=r.conversion_rate,
-                roas=r.roas,
-                revenue_currency_mismatch=mismatch,
-            )
-        )
-    return rows
+    def rows(self) -> Iterator[RoasRow]:
+        self._file.seek(0)
+        try:
+            for _ in range(self.count):
+                yield pickle.load(self._file)  # noqa: S301 - our own rows, written just above
+        finally:
+            self._file.close()
 
 
 @dataclass
@@ -171,6 +159,7 @@ class RoasReport:
     rows_by_group: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     rows_by_day_group: dict[tuple[dt.date, str], int] = field(default_factory=lambda: defaultdict(int))
     mismatches_by_group: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    failures: dict[str, str] = field(default_factory=dict)  # organization -> why
 
 
 def refresh_organization(
@@ -182,32 +171,31 @@ def refresh_organization(
     report: RoasReport,
     groups: Sequence[str] = ROAS_GROUPS,
 ) -> None:
-    """Recompute the organization's ROAS rows over [since, until], one transaction per window."""
-    with engine.connect() as conn:
-        group_accounts = spend_store.group_ad_accounts(conn, organization_id)
-        own_accounts = roas_store.organization_ad_accounts(conn, organization_id)
-        info = {a: (i.currency, i.timezone_name) for a, i in ad_account_info(conn).items()}
-    sole_account = next(iter(own_accounts)) if len(own_accounts) == 1 else None
+    """Recompute the organization's ROAS rows over [since, until], one transaction per window.
 
-    def account_of_lead(lead: roas_store.Lead) -> str | None:
-        for level, object_id in (("AD", lead.ad_id), ("ADSET", lead.adset_id), ("CAMPAIGN", lead.campaign_id)):
-            if object_id and (level, object_id) in group_accounts:
-                return group_accounts[(level, object_id)]
-        return sole_account
+    A failure is recorded in `report.failures` (naming the organization and the window) instead
+    of raised, so the other organizations go on; what was committed before stays.
+    """
+    try:
+        with engine.connect() as conn:
+            own_accounts = roas_store.organization_ad_accounts(conn, organization_id)
+        sole_account = next(iter(own_accounts)) if len(own_accounts) == 1 else None
+        for start, end in windows(since, until, window_days):
+            with engine.begin() as conn:
+                lock_organization(conn, organization_id)
+                for group in groups:
+                    sums = roas_store.group_sums(conn, organization_id, group, start, end, sole_account)
+                    spool = _Spool(_counted(merge_sums(organization_id, sums), group, report))
+                    roas_store.replace_roas(conn, group, organization_id, start, end, spool.rows())
+    except (MetaspendError, sa.exc.SQLAlchemyError, ValueError, ArithmeticError) as exc:
+        reason = str(exc) if isinstance(exc, MetaspendError) else f"{type(exc).__name__}: {exc}"
+        report.failures[organization_id] = redact(f"organization {organization_id}: {reason}")
+        log.error("%s", report.failures[organization_id])
 
-    for start, end in windows(since, until, window_days):
-        with engine.begin() as conn:
-            window_from = dt.datetime.combine(start - dt.timedelta(days=1), dt.time(), dt.UTC)
-            window_to = dt.datetime.combine(end + dt.timedelta(days=2), dt.time(), dt.UTC)
-            leads = roas_store.leads_between(conn, organization_id, window_from, window_to)
-            sales = roas_store.sales_of_leads_between(conn, organization_id, window_from, window_to)
-            spend_rows = list(
-                spend_store.iter_spend(conn, start, end, [organization_id], [LEVEL_OF_GROUP[g] for g in groups])
-            )
-            for group in groups:
-                rows = compute(organization_id, group, spend_rows, leads, sales, account_of_lead, info, start, end)
-                roas_store.replace_roas(conn, group, organization_id, start, end, rows)
-                report.rows_by_group[group] += len(rows)
-                report.mismatches_by_group[group] += sum(r.revenue_currency_mismatch for r in rows)
-                for r in rows:
-                    report.rows_by_day_group[(r.date, group)] += 1
+
+def _counted(rows: Iterable[RoasRow], group: str, report: RoasReport) -> Iterator[RoasRow]:
+    for r in rows:
+        report.rows_by_group[group] += 1
+        report.rows_by_day_group[(r.date, group)] += 1
+        report.mismatches_by_group[group] += r.revenue_currency_mismatch
+        yield r

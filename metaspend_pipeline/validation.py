@@ -14,8 +14,8 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
-from metaspend_pipeline.meta.client import parse_insight_row
 from metaspend_pipeline.storage import roas as roas_store
+from metaspend_pipeline.storage.money import money_sum, read_money_sum
 from metaspend_pipeline.storage.schema import meta_ad_account, meta_raw_insights, meta_spend_daily
 
 TOLERANCE = Decimal("0.01")
@@ -49,31 +49,33 @@ def _scoped(query: sa.Select, table: sa.Table, organizations: Sequence[str] | No
 def reconcile_levels(
     conn: sa.Connection, since: dt.date, until: dt.date, organizations: Sequence[str] | None = None
 ) -> list[Finding]:
-    """Per organization, ad account and day: ad sum = ad set sum = campaign sum = account total (one cent)."""
-    sums: dict[tuple[str, str, dt.date], dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
-    t = meta_spend_daily
-    query = _scoped(
-        sa.select(t.c.organization_id, t.c.ad_account_id, t.c.date, t.c.level, t.c.spend).where(
-            t.c.date.between(since, until)
-        ),
+    """Per organization, ad account and day: ad sum = ad set sum = campaign sum = account total (one cent).
+
+    Summed in SQL (exactly, see `storage.money`); only the sums per (ad account, day, level) come back.
+    """
+    t, r = meta_spend_daily, meta_raw_insights
+    spend = _scoped(
+        sa.select(t.c.organization_id, t.c.ad_account_id, t.c.date, t.c.level, money_sum(conn, t.c.spend))
+        .where(t.c.date.between(since, until))
+        .group_by(t.c.organization_id, t.c.ad_account_id, t.c.date, t.c.level),
         t,
         organizations,
     )
-    for org, account, day, level, spend in conn.execute(query):
-        sums[(org, account, day)][level] += spend
-    r = meta_raw_insights
-    query = _scoped(
-        sa.select(r.c.organization_id, r.c.ad_account_id, r.c.date, r.c.row)
+    account_totals = _scoped(
+        sa.select(r.c.organization_id, r.c.ad_account_id, r.c.date, r.c.level, money_sum(conn, r.c.spend))
         .where(r.c.level == "ACCOUNT")
-        .where(r.c.date.between(since, until)),
+        .where(r.c.date.between(since, until))
+        .group_by(r.c.organization_id, r.c.ad_account_id, r.c.date, r.c.level),
         r,
         organizations,
     )
-    for org, account, day, raw in conn.execute(query):
-        sums[(org, account, day)]["ACCOUNT"] += parse_insight_row(raw, account, "account", day, day).spend
+    sums: dict[tuple[str, str, dt.date], dict[str, Decimal]] = defaultdict(dict)
+    for query in (spend, account_totals):
+        for org, account, day, level, amount in conn.execute(query):
+            sums[(org, account, day)][level] = read_money_sum(amount)
     findings = []
     for (org, account, day), by_level in sorted(sums.items()):
-        values = {level: by_level.get(level, Decimal(0)) for level in ("ACCOUNT", "CAMPAIGN", "ADSET", "AD")}
+        values = {level: by_level.get(level, Decimal("0.00")) for level in ("ACCOUNT", "CAMPAIGN", "ADSET", "AD")}
         if max(values.values()) - min(values.values()) > TOLERANCE:
             detail = "levels disagree: " + ", ".join(f"{level.lower()} {amount}" for level, amount in values.items())
             findings.append(Finding(org, account, day, detail))

@@ -115,6 +115,12 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield from _fresh_postgres(request.getfixturevalue("postgres_template"))
 
 
+@pytest.fixture
+def postgres_url(postgres_template: str) -> Iterator[str]:
+    """A migrated, empty PostgreSQL warehouse of its own, for what only PostgreSQL has (locks, roles)."""
+    yield from _fresh_postgres(postgres_template)
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A database with no tables at all, to run the migrations from nothing."""
@@ -245,7 +251,12 @@ class Pipeline:
         import dagster as dg
 
         from metaspend_pipeline.assets import lead, meta_raw_insights, meta_roas, meta_spend_daily, sale
-        from metaspend_pipeline.checks import every_organization_fetched, meta_roas_checks, meta_spend_daily_checks
+        from metaspend_pipeline.checks import (
+            every_organization_fetched,
+            every_organization_written,
+            meta_roas_checks,
+            meta_spend_daily_checks,
+        )
 
         tags = {"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end or start}
         return dg.materialize(
@@ -256,6 +267,7 @@ class Pipeline:
                 meta_spend_daily,
                 meta_roas,
                 every_organization_fetched,
+                every_organization_written,
                 meta_spend_daily_checks,
                 meta_roas_checks,
             ],

@@ -389,11 +389,11 @@ def test_readers_never_see_a_half_written_day(pipeline: Pipeline) -> None:
             )
 
     old = ad_total()
-    with pipeline.engine.begin() as conn:  # Meta restated the day: every amount doubled
+    with pipeline.engine.begin() as conn:  # Meta restated the day: every amount doubled, as a fetch stores it
         for row_id, row in conn.execute(sa.select(r.c.id, r.c.row).where(r.c.organization_id == "demo-org-1")).all():
             row = dict(row)
             row["spend"] = str(Decimal(row["spend"]) * 2)
-            conn.execute(r.update().where(r.c.id == row_id).values(row=row))
+            conn.execute(r.update().where(r.c.id == row_id).values(row=row, spend=Decimal(row["spend"])))
     seen: set[Decimal] = set()
     stop = threading.Event()
 
@@ -411,3 +411,24 @@ def test_readers_never_see_a_half_written_day(pipeline: Pipeline) -> None:
     assert ad_total() == 2 * old
     assert seen <= {old, 2 * old}
     assert old in seen
+
+
+def test_one_organization_failing_in_the_spend_step_does_not_stop_the_others(pipeline: Pipeline) -> None:
+    """The spend and ROAS steps isolate organizations as the fetch does: the others are written,
+    the failed one keeps what it had, and the run fails naming it."""
+    assert pipeline.run(START, START).success
+    t, r = meta_spend_daily, meta_raw_insights
+    before = {org: spend_rows(pipeline.engine, org) for org in ("demo-org-1", "demo-org-2")}
+    with pipeline.engine.begin() as conn:
+        # Meta restated demo-org-1's day; demo-org-2's raw rows carry a value the table refuses
+        conn.execute(r.update().where(r.c.organization_id == "demo-org-1").values(spend=r.c.spend + Decimal("1.00")))
+        conn.execute(r.update().where(r.c.organization_id == "demo-org-2").values(provider="TIKTOK"))
+    result = pipeline.run(START, START, asset_selection=[dg.AssetKey("meta_spend_daily")])
+    assert not result.success
+    assert "demo-org-2" in failure_text(result)
+    assert "demo-org-1" not in failure_text(result)
+    assert spend_rows(pipeline.engine, "demo-org-2") == before["demo-org-2"]
+    after = spend_rows(pipeline.engine, "demo-org-1")
+    assert [row[8] for row in after] == [row[8] + Decimal("1.00") for row in before["demo-org-1"]]
+    with pipeline.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(t).where(t.c.provider == "TIKTOK")).scalar() == 0

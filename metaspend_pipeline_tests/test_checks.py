@@ -62,7 +62,16 @@ CORRUPTIONS: dict[str, tuple[Callable[[sa.Connection], None], str, str]] = {
 def test_checks_pass_on_good_data(pipeline: Pipeline) -> None:
     assert pipeline.run(START, END).success
     evaluations = run_checks(pipeline)
-    assert len(evaluations) == 7
+    roas = [f"meta_roas_by_{g}" for g in ("campaign", "adset", "ad")]
+    assert set(evaluations) == {
+        ("meta_raw_insights", "every_organization_fetched"),
+        ("meta_spend_daily", "every_organization_written"),
+        ("meta_spend_daily", "levels_reconcile"),
+        ("meta_spend_daily", "keys_match_level"),
+        ("meta_spend_daily", "one_currency_per_ad_account"),
+        *[(a, "every_organization_written") for a in roas],
+        *[(a, "no_currency_mismatch") for a in roas],
+    }
     assert all(e.passed for e in evaluations.values()), [e.description for e in evaluations.values() if not e.passed]
 
 

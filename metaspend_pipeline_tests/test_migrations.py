@@ -125,13 +125,42 @@ def test_rows_differing_only_in_a_null_id_are_distinct(engine: sa.Engine) -> Non
 
 
 def test_money_round_trips_as_decimal(engine: sa.Engine) -> None:
-    amount = Decimal("9999999999999999.99")
+    # PostgreSQL keeps NUMERIC(18, 2) whole; SQLite keeps the 15 significant digits a double holds
+    amount = Decimal("9999999999999999.99") if engine.dialect.name == "postgresql" else Decimal("9999999999999.99")
     with engine.begin() as conn:
         conn.execute(meta_spend_daily.insert().values(**_spend_row(spend=amount)))
     with engine.connect() as conn:
         value = conn.execute(sa.select(meta_spend_daily.c.spend)).scalar_one()
     assert isinstance(value, Decimal)
     assert value == amount
+
+
+def test_money_is_never_rounded_in_silence(engine: sa.Engine) -> None:
+    for amount, message in (("0.025", "more than 2 decimal places"), ("1e16", "does not fit NUMERIC")):
+        with pytest.raises(sa.exc.StatementError, match=message), engine.begin() as conn:
+            conn.execute(meta_spend_daily.insert().values(**_spend_row(spend=Decimal(amount))))
+    if engine.dialect.name == "sqlite":
+        with pytest.raises(sa.exc.StatementError, match="SQLite keeps 15"), engine.begin() as conn:
+            conn.execute(meta_spend_daily.insert().values(**_spend_row(spend=Decimal("99999999999999.99"))))
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(meta_spend_daily)).scalar_one() == 0
+
+
+def test_money_sorts_compares_and_sums_as_numbers(engine: sa.Engine) -> None:
+    """What a BI tool asks of the table, in plain SQL, on either database."""
+    amounts = ["98.04", "1198395.00", "99.32", "1000.01", "0.10", "0.20", "1000.00"]
+    with engine.begin() as conn:
+        for i, amount in enumerate(amounts):
+            conn.execute(meta_spend_daily.insert().values(**_spend_row(campaign_id=str(i), spend=Decimal(amount))))
+    with engine.connect() as conn:
+        top = conn.exec_driver_sql("SELECT spend FROM meta_spend_daily ORDER BY spend DESC LIMIT 1").scalar_one()
+        over = conn.exec_driver_sql("SELECT count(*) FROM meta_spend_daily WHERE spend > 1000").scalar_one()
+        low, high = conn.exec_driver_sql("SELECT min(spend), max(spend) FROM meta_spend_daily").one()
+        total = conn.exec_driver_sql("SELECT round(sum(spend), 2) FROM meta_spend_daily").scalar_one()
+    assert Decimal(str(top)) == Decimal("1198395.00")
+    assert over == 2
+    assert (Decimal(str(low)), Decimal(str(high))) == (Decimal("0.10"), Decimal("1198395.00"))
+    assert Decimal(str(total)).quantize(Decimal("0.01")) == sum(Decimal(a) for a in amounts)
 
 
 def test_unknown_database_is_a_clear_error() -> None:

@@ -1,92 +1,204 @@
-"""The write paths themselves: bulk statements, the spend merge, and what it leaves alone."""
+"""The write paths themselves: bulk loads, the raw rows' key, the spend merge, and the organization lock."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import threading
 from decimal import Decimal
+from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
+from metaspend_pipeline.storage import raw as raw_store
 from metaspend_pipeline.storage import spend as spend_store
-from metaspend_pipeline.storage.raw import bulk_insert
-from metaspend_pipeline.storage.schema import meta_spend_daily
+from metaspend_pipeline.storage.bulk import load_rows
+from metaspend_pipeline.storage.schema import meta_object_account, meta_raw_insights, meta_spend_daily
 
 DAY = dt.date(2026, 10, 1)
+NOW = dt.datetime(2026, 10, 20, 6, 0, tzinfo=dt.UTC)
 
 
-def rows(n: int, spend: str = "1.00", account: str = "act_1") -> list[dict[str, object]]:
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """A parsed row as the client hands it over (the fields `raw_store.ParsedRow` asks for)."""
+
+    date: dt.date
+    campaign_id: str | None
+    adset_id: str | None
+    ad_id: str | None
+    currency: str
+    spend: Decimal
+    impressions: int | None
+    clicks: int | None
+    raw: dict[str, Any]
+
+
+def ad_rows(n: int, spend: str = "1.00") -> list[Row]:
     return [
-        {
-            "organization_id": "org-1",
-            "provider": "INSTAGRAM",
-            "date": DAY + dt.timedelta(days=i % 3),
-            "level": "AD",
-            "ad_account_id": account,
-            "campaign_id": "1",
-            "adset_id": "2",
-            "ad_id": str(1000 + i),
-            "currency": "USD",
-            "spend": Decimal(spend),
-            "impressions": i,
-            "clicks": 0,
-        }
+        Row(
+            date=DAY + dt.timedelta(days=i % 3),
+            campaign_id="1",
+            adset_id="2",
+            ad_id=str(1000 + i),
+            currency="USD",
+            spend=Decimal(spend),
+            impressions=i,
+            clicks=0,
+            raw={"ad_id": str(1000 + i), "spend": spend},
+        )
         for i in range(n)
     ]
 
 
-def count_inserts(engine: sa.Engine, table: str):  # type: ignore[no-untyped-def]
-    seen: list[str] = []
-
-    def listener(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
-        if statement.lstrip().upper().startswith(f"INSERT INTO {table.upper()}"):
-            seen.append("executemany" if executemany else "execute")
-
-    sa.event.listen(engine, "before_cursor_execute", listener)
-    return seen, lambda: sa.event.remove(engine, "before_cursor_execute", listener)
-
-
-def test_bulk_insert_sends_one_statement_per_batch(engine: sa.Engine) -> None:
-    seen, stop = count_inserts(engine, "meta_spend_staging")
-    try:
-        with engine.begin() as conn:
-            spend_store.replace_spend(
-                conn, [spend_store.SpendScope("org-1", "act_1", DAY, DAY + dt.timedelta(days=2))], rows(5000)
-            )
-    finally:
-        stop()
-    assert seen == ["execute"] * 3  # 5,000 rows of 12 columns: batches of 2,000 (24,000 parameters)
+def write_raw(conn: sa.Connection, rows: list[Row], account: str = "act_1", org: str = "org-1") -> int:
+    return raw_store.replace_raw_insights(
+        conn,
+        organization_id=org,
+        provider="INSTAGRAM",
+        ad_account_id=account,
+        level="AD",
+        since=DAY,
+        until=DAY + dt.timedelta(days=2),
+        rows=rows,
+        fetched_at=NOW,
+    )
 
 
-def test_bulk_insert_keeps_under_the_parameter_limit(engine: sa.Engine) -> None:
-    table = sa.Table("wide", sa.MetaData(), *[sa.Column(f"c{i}", sa.Integer) for i in range(100)])
+def refresh(conn: sa.Connection, account: str = "act_1") -> spend_store.MergeStats:
+    return spend_store.refresh_spend(conn, "org-1", [account], DAY, DAY + dt.timedelta(days=2), NOW)
+
+
+def test_load_rows_round_trips_every_type_exactly(engine: sa.Engine) -> None:
+    values = (
+        "org-1",
+        "FACEBOOK",
+        "act_9",
+        "AD",
+        DAY,
+        {"spend": "9999999999999.99", "nested": [1, "x"]},
+        NOW,
+        "1",
+        "2",
+        "3",
+        "JPY",
+        Decimal("9999999999999.99"),
+        2**62,
+        None,
+    )
     with engine.begin() as conn:
-        table.create(conn)
-        assert bulk_insert(conn, table, ({f"c{i}": r for i in range(100)} for r in range(1000))) == 1000
-        assert conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one() == 1000
-        table.drop(conn)
+        assert load_rows(conn, meta_raw_insights, raw_store.RAW_COLUMNS, [values]) == 1
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(*[meta_raw_insights.c[c] for c in raw_store.RAW_COLUMNS])).one()
+    assert row[:5] == values[:5]
+    assert row[5] == values[5]
+    assert row[6].replace(tzinfo=dt.UTC) == NOW
+    assert row[7:] == values[7:]
+    assert isinstance(row[11], Decimal)
+
+
+def test_load_rows_refuses_money_it_would_have_to_round(engine: sa.Engine) -> None:
+    values = ("org-1", "FACEBOOK", "act_9", "AD", DAY, {}, NOW, "1", "2", "3", "USD", Decimal("0.025"), 1, 1)
+    with pytest.raises(ValueError, match=r"0\.025 has more than 2 decimal places"), engine.begin() as conn:
+        load_rows(conn, meta_raw_insights, raw_store.RAW_COLUMNS, [values])
+
+
+def test_a_raw_row_cannot_be_stored_twice(engine: sa.Engine) -> None:
+    rows = ad_rows(2)
+    with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+        write_raw(conn, [rows[0], rows[1], rows[0]])
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(meta_raw_insights)).scalar_one() == 0
 
 
 def test_the_merge_updates_changes_keeps_the_rest_and_deletes_what_is_gone(engine: sa.Engine) -> None:
-    scope = [spend_store.SpendScope("org-1", "act_1", DAY, DAY + dt.timedelta(days=2))]
     with engine.begin() as conn:
-        first = spend_store.replace_spend(conn, scope, rows(6))
+        write_raw(conn, ad_rows(6))
+        first = refresh(conn)
         # another ad account of the organization, outside the scope: must survive
-        elsewhere = {**rows(1)[0], "ad_account_id": "act_2", "ad_id": "2000"}
-        spend_store.replace_spend(conn, [spend_store.SpendScope("org-1", "act_2", DAY, DAY)], [elsewhere])
+        write_raw(conn, [dataclasses.replace(ad_rows(1)[0], ad_id="2000")], account="act_2")
+        refresh(conn, account="act_2")
     t = meta_spend_daily
     with engine.connect() as conn:
         before = {r.ad_id: r for r in conn.execute(sa.select(t).where(t.c.ad_account_id == "act_1"))}
-    changed = rows(5)
-    changed[0]["spend"] = Decimal("9.99")
+    changed = ad_rows(5)
+    changed[0] = dataclasses.replace(changed[0], spend=Decimal("9.99"))
     with engine.begin() as conn:
-        second = spend_store.replace_spend(conn, scope, changed)
+        write_raw(conn, changed)
+        second = refresh(conn)
+        third = refresh(conn)
     with engine.connect() as conn:
         after = {r.ad_id: r for r in conn.execute(sa.select(t).where(t.c.ad_account_id == "act_1"))}
         other = conn.execute(sa.select(sa.func.count()).select_from(t).where(t.c.ad_account_id == "act_2")).scalar_one()
+        objects = set(conn.execute(sa.select(meta_object_account.c.object_id, meta_object_account.c.ad_account_id)))
     assert (first.staged, first.written, first.deleted) == (6, 6, 0)
     assert (second.staged, second.written, second.deleted, second.unchanged) == (5, 1, 1, 4)
+    assert (third.written, third.deleted, third.unchanged) == (0, 0, 5)
     assert set(after) == set(before) - {"1005"}
     assert after["1000"].spend == Decimal("9.99")
     assert after["1000"].created_at == before["1000"].created_at
     assert after["1001"] == before["1001"]  # untouched, updated_at included
     assert other == 1
+    # every ad that spent is tied to its ad account, for the ROAS step
+    assert objects == {(str(1000 + i), "act_1") for i in range(6)} | {("2000", "act_2")}
+
+
+def test_the_merge_reports_rows_per_day_and_spend_per_currency(engine: sa.Engine) -> None:
+    rows = ad_rows(7, spend="0.10")
+    with engine.begin() as conn:
+        write_raw(conn, rows)
+        stats = refresh(conn)
+    assert dict(stats.rows_by_day_level) == {
+        (DAY, "AD"): 3,
+        (DAY + dt.timedelta(days=1), "AD"): 2,
+        (DAY + dt.timedelta(days=2), "AD"): 2,
+    }
+
+
+@pytest.mark.postgres
+def test_overlapping_writers_of_one_organization_wait_for_each_other(postgres_url: str) -> None:
+    """Two transactions replacing the same scope at once: the second waits for the first's commit
+    and then replaces its rows, instead of both inserting (READ COMMITTED). SQLite needs no lock:
+    its engine begins every transaction with BEGIN IMMEDIATE."""
+    from metaspend_pipeline.storage import db
+
+    engine = db.engine_for(postgres_url)
+    first_holds_lock = threading.Event()
+    release_first = threading.Event()
+    order: list[str] = []
+    errors: list[BaseException] = []
+
+    def first() -> None:
+        try:
+            with engine.begin() as conn:
+                write_raw(conn, ad_rows(5, spend="1.00"))
+                first_holds_lock.set()
+                release_first.wait(10)
+                order.append("first commits")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    def second() -> None:
+        try:
+            first_holds_lock.wait(10)
+            with engine.begin() as conn:
+                write_raw(conn, ad_rows(5, spend="2.00"))
+                order.append("second wrote")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    first_holds_lock.wait(10)
+    threads[1].join(0.5)  # the second writer is blocked on the lock, not done
+    assert threads[1].is_alive()
+    release_first.set()
+    for thread in threads:
+        thread.join(10)
+    assert errors == []
+    assert order == ["first commits", "second wrote"]
+    with engine.connect() as conn:
+        spends = conn.execute(sa.select(meta_raw_insights.c.spend)).scalars().all()
+    assert spends == [Decimal("2.00")] * 5

@@ -16,6 +16,8 @@ from metaspend_pipeline.storage import raw as raw_store
 from metaspend_pipeline.storage.accounts import normalize_ad_account_id, validate_organization_id
 
 GROUP = "meta_spend"
+# metadata of a step's materialization naming the organizations it could not write
+ORGANIZATIONS_FAILED = "organizations_failed"
 
 
 class MetaSpendConfig(dg.Config):

@@ -10,6 +10,7 @@ import dagster as dg
 from metaspend_pipeline import roas
 from metaspend_pipeline.assets.common import (
     GROUP,
+    ORGANIZATIONS_FAILED,
     MetaSpendConfig,
     fetched_in_run,
     log_daily_materializations,
@@ -64,16 +65,18 @@ def meta_roas(
     with engine.connect() as conn:
         fetched = fetched_in_run(conn, context.run.run_id)
         organizations = config.organization_ids() or (
-            sorted(fetched) if fetched is not None else roas_store.roas_organizations(conn, since, until)
+            sorted(fetched) if fetched is not None else roas_store.roas_organizations(conn)
         )
     report = roas.RoasReport()
     window_days = Settings.from_env().fetch_window_days
     for organization_id in organizations:
         roas.refresh_organization(engine, organization_id, since, until, window_days, report, groups)
+    failed = {ORGANIZATIONS_FAILED: dg.MetadataValue.text("; ".join(report.failures.values()))}
     for group in groups:
         yield dg.MaterializeResult(
             asset_key=ROAS_KEYS[group],
             metadata={
+                **(failed if report.failures else {}),
                 "organizations": dg.MetadataValue.int(len(organizations)),
                 "rows_in_run": dg.MetadataValue.int(report.rows_by_group[group]),
                 "dagster/column_schema": table_schema(ROAS_TABLES[group]),

@@ -8,6 +8,7 @@ import dagster as dg
 from metaspend_pipeline import normalize
 from metaspend_pipeline.assets.common import (
     GROUP,
+    ORGANIZATIONS_FAILED,
     MetaSpendConfig,
     daily_metadata,
     fetched_in_run,
@@ -32,8 +33,9 @@ from metaspend_pipeline.storage.schema import meta_spend_daily as spend_table
     description=(
         "Daily spend, impressions and clicks per organization at CAMPAIGN, ADSET and AD level, in the ad "
         "account's currency and dates, money as exact decimals. Rebuilt from meta_raw_insights: each "
-        "organization's days are merged in one transaction (staging table, one merge), so a rerun gives "
-        "identical rows and rows of objects Meta no longer returns are removed."
+        "organization's days are merged in one transaction (set-based SQL from the raw rows), so a rerun gives "
+        "identical rows and rows of objects Meta no longer returns are removed. One organization's failure "
+        "does not stop the others; the check every_organization_written names it."
     ),
     metadata={"dagster/column_schema": table_schema(spend_table), "dagster/table_name": "meta_spend_daily"},
 )
@@ -58,6 +60,8 @@ def meta_spend_daily(
         "organizations": dg.MetadataValue.int(len(scope)),
         "dagster/column_schema": table_schema(spend_table),
     }
+    if report.failures:
+        run_level[ORGANIZATIONS_FAILED] = dg.MetadataValue.text("; ".join(report.failures.values()))
     yield dg.MaterializeResult(
         metadata={
             **run_level,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import zoneinfo
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -62,6 +63,7 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
+        dbapi_connection.create_function("metaspend_local_date", 2, _local_date, deterministic=True)
 
     @sa.event.listens_for(engine, "begin")
     def _begin(conn: sa.Connection) -> None:
@@ -69,6 +71,15 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def _local_date(moment: str | None, zone: str | None) -> str | None:
+    """SQLite has no time zones: the calendar day of a stored UTC timestamp in `zone`."""
+    if moment is None:
+        return None
+    parsed = dt.datetime.fromisoformat(moment)
+    parsed = parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed
+    return parsed.astimezone(zoneinfo.ZoneInfo(zone or "UTC")).date().isoformat()
 
 
 def is_postgres(engine: sa.Engine | sa.Connection) -> bool:

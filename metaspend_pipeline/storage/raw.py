@@ -4,36 +4,48 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import itertools
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 
+from metaspend_pipeline.storage.bulk import load_rows
 from metaspend_pipeline.storage.db import is_postgres, utcnow
+from metaspend_pipeline.storage.locks import lock_organization
 from metaspend_pipeline.storage.schema import meta_ad_account, meta_fetch_log, meta_raw_insights
 
-BATCH_ROWS = 2000
-MAX_PARAMETERS = 30_000  # under SQLite's 32,766 bound parameters per statement (PostgreSQL: 65,535)
+RAW_COLUMNS = (
+    "organization_id",
+    "provider",
+    "ad_account_id",
+    "level",
+    "date",
+    "row",
+    "fetched_at",
+    "campaign_id",
+    "adset_id",
+    "ad_id",
+    "currency",
+    "spend",
+    "impressions",
+    "clicks",
+)
 
 
-def bulk_insert(conn: sa.Connection, table: sa.Table, rows: Iterable[Mapping[str, Any]]) -> int:
-    """Multi-row INSERT ... VALUES (...), (...), ... in batches: one statement per batch, never
-    one per row (a driver's executemany may still send a statement per row)."""
-    count = 0
-    iterator = iter(rows)
-    per_batch = BATCH_ROWS
-    while batch := list(itertools.islice(iterator, per_batch)):
-        per_batch = max(1, min(BATCH_ROWS, MAX_PARAMETERS // max(1, len(batch[0]))))
-        if len(batch) > per_batch:  # the first batch, before the row width was known
-            rest = batch[per_batch:]
-            batch = batch[:per_batch]
-            iterator = itertools.chain(rest, iterator)
-        conn.execute(table.insert().values(batch))
-        count += len(batch)
-    return count
+class ParsedRow(Protocol):
+    """One of Meta's rows as the client parsed and validated it (`meta.client.InsightRow`)."""
+
+    date: dt.date
+    campaign_id: str | None
+    adset_id: str | None
+    ad_id: str | None
+    currency: str
+    spend: Decimal
+    impressions: int | None
+    clicks: int | None
+    raw: Mapping[str, Any]
 
 
 def replace_raw_insights(
@@ -45,13 +57,16 @@ def replace_raw_insights(
     level: str,
     since: dt.date,
     until: dt.date,
-    rows: Iterable[tuple[dt.date, Mapping[str, Any]]],
+    rows: Iterable[ParsedRow],
     fetched_at: dt.datetime,
 ) -> int:
     """Replace the (organization, ad account, level) rows of [since, until] with `rows`.
 
-    Call inside a transaction: readers see the old rows or the new ones, never a mix.
+    Call inside a transaction: readers see the old rows or the new ones, never a mix. The
+    organization's lock makes an overlapping writer wait, and the delete is a range of the
+    unique key's index, so the cost is linear in the rows whatever the table's statistics.
     """
+    lock_organization(conn, organization_id)
     t = meta_raw_insights
     conn.execute(
         t.delete()
@@ -60,62 +75,30 @@ def replace_raw_insights(
         .where(t.c.level == level)
         .where(t.c.date.between(since, until))
     )
-    return bulk_insert(
+    return load_rows(
         conn,
         t,
+        RAW_COLUMNS,
         (
-            {
-                "organization_id": organization_id,
-                "provider": provider,
-                "ad_account_id": ad_account_id,
-                "level": level,
-                "date": day,
-                "row": dict(raw),
-                "fetched_at": fetched_at,
-            }
-            for day, raw in rows
+            (
+                organization_id,
+                provider,
+                ad_account_id,
+                level,
+                r.date,
+                dict(r.raw),
+                fetched_at,
+                r.campaign_id,
+                r.adset_id,
+                r.ad_id,
+                r.currency,
+                r.spend,
+                r.impressions,
+                r.clicks,
+            )
+            for r in rows
         ),
     )
-
-
-@dataclass(frozen=True)
-class RawRow:
-    provider: str
-    ad_account_id: str
-    level: str
-    date: dt.date
-    row: Mapping[str, Any]
-
-
-def iter_raw_insights(
-    conn: sa.Connection,
-    organization_id: str,
-    ad_account_ids: Sequence[str] | None,
-    levels: Sequence[str],
-    since: dt.date,
-    until: dt.date,
-) -> Iterator[RawRow]:
-    """Raw rows of an organization, read in batches by id.
-
-    Each batch is read whole before it is yielded, so the caller may write on the same
-    connection (into a staging table) while it iterates.
-    """
-    t = meta_raw_insights
-    query = (
-        sa.select(t.c.id, t.c.provider, t.c.ad_account_id, t.c.level, t.c.date, t.c.row)
-        .where(t.c.organization_id == organization_id)
-        .where(t.c.level.in_(list(levels)))
-        .where(t.c.date.between(since, until))
-        .order_by(t.c.id)
-        .limit(BATCH_ROWS)
-    )
-    if ad_account_ids is not None:
-        query = query.where(t.c.ad_account_id.in_(list(ad_account_ids)))
-    last_id = 0
-    while batch := conn.execute(query.where(t.c.id > last_id)).all():
-        for r in batch:
-            yield RawRow(r.provider, r.ad_account_id, r.level, r.date, r.row)
-        last_id = batch[-1].id
 
 
 def raw_scopes(

@@ -6,59 +6,44 @@ import datetime as dt
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import Any
 
 import sqlalchemy as sa
 
-from metaspend_pipeline.storage.accounts import as_utc
-from metaspend_pipeline.storage.db import utcnow
-from metaspend_pipeline.storage.raw import bulk_insert
-from metaspend_pipeline.storage.schema import ROAS_TABLES, connected_account, lead, meta_spend_daily, sale
+from metaspend_pipeline.storage.bulk import load_rows
+from metaspend_pipeline.storage.db import is_postgres, utcnow
+from metaspend_pipeline.storage.locks import lock_organization
+from metaspend_pipeline.storage.money import money_sum, read_money_sum
+from metaspend_pipeline.storage.schema import (
+    ROAS_TABLES,
+    connected_account,
+    lead,
+    meta_ad_account,
+    meta_object_account,
+    meta_spend_daily,
+    sale,
+)
 
-if TYPE_CHECKING:
-    from metaspend_pipeline.roas import RoasRow
+LEVEL_OF_GROUP = {"campaign": "CAMPAIGN", "adset": "ADSET", "ad": "AD"}
+READ_BATCH = 5000
 
 
 @dataclass(frozen=True)
-class Lead:
-    id: str
-    created_at: dt.datetime
-    campaign_id: str | None
-    adset_id: str | None
-    ad_id: str | None
+class RoasRow:
+    """One row of a `meta_roas_by_<group>` table."""
 
-
-@dataclass(frozen=True)
-class Sale:
-    lead_id: str
-    amount: Decimal
-    currency: str
-
-
-def leads_between(conn: sa.Connection, organization_id: str, start: dt.datetime, end: dt.datetime) -> list[Lead]:
-    """The organization's leads created in [start, end) (UTC)."""
-    query = (
-        sa.select(lead.c.id, lead.c.created_at, lead.c.campaign_id, lead.c.adset_id, lead.c.ad_id)
-        .where(lead.c.organization_id == organization_id)
-        .where(lead.c.created_at >= start)
-        .where(lead.c.created_at < end)
-    )
-    return [Lead(r.id, as_utc(r.created_at), r.campaign_id, r.adset_id, r.ad_id) for r in conn.execute(query)]
-
-
-def sales_of_leads_between(
-    conn: sa.Connection, organization_id: str, start: dt.datetime, end: dt.datetime
-) -> list[Sale]:
-    """Sales of the organization's leads created in [start, end); a sale and its lead must share the
-    organization, so one organization's sale can never count for another's lead."""
-    query = (
-        sa.select(sale.c.lead_id, sale.c.amount, sale.c.currency)
-        .join(lead, sa.and_(lead.c.id == sale.c.lead_id, lead.c.organization_id == sale.c.organization_id))
-        .where(sale.c.organization_id == organization_id)
-        .where(lead.c.created_at >= start)
-        .where(lead.c.created_at < end)
-    )
-    return [Sale(r.lead_id, r.amount, r.currency.upper()) for r in conn.execute(query)]
+    organization_id: str
+    date: dt.date
+    group_id: str
+    currency: str | None
+    leads_count: int
+    sales_count: int
+    revenue: Decimal | None
+    spend: Decimal
+    avg_ticket: Decimal | None
+    conversion_rate: Decimal | None
+    roas: Decimal | None
+    revenue_currency_mismatch: bool
 
 
 def organization_ad_accounts(conn: sa.Connection, organization_id: str) -> set[str]:
@@ -70,10 +55,11 @@ def organization_ad_accounts(conn: sa.Connection, organization_id: str) -> set[s
     return out
 
 
-def roas_organizations(conn: sa.Connection, since: dt.date, until: dt.date) -> list[str]:
-    """Organizations ROAS is computed for: every Meta-connected one, and any with spend in the range."""
+def roas_organizations(conn: sa.Connection) -> list[str]:
+    """Organizations ROAS is computed for: every Meta-connected one, and any that ever had spend
+    (read from the small object map, not from the spend table's history)."""
     connected = sa.select(connected_account.c.organization_id)
-    spending = sa.select(meta_spend_daily.c.organization_id).where(meta_spend_daily.c.date.between(since, until))
+    spending = sa.select(meta_object_account.c.organization_id)
     union = sa.union(connected, spending).subquery()
     return list(conn.execute(sa.select(union.c.organization_id).order_by(union.c.organization_id)).scalars())
 
@@ -81,33 +67,164 @@ def roas_organizations(conn: sa.Connection, since: dt.date, until: dt.date) -> l
 def replace_roas(
     conn: sa.Connection, group: str, organization_id: str, since: dt.date, until: dt.date, rows: Iterable[RoasRow]
 ) -> int:
-    """Replace the organization's rows of [since, until] in `meta_roas_by_<group>` (caller's transaction)."""
+    """Replace the organization's rows of [since, until] in `meta_roas_by_<group>`, in the caller's
+    transaction, under the organization's lock (an overlapping run waits instead of colliding)."""
+    lock_organization(conn, organization_id)
     table = ROAS_TABLES[group]
     conn.execute(
         table.delete().where(table.c.organization_id == organization_id).where(table.c.date.between(since, until))
     )
     now = utcnow()
-    return bulk_insert(
+    columns = (
+        "organization_id",
+        "date",
+        f"{group}_id",
+        "currency",
+        "leads_count",
+        "sales_count",
+        "revenue",
+        "spend",
+        "avg_ticket",
+        "conversion_rate",
+        "roas",
+        "revenue_currency_mismatch",
+        "updated_at",
+    )
+    return load_rows(
         conn,
         table,
+        columns,
         (
-            {
-                "organization_id": r.organization_id,
-                "date": r.date,
-                f"{group}_id": r.group_id,
-                "currency": r.currency,
-                "leads_count": r.leads_count,
-                "sales_count": r.sales_count,
-                "revenue": r.revenue,
-                "spend": r.spend,
-                "avg_ticket": r.avg_ticket,
-                "conversion_rate": r.conversion_rate,
-                "roas": r.roas,
-                "revenue_currency_mismatch": r.revenue_currency_mismatch,
-                "updated_at": now,
-            }
+            (
+                r.organization_id,
+                r.date,
+                r.group_id,
+                r.currency,
+                r.leads_count,
+                r.sales_count,
+                r.revenue,
+                r.spend,
+                r.avg_ticket,
+                r.conversion_rate,
+                r.roas,
+                r.revenue_currency_mismatch,
+                now,
+            )
             for r in rows
         ),
+    )
+
+
+Key = tuple[dt.date, str]
+
+
+@dataclass(frozen=True)
+class GroupSums:
+    """The sums ROAS is made of, per (day, group id), each stream sorted by that key.
+
+    spend: ((day, group), (currency, spend)); leads: ((day, group), (count, ad account currency));
+    sales: ((day, group), (currency, count, amount)).
+    """
+
+    spend: Iterator[tuple[Key, tuple[str, Decimal]]]
+    leads: Iterator[tuple[Key, tuple[int, str | None]]]
+    sales: Iterator[tuple[Key, tuple[str, int, Decimal]]]
+
+
+def _binary(conn: sa.Connection, column: Any) -> Any:
+    """Order ids by their bytes on both databases, the order Python's comparison agrees with."""
+    return sa.collate(column, "C") if is_postgres(conn) else column
+
+
+def _local_date(conn: sa.Connection, moment: Any, zone: Any) -> Any:
+    """The calendar day of a UTC timestamp in a time zone, in SQL (SQLite: a function of ours)."""
+    if is_postgres(conn):
+        return sa.cast(sa.func.timezone(zone, moment), sa.Date)
+    return sa.type_coerce(sa.func.metaspend_local_date(moment, zone), sa.Date)
+
+
+def _stream(conn: sa.Connection, query: sa.Select) -> Iterator[sa.Row]:
+    yield from conn.execute(query, execution_options={"stream_results": True, "yield_per": READ_BATCH})
+
+
+def group_sums(
+    conn: sa.Connection,
+    organization_id: str,
+    group: str,
+    since: dt.date,
+    until: dt.date,
+    sole_account: str | None,
+) -> GroupSums:
+    """Spend, leads and sales of the organization over [since, until] per day and `group` id.
+
+    A lead's day is its creation day in its ad account's time zone; its ad account is its ad's,
+    else its ad set's, else its campaign's (as Meta's rows tie them, `meta_object_account`), else
+    the organization's only ad account, else none (UTC). Only the leads created around the window
+    are read, never the organization's history.
+    """
+    level, id_column = LEVEL_OF_GROUP[group], f"{group}_id"
+    t = meta_spend_daily
+    spend_query = (
+        sa.select(t.c.date, t.c[id_column], t.c.currency, money_sum(conn, t.c.spend))
+        .where(t.c.organization_id == organization_id)
+        .where(t.c.date.between(since, until))
+        .where(t.c.level == level)
+        .where(t.c[id_column].is_not(None))
+        .group_by(t.c.date, t.c[id_column], t.c.currency)
+        .order_by(t.c.date, _binary(conn, t.c[id_column]), t.c.currency)
+    )
+
+    maps = {lvl: meta_object_account.alias(f"oa_{lvl.lower()}") for lvl in ("AD", "ADSET", "CAMPAIGN")}
+    column_of = {"AD": lead.c.ad_id, "ADSET": lead.c.adset_id, "CAMPAIGN": lead.c.campaign_id}
+    joined: Any = lead
+    for lvl, m in maps.items():
+        joined = joined.outerjoin(
+            m,
+            sa.and_(m.c.organization_id == lead.c.organization_id, m.c.level == lvl, m.c.object_id == column_of[lvl]),
+        )
+    account = sa.func.coalesce(*[m.c.ad_account_id for m in maps.values()], sa.literal(sole_account, sa.Text))
+    joined = joined.outerjoin(meta_ad_account, meta_ad_account.c.ad_account_id == account)
+    zone = sa.func.coalesce(meta_ad_account.c.timezone_name, sa.literal("UTC"))
+    first = dt.datetime.combine(since - dt.timedelta(days=1), dt.time(), dt.UTC)
+    last = dt.datetime.combine(until + dt.timedelta(days=2), dt.time(), dt.UTC)
+    leads_of_window = (
+        sa.select(
+            lead.c.id.label("lead_id"),
+            lead.c.organization_id,
+            lead.c[id_column].label("group_id"),
+            _local_date(conn, lead.c.created_at, zone).label("day"),
+            meta_ad_account.c.currency.label("account_currency"),
+        )
+        .select_from(joined)
+        .where(lead.c.organization_id == organization_id)
+        .where(lead.c.created_at >= first)
+        .where(lead.c.created_at < last)
+        .where(lead.c[id_column].is_not(None))
+        .where(lead.c[id_column] != "")
+        .subquery("leads_of_window")
+    )
+    w = leads_of_window
+    in_window = w.c.day.between(since, until)
+    leads_query = (
+        sa.select(w.c.day, w.c.group_id, sa.func.count(), sa.func.min(w.c.account_currency))
+        .where(in_window)
+        .group_by(w.c.day, w.c.group_id)
+        .order_by(w.c.day, _binary(conn, w.c.group_id))
+    )
+    sale_currency = sa.func.upper(sale.c.currency)
+    sales_query = (
+        sa.select(w.c.day, w.c.group_id, sale_currency, sa.func.count(), money_sum(conn, sale.c.amount))
+        .select_from(
+            w.join(sale, sa.and_(sale.c.lead_id == w.c.lead_id, sale.c.organization_id == w.c.organization_id))
+        )
+        .where(in_window)
+        .group_by(w.c.day, w.c.group_id, sale_currency)
+        .order_by(w.c.day, _binary(conn, w.c.group_id), sale_currency)
+    )
+    return GroupSums(
+        spend=(((r[0], r[1]), (r[2], read_money_sum(r[3]))) for r in _stream(conn, spend_query)),
+        leads=(((r[0], r[1]), (r[2], r[3])) for r in _stream(conn, leads_query)),
+        sales=(((r[0], r[1]), (r[2], r[3], read_money_sum(r[4]))) for r in _stream(conn, sales_query)),
     )
 
 

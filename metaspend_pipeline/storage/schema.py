@@ -29,10 +29,13 @@ SPEND_LEVELS = ("CAMPAIGN", "ADSET", "AD")
 
 
 class Decimal_(sa.types.TypeDecorator[Decimal]):
-    """An exact decimal: NUMERIC(precision, scale) on PostgreSQL, decimal text on SQLite.
+    """An exact decimal: NUMERIC(precision, scale) on PostgreSQL and on SQLite.
 
-    SQLite stores NUMERIC values as binary floating point, which would turn 9999999999999999.99
-    into 1e16; as text (TEXT affinity) the digits are kept exactly.
+    SQLite has no decimal type: a NUMERIC column stores a binary double, which keeps 15
+    significant digits exactly. So on SQLite values are refused past 15 significant digits
+    (an error, never a silent rounding), and read back through their shortest representation:
+    every value reads back exactly as written, and ORDER BY, comparisons, MIN and MAX are
+    numeric. Sums are taken in integer minor units (see `storage.sql.money_sum`).
     """
 
     impl = sa.Numeric
@@ -47,7 +50,7 @@ class Decimal_(sa.types.TypeDecorator[Decimal]):
 
     def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
         if dialect.name == "sqlite":
-            return dialect.type_descriptor(sa.String(self.precision + 2))
+            return dialect.type_descriptor(sa.Numeric(self.precision, self.scale, asdecimal=False))
         return dialect.type_descriptor(sa.Numeric(self.precision, self.scale, asdecimal=True))
 
     def process_bind_param(self, value: Any, dialect: sa.Dialect) -> Any:
@@ -55,15 +58,40 @@ class Decimal_(sa.types.TypeDecorator[Decimal]):
             return None
         if isinstance(value, float):
             raise TypeError("money and ratios are Decimal, never float")
-        number = Decimal(value).quantize(self._quantum)
-        if abs(number) >= self._limit:
-            raise ValueError(f"{number} does not fit NUMERIC({self.precision}, {self.scale})")
-        return str(number) if dialect.name == "sqlite" else number
+        number = exact_decimal(Decimal(value), self.precision, self.scale)
+        return sqlite_number(number) if dialect.name == "sqlite" else number
 
     def process_result_value(self, value: Any, dialect: sa.Dialect) -> Decimal | None:
         if value is None:
             return None
-        return Decimal(value).quantize(self._quantum)
+        # repr() of a double is its shortest round-tripping form: the decimal that was stored
+        return Decimal(repr(value) if isinstance(value, float) else value).quantize(self._quantum)
+
+
+SQLITE_DIGITS = 15  # significant digits a double keeps exactly
+
+
+def exact_decimal(number: Decimal, precision: int, scale: int) -> Decimal:
+    """`number` as NUMERIC(precision, scale) holds it, or ValueError: never rounded in silence."""
+    if not number.is_finite():
+        raise ValueError(f"{number} is not a finite number")
+    quantized = number.quantize(Decimal(1).scaleb(-scale))
+    if quantized != number:
+        raise ValueError(f"{number} has more than {scale} decimal places")
+    if abs(quantized) >= Decimal(10) ** (precision - scale):
+        raise ValueError(f"{number} does not fit NUMERIC({precision}, {scale})")
+    return quantized
+
+
+def sqlite_number(number: Decimal) -> str:
+    """A decimal for a SQLite NUMERIC column, refused where a double would not keep it exactly."""
+    digits = len(number.normalize().as_tuple().digits) if number else 1
+    if digits > SQLITE_DIGITS:
+        raise ValueError(
+            f"{number} has {digits} significant digits; SQLite keeps {SQLITE_DIGITS} exactly "
+            "(use PostgreSQL for larger amounts)"
+        )
+    return str(number)
 
 
 Money = Decimal_(18, 2)
@@ -187,8 +215,41 @@ meta_raw_insights = sa.Table(
     sa.Column("date", sa.Date, nullable=False),
     sa.Column("row", Json, nullable=False),
     sa.Column("fetched_at", Timestamp, nullable=False),
+    # The row's keys and numbers as parsed and validated at fetch time, so that the steps
+    # downstream are set-based SQL instead of parsing JSON in Python again.
+    sa.Column("campaign_id", sa.Text, nullable=True),
+    sa.Column("adset_id", sa.Text, nullable=True),
+    sa.Column("ad_id", sa.Text, nullable=True),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("spend", Money, nullable=False),
+    sa.Column("impressions", sa.BigInteger, nullable=True),
+    sa.Column("clicks", sa.BigInteger, nullable=True),
     sa.CheckConstraint(_in("level", INSIGHT_LEVELS), name="level"),
-    sa.Index("ix_meta_raw_insights_scope", "organization_id", "ad_account_id", "level", "date"),
+)
+
+# One raw row per (organization, ad account, level, day, object): two writers that overlap
+# cannot both insert (they also hold the organization's lock, see storage/locks.py).
+RAW_KEY = (
+    meta_raw_insights.c.organization_id,
+    meta_raw_insights.c.ad_account_id,
+    meta_raw_insights.c.level,
+    meta_raw_insights.c.date,
+    sa.func.coalesce(meta_raw_insights.c.campaign_id, sa.literal_column("''")),
+    sa.func.coalesce(meta_raw_insights.c.adset_id, sa.literal_column("''")),
+    sa.func.coalesce(meta_raw_insights.c.ad_id, sa.literal_column("''")),
+)
+sa.Index("uq_meta_raw_insights_key", *RAW_KEY, unique=True)
+
+# Which ad account each campaign, ad set and ad belongs to, as seen in Meta's rows: how a
+# lead finds its ad account's time zone without scanning the organization's history.
+meta_object_account = sa.Table(
+    "meta_object_account",
+    metadata,
+    sa.Column("organization_id", sa.Text, nullable=False),
+    sa.Column("level", sa.Text, nullable=False),
+    sa.Column("object_id", sa.Text, nullable=False),
+    sa.Column("ad_account_id", sa.Text, nullable=False),
+    sa.PrimaryKeyConstraint("organization_id", "level", "object_id", name="pk_meta_object_account"),
 )
 
 meta_ad_account = sa.Table(

@@ -1,179 +1,135 @@
-"""`meta_spend_daily`: the one write path (staging table, one merge) and the reads on it."""
+"""`meta_spend_daily`: rebuilt from the raw rows with set-based statements, and the reads on it.
+
+The raw rows already hold Meta's ids and numbers, parsed and validated at fetch time, under a
+unique key. So a scope (an organization's ad accounts over a range of days) is merged in three
+statements, each linear in the rows whatever the statistics say:
+
+1. INSERT ... SELECT from the raw rows ON CONFLICT DO UPDATE, changing only rows whose values
+   differ: ids and `created_at` stay, and a rerun writes nothing;
+2. DELETE of the scope's rows that have no raw row any more: an anti-join on the raw table's
+   unique key, an index lookup per row even where the planner picks a nested loop;
+The object -> ad account map (`meta_object_account`), which the ROAS step reads, follows every
+insert into `meta_spend_daily` through a trigger (see migration 0003), whoever writes the rows.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from metaspend_pipeline.storage.db import is_postgres, utcnow
-from metaspend_pipeline.storage.raw import bulk_insert
-from metaspend_pipeline.storage.schema import SPEND_KEY, Money, meta_spend_daily
+from metaspend_pipeline.storage.db import is_postgres
+from metaspend_pipeline.storage.locks import lock_organization
+from metaspend_pipeline.storage.money import money_sum, read_money_sum
+from metaspend_pipeline.storage.schema import (
+    SPEND_KEY,
+    SPEND_LEVELS,
+    meta_raw_insights,
+    meta_spend_daily,
+)
 
 VALUE_COLUMNS = ("provider", "ad_account_id", "currency", "spend", "impressions", "clicks")
 KEY_COLUMNS = ("organization_id", "date", "level", "campaign_id", "adset_id", "ad_id")
 
 
-def _staging_table() -> sa.Table:
-    """A temporary table shaped like the rows the merge takes; it lives for one transaction."""
-    return sa.Table(
-        "meta_spend_staging",
-        sa.MetaData(),
-        sa.Column("organization_id", sa.Text, nullable=False),
-        sa.Column("provider", sa.Text, nullable=False),
-        sa.Column("date", sa.Date, nullable=False),
-        sa.Column("level", sa.Text, nullable=False),
-        sa.Column("ad_account_id", sa.Text, nullable=False),
-        sa.Column("campaign_id", sa.Text),
-        sa.Column("adset_id", sa.Text),
-        sa.Column("ad_id", sa.Text),
-        sa.Column("currency", sa.String(3), nullable=False),
-        sa.Column("spend", Money, nullable=False),
-        sa.Column("impressions", sa.BigInteger),
-        sa.Column("clicks", sa.BigInteger),
-        prefixes=["TEMPORARY"],
-    )
-
-
-@dataclass(frozen=True)
-class SpendScope:
-    """What one merge replaces: an organization's ad account over a date range (every level)."""
-
-    organization_id: str
-    ad_account_id: str
-    since: dt.date
-    until: dt.date
-
-
-@dataclass(frozen=True)
+@dataclass
 class MergeStats:
-    staged: int
-    written: int  # inserted or changed
-    deleted: int
+    """What a merge did, and the scope's rows per (day, level) and spend per (day, currency)."""
+
+    staged: int = 0
+    written: int = 0  # inserted or changed
+    deleted: int = 0
+    rows_by_day_level: dict[tuple[dt.date, str], int] = field(default_factory=lambda: defaultdict(int))
+    spend_by_day_currency: dict[tuple[dt.date, str], Decimal] = field(default_factory=lambda: defaultdict(Decimal))
 
     @property
     def unchanged(self) -> int:
         return self.staged - self.written
 
 
-def replace_spend(conn: sa.Connection, scopes: Sequence[SpendScope], rows: Iterable[Mapping[str, Any]]) -> MergeStats:
-    """Make the scopes' rows equal `rows`, in the caller's transaction.
-
-    Rows are bulk-loaded into a temporary table, then merged in one statement: new keys are
-    inserted, changed rows updated (created_at kept), identical rows left alone; rows of the
-    scopes that `rows` no longer has are deleted. A rerun with the same rows changes nothing.
-    """
-    staging = _staging_table()
-    staging.create(conn)  # on an error the caller's rollback removes it with everything else
-    staged = bulk_insert(conn, staging, rows)
-    written = _merge(conn, staging)
-    deleted = sum(_delete_missing(conn, staging, scope) for scope in scopes)
-    staging.drop(conn)
-    return MergeStats(staged=staged, written=written, deleted=deleted)
+def _insert(conn: sa.Connection):  # type: ignore[no-untyped-def]
+    return postgresql.insert if is_postgres(conn) else sqlite.insert
 
 
-def _merge(conn: sa.Connection, staging: sa.Table) -> int:
-    t = meta_spend_daily
-    now = utcnow()
-    insert = (postgresql.insert if is_postgres(conn) else sqlite.insert)(t)
+def _raw_scope(organization_id: str, ad_account_ids: Sequence[str], since: dt.date, until: dt.date):  # type: ignore[no-untyped-def]
+    r = meta_raw_insights
+    return sa.and_(
+        r.c.organization_id == organization_id,
+        r.c.ad_account_id.in_(list(ad_account_ids)),
+        r.c.level.in_(SPEND_LEVELS),
+        r.c.date.between(since, until),
+    )
+
+
+def refresh_spend(
+    conn: sa.Connection,
+    organization_id: str,
+    ad_account_ids: Sequence[str],
+    since: dt.date,
+    until: dt.date,
+    now: dt.datetime,
+) -> MergeStats:
+    """Make the organization's rows of these ad accounts over [since, until] equal the raw rows,
+    in the caller's transaction (which holds the organization's lock from here on)."""
+    lock_organization(conn, organization_id)
+    stats = MergeStats()
+    r, t = meta_raw_insights, meta_spend_daily
+    scope = _raw_scope(organization_id, ad_account_ids, since, until)
+
+    summary = sa.select(r.c.date, r.c.level, r.c.currency, sa.func.count(), money_sum(conn, r.c.spend))
+    for day, level, currency, count, spend in conn.execute(
+        summary.where(scope).group_by(r.c.date, r.c.level, r.c.currency)
+    ):
+        stats.staged += count
+        stats.rows_by_day_level[(day, level)] += count
+        if level == "CAMPAIGN":
+            stats.spend_by_day_currency[(day, currency)] += read_money_sum(spend)
+
     columns = [*KEY_COLUMNS, *VALUE_COLUMNS]
     source = sa.select(
-        *[staging.c[c] for c in columns],
+        *[r.c[c] for c in columns],
         sa.literal(now, t.c.created_at.type).label("created_at"),
         sa.literal(now, t.c.updated_at.type).label("updated_at"),
-    ).where(sa.true())  # SQLite needs a WHERE to tell INSERT ... SELECT from its ON CONFLICT
-    statement = insert.from_select([*columns, "created_at", "updated_at"], source)
+    ).where(scope)
+    statement = _insert(conn)(t).from_select([*columns, "created_at", "updated_at"], source)
     statement = statement.on_conflict_do_update(
         index_elements=list(SPEND_KEY),
         set_={**{c: statement.excluded[c] for c in VALUE_COLUMNS}, "updated_at": statement.excluded.updated_at},
         where=sa.or_(*[t.c[c].is_distinct_from(statement.excluded[c]) for c in VALUE_COLUMNS]),
     )
-    # RETURNING counts what was written: rowcount is -1 for this statement on some drivers
-    return sum(1 for _ in conn.execute(statement.returning(sa.literal(1))))
+    if is_postgres(conn):
+        written = statement.returning(sa.literal(1).label("one")).cte("written")
+        stats.written = conn.execute(sa.select(sa.func.count()).select_from(written)).scalar_one()
+    else:
+        stats.written = conn.execute(statement).rowcount
 
+    def same(column: str) -> sa.ColumnElement[bool]:
+        return sa.func.coalesce(r.c[column], sa.literal_column("''")) == sa.func.coalesce(
+            t.c[column], sa.literal_column("''")
+        )
 
-def _same_key(a: sa.Table, b: sa.Table) -> sa.ColumnElement[bool]:
-    return sa.and_(
-        a.c.organization_id == b.c.organization_id,
-        a.c.date == b.c.date,
-        a.c.level == b.c.level,
-        *[
-            sa.func.coalesce(a.c[c], sa.literal_column("''")) == sa.func.coalesce(b.c[c], sa.literal_column("''"))
-            for c in ("campaign_id", "adset_id", "ad_id")
-        ],
+    still_there = sa.exists(
+        sa.select(sa.literal(1)).where(
+            r.c.organization_id == t.c.organization_id,
+            r.c.ad_account_id == t.c.ad_account_id,
+            r.c.level == t.c.level,
+            r.c.date == t.c.date,
+            same("campaign_id"),
+            same("adset_id"),
+            same("ad_id"),
+        )
     )
-
-
-def _delete_missing(conn: sa.Connection, staging: sa.Table, scope: SpendScope) -> int:
-    t = meta_spend_daily
-    statement = (
+    stats.deleted = conn.execute(
         t.delete()
-        .where(t.c.organization_id == scope.organization_id)
-        .where(t.c.ad_account_id == scope.ad_account_id)
-        .where(t.c.date.between(scope.since, scope.until))
-        .where(~sa.exists(sa.select(sa.literal(1)).select_from(staging).where(_same_key(staging, t))))
-    )
-    # RETURNING counts what was written: rowcount is -1 for this statement on some drivers
-    return sum(1 for _ in conn.execute(statement.returning(sa.literal(1))))
-
-
-@dataclass(frozen=True)
-class SpendRow:
-    organization_id: str
-    date: dt.date
-    level: str
-    ad_account_id: str
-    campaign_id: str | None
-    adset_id: str | None
-    ad_id: str | None
-    currency: str
-    spend: Decimal
-
-
-def iter_spend(
-    conn: sa.Connection,
-    since: dt.date,
-    until: dt.date,
-    organizations: Sequence[str] | None = None,
-    levels: Sequence[str] | None = None,
-) -> Iterator[SpendRow]:
-    t = meta_spend_daily
-    query = sa.select(
-        t.c.organization_id,
-        t.c.date,
-        t.c.level,
-        t.c.ad_account_id,
-        t.c.campaign_id,
-        t.c.adset_id,
-        t.c.ad_id,
-        t.c.currency,
-        t.c.spend,
-    ).where(t.c.date.between(since, until))
-    if organizations is not None:
-        query = query.where(t.c.organization_id.in_(list(organizations)))
-    if levels is not None:
-        query = query.where(t.c.level.in_(list(levels)))
-    query = query.order_by(t.c.organization_id, t.c.date, t.c.level, t.c.id)
-    for r in conn.execute(query, execution_options={"stream_results": True, "yield_per": 2000}):
-        yield SpendRow(*r)
-
-
-def group_ad_accounts(conn: sa.Connection, organization_id: str) -> dict[tuple[str, str], str]:
-    """(level, object id) -> ad account, for every object the organization ever spent on."""
-    t = meta_spend_daily
-    out: dict[tuple[str, str], str] = {}
-    query = (
-        sa.select(t.c.level, t.c.campaign_id, t.c.adset_id, t.c.ad_id, t.c.ad_account_id)
         .where(t.c.organization_id == organization_id)
-        .distinct()
-    )
-    for level, campaign_id, adset_id, ad_id, account in conn.execute(query):
-        object_id = {"CAMPAIGN": campaign_id, "ADSET": adset_id, "AD": ad_id}[level]
-        if object_id:
-            out[(level, object_id)] = account
-    return out
+        .where(t.c.ad_account_id.in_(list(ad_account_ids)))
+        .where(t.c.date.between(since, until))
+        .where(~still_there)
+    ).rowcount
+
+    return stats
