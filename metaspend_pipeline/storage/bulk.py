@@ -49,9 +49,7 @@ def load_rows(conn: sa.Connection, table: sa.Table, columns: Sequence[str], rows
         return _load(conn, table, names, len(columns), rows, encoded)
     except conn.dialect.loaded_dbapi.Error as exc:
         # the same exceptions as any other statement: IntegrityError for a duplicate key, ...
-        raise sa.exc.DBAPIError.instance(
-            f"loading {table.name}", None, exc, conn.dialect.loaded_dbapi.Error
-        ) from exc
+        raise sa.exc.DBAPIError.instance(f"loading {table.name}", None, exc, conn.dialect.loaded_dbapi.Error) from exc
 
 
 def _load(
