@@ -315,3 +315,17 @@ def test_a_failing_objects_fetch_does_not_fail_or_alter_the_spend_fetch(
     ]
     assert len(failures) == accounts
     assert f"ad account {ACCOUNT}" in "\n".join(failures)
+
+
+def test_an_object_listed_twice_in_one_batch_is_one_row(engine: sa.Engine) -> None:
+    from metaspend_pipeline.meta.client import MetaObject
+    from metaspend_pipeline.storage import objects as store
+
+    def campaign(name: str) -> MetaObject:
+        return MetaObject(
+            ACCOUNT, "campaign", "120001", name, "ACTIVE", "ACTIVE", "OUTCOME_SALES", None, None, None, None
+        )
+
+    with engine.begin() as conn:
+        assert store.upsert_objects(conn, ORG, "campaign", [campaign("Old"), campaign("New")], NOW) == 2
+    assert stored(engine, "campaign") == {"120001": ("New", "ACTIVE", "ACTIVE", "OUTCOME_SALES", None, None)}

@@ -1,8 +1,9 @@
 """Campaigns, ad sets and ads (`meta_campaign`, `meta_adset`, `meta_ad`): upserts and reads.
 
-An upsert is one multi-row INSERT ... ON CONFLICT (organization_id, id) DO UPDATE per batch, on
-SQLite and PostgreSQL alike: linear in the number of objects, and two runs writing the same
-objects at once end with one row each. Rows are never deleted: an object Meta stops listing keeps
+An upsert is one INSERT ... ON CONFLICT (organization_id, id) DO UPDATE statement, compiled once
+and executed for a batch of rows at a time (executemany: SQLAlchemy sends PostgreSQL multi-row
+VALUES pages, SQLite runs it natively): linear in the number of objects, and two runs writing the
+same objects at once end with one row each. Rows are never deleted: an object Meta stops listing keeps
 its last known name, and `last_seen_at` says when that was.
 """
 
@@ -18,7 +19,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from metaspend_pipeline.meta.client import MetaObject
 from metaspend_pipeline.storage.accounts import as_utc
-from metaspend_pipeline.storage.raw import MAX_PARAMETERS
 from metaspend_pipeline.storage.schema import NAMED_ROAS_VIEWS, OBJECT_KINDS, OBJECT_TABLES, meta_ad, meta_raw_insights
 
 BATCH_ROWS = 1000
@@ -49,13 +49,15 @@ def upsert_objects(
     """Insert or update the organization's objects of `kind`, all marked seen at `seen_at`."""
     table = OBJECT_TABLES[kind]
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    per_batch = min(BATCH_ROWS, MAX_PARAMETERS // len(table.c))
+    statement = insert(table)
+    updated = {c.name: statement.excluded[c.name] for c in table.c if c.name not in ("organization_id", "id")}
+    statement = statement.on_conflict_do_update(index_elements=["organization_id", "id"], set_=updated)
     count = 0
     iterator = iter(objects)
-    while batch := [_row(organization_id, o, seen_at) for o in itertools.islice(iterator, per_batch)]:
-        statement = insert(table).values(batch)
-        updated = {c.name: statement.excluded[c.name] for c in table.c if c.name not in ("organization_id", "id")}
-        conn.execute(statement.on_conflict_do_update(index_elements=["organization_id", "id"], set_=updated))
+    while batch := list(itertools.islice(iterator, BATCH_ROWS)):
+        # an object listed twice (paging while the account changes) would fail PostgreSQL's ON CONFLICT
+        rows = {o.id: _row(organization_id, o, seen_at) for o in batch}
+        conn.execute(statement, list(rows.values()))
         count += len(batch)
     return count
 
