@@ -329,3 +329,16 @@ def test_an_object_listed_twice_in_one_batch_is_one_row(engine: sa.Engine) -> No
     with engine.begin() as conn:
         assert store.upsert_objects(conn, ORG, "campaign", [campaign("Old"), campaign("New")], NOW) == 2
     assert stored(engine, "campaign") == {"120001": ("New", "ACTIVE", "ACTIVE", "OUTCOME_SALES", None, None)}
+
+
+def test_the_refresh_interval_comes_from_the_environment(
+    engine: sa.Engine, sandbox: Sandbox, api_settings: MetaApiSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    account = ad_account(sandbox, api_settings)
+    objects.fetch_objects(engine, account, NOW)
+    monkeypatch.setenv("META_OBJECTS_REFRESH_HOURS", "2")
+    assert objects.refresh_account(engine, account, NOW + dt.timedelta(hours=1)).reason is None
+    assert objects.refresh_account(engine, account, NOW + dt.timedelta(hours=2)).requests == 3
+    monkeypatch.setenv("META_OBJECTS_REFRESH_HOURS", "soon")
+    failed = objects.refresh_account(engine, account, NOW)
+    assert failed.error is not None and "META_OBJECTS_REFRESH_HOURS must be a number" in failed.error
