@@ -631,15 +631,8 @@ class Sandbox:
                 3018,
                 "(#3018) The start date of the time range cannot be beyond 37 months from the current date",
             )
-        statuses: frozenset[str] | None = DEFAULT_VISIBLE
-        if params.get("filtering"):
-            try:
-                filters = json.loads(params["filtering"])
-                for f in filters:
-                    if str(f.get("field", "")).endswith("effective_status") and f.get("operator") == "IN":
-                        statuses = frozenset(f["value"])
-            except (ValueError, TypeError, KeyError, AttributeError):
-                raise GraphError(400, 100, "(#100) filtering must be a JSON list of filters") from None
+        asked = _status_filter(params, legacy=False)
+        statuses: frozenset[str] | None = DEFAULT_VISIBLE if asked is None else asked
         increment = params.get("time_increment", "all_days")
         if increment not in {"1", "all_days"}:
             raise GraphError(400, 100, "(#100) the sandbox supports time_increment 1 or all_days")
@@ -864,7 +857,8 @@ class Sandbox:
             raise GraphError(
                 400, 100, f"(#100) Tried accessing nonexisting field ({unknown[0]}) on node type ({_NODE_TYPES[kind]})"
             )
-        statuses = _status_filter(call.params, "effective_status") or DEFAULT_VISIBLE
+        asked = _status_filter(call.params, legacy=True)
+        statuses = DEFAULT_VISIBLE if asked is None else asked
         rows = [
             {f: item[f] for f in fields if f in item}
             for item in self.objects(account, kind)
@@ -997,19 +991,20 @@ class Sandbox:
         return _json({"ok": True})
 
 
-def _status_filter(params: dict[str, str], name: str) -> frozenset[str] | None:
-    """The effective statuses a request asks for: `filtering` (IN on a field ending in `name`) or
-    the older `effective_status=[...]` parameter; None when it asks for none."""
+def _status_filter(params: dict[str, str], *, legacy: bool) -> frozenset[str] | None:
+    """The effective statuses a request asks for: the last `filtering` IN on a field ending in
+    `effective_status`, or (object edges, `legacy`) the older `effective_status=[...]` parameter;
+    None when it asks for none."""
+    statuses = None
     try:
-        if params.get("filtering"):
-            for f in json.loads(params["filtering"]):
-                if str(f.get("field", "")).endswith(name) and f.get("operator") == "IN":
-                    return frozenset(f["value"])
-        if params.get("effective_status"):
-            return frozenset(json.loads(params["effective_status"]))
+        for f in json.loads(params.get("filtering") or "[]"):
+            if str(f.get("field", "")).endswith("effective_status") and f.get("operator") == "IN":
+                statuses = frozenset(f["value"])
+        if statuses is None and legacy and params.get("effective_status"):
+            statuses = frozenset(json.loads(params["effective_status"]))
     except (ValueError, TypeError, KeyError, AttributeError):
         raise GraphError(400, 100, "(#100) filtering must be a JSON list of filters") from None
-    return None
+    return statuses
 
 
 def _account_json(account: SandboxAdAccount) -> dict[str, Any]:
