@@ -23,6 +23,7 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
+from metaspend_pipeline import objects
 from metaspend_pipeline.credentials import MetaAdAccount
 from metaspend_pipeline.errors import MetaspendError
 from metaspend_pipeline.meta.client import ClientStats, InsightRow, parse_insight_row
@@ -155,6 +156,7 @@ def fetch_account(
                 report.rows_by_day_level[(day, level.upper())] += count
             for key, amount in spend_by_day.items():
                 report.spend_by_day_currency[key] += amount
+    objects.refresh_account(engine, account, utcnow(), since, until)  # never raises: spend is already stored
     return total
 
 

@@ -4,6 +4,10 @@ Sums first, then ratios (never an average of daily ratios): conversionRate = sal
 leadsCount, avgTicket = revenue / salesCount, roas = revenue / spend, NULL where the denominator
 (or, for roas, the revenue) is 0. A group with sales in another currency than its spend on any
 day keeps revenue, avgTicket and roas NULL, and says so.
+
+Each item names its object beside its id, and its parents (an ad's ad set and campaign), from
+`meta_campaign`, `meta_adset` and `meta_ad` through the `meta_roas_by_<group>_named` views: null
+where the object was never fetched.
 """
 
 from __future__ import annotations
@@ -21,10 +25,19 @@ from typing import Any
 import sqlalchemy as sa
 
 from metaspend_pipeline.roas import ratios
+from metaspend_pipeline.storage import objects as objects_store
 from metaspend_pipeline.storage import roas as roas_store
 from metaspend_pipeline.storage.schema import ROAS_TABLES, connected_account
 
 ID_KEYS = {"campaign": "campaignId", "adset": "adsetId", "ad": "adId"}
+# The keys before the numbers, per grouping level: the object's id and name, then its parents'.
+NAME_KEYS = {
+    "campaign": ("campaignName",),
+    "adset": ("adsetName", "campaignId", "campaignName"),
+    "ad": ("adName", "adsetId", "adsetName", "campaignId", "campaignName"),
+}
+_CAMEL = {"campaign_id": "campaignId", "campaign_name": "campaignName", "adset_id": "adsetId"}
+_CAMEL |= {"adset_name": "adsetName", "ad_name": "adName"}
 COLUMNS = ("leadsCount", "salesCount", "revenue", "spend", "avgTicket", "conversionRate", "roas", "currency")
 
 
@@ -62,14 +75,17 @@ def roas_report(
             s.mismatch = True
         else:
             s.revenue += row.revenue
+    names = objects_store.names_in_roas(conn, organization_id, group, since, until)
     out = []
     for group_id, s in sums.items():
         mismatch = s.mismatch or len(s.currencies) > 1
         revenue = None if mismatch else s.revenue
         r = ratios(s.leads, s.sales, revenue, s.spend)
+        named = {_CAMEL[k]: v for k, v in names.get(group_id, {}).items()}
         out.append(
             {
                 ID_KEYS[group]: group_id,
+                **{key: named.get(key) for key in NAME_KEYS[group]},
                 "leadsCount": s.leads,
                 "salesCount": s.sales,
                 "revenue": revenue,
@@ -129,7 +145,7 @@ def _text(key: str, value: Any) -> str:
 
 def to_csv(items: list[dict[str, Any]], group: str) -> str:
     buffer = io.StringIO()
-    headers = [ID_KEYS[group], *COLUMNS, "revenueCurrencyMismatch"]
+    headers = [ID_KEYS[group], *NAME_KEYS[group], *COLUMNS, "revenueCurrencyMismatch"]
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(headers)
     for item in items:
@@ -138,7 +154,7 @@ def to_csv(items: list[dict[str, Any]], group: str) -> str:
 
 
 def to_rows(items: list[dict[str, Any]], group: str) -> tuple[list[str], list[list[str]]]:
-    headers = [ID_KEYS[group], *COLUMNS]
+    headers = [ID_KEYS[group], *NAME_KEYS[group], *COLUMNS]
     rows = []
     for item in items:
         row = [_text(h, item.get(h)) or "-" for h in headers]

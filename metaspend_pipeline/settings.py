@@ -91,6 +91,7 @@ class Settings:
     schedule_timezone: str
     fetch_window_days: int
     freshness_deadline_cron: str
+    objects_refresh_hours: float = 24.0
 
     @property
     def is_development(self) -> bool:
@@ -117,6 +118,7 @@ class Settings:
             schedule_timezone=_get(env, "METASPEND_SCHEDULE_TIMEZONE", "UTC"),
             fetch_window_days=_int(env, "META_FETCH_WINDOW_DAYS", 92, minimum=1),
             freshness_deadline_cron=_get(env, "METASPEND_FRESHNESS_DEADLINE_CRON", "0 9 * * *"),
+            objects_refresh_hours=_float(env, "META_OBJECTS_REFRESH_HOURS", 24.0),
         )
 
 

@@ -225,6 +225,7 @@ def test_report_sums_before_dividing(example: str) -> None:
     # campaign 104: daily ROAS 1.0 and 3.0 average to 2.0; the right answer is 1000 / 400 = 2.5
     assert items["104"] == {
         "campaignId": "104",
+        "campaignName": None,  # no meta_campaign row: names are tested in test_objects.py
         "leadsCount": 2,
         "salesCount": 2,
         "revenue": D("1000.00"),
@@ -247,6 +248,7 @@ def test_report_in_the_dashboard_shape_and_other_formats(example: str) -> None:
     first = json.loads(output, parse_float=Decimal)[0]
     assert first == {
         "campaignId": "101",
+        "campaignName": None,
         "leadsCount": 3,
         "salesCount": 2,
         "revenue": D("450.00"),
@@ -258,8 +260,8 @@ def test_report_in_the_dashboard_shape_and_other_formats(example: str) -> None:
         "revenueCurrencyMismatch": False,
     }
     csv_text = report("--group-by", "ad", "--from", "2026-10-04", "--to", "2026-10-04", "--format", "csv")
-    assert csv_text.splitlines()[0].startswith("adId,leadsCount,salesCount,revenue,spend")
-    assert "201,1,1,300.00,60.00,300.00,1.0,5.0,USD,false" in csv_text
+    assert csv_text.splitlines()[0].startswith("adId,adName,adsetId,adsetName,campaignId,campaignName,leadsCount")
+    assert "201,,,,,,1,1,300.00,60.00,300.00,1.0,5.0,USD,false" in csv_text
     table_text = report("--group-by", "adset", "--from", "2026-10-04", "--to", "2026-10-05", "--format", "table")
     assert "mixed currencies" in table_text
 

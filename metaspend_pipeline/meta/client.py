@@ -62,6 +62,12 @@ EFFECTIVE_STATUSES = (
     "WITH_ISSUES",
 )
 _STATUS_FIELD = {"account": "ad", "campaign": "campaign", "adset": "adset", "ad": "ad"}
+_OBJECT_COMMON = ("id", "name", "status", "effective_status", "created_time", "updated_time")
+OBJECT_FIELDS: Mapping[str, tuple[str, ...]] = {
+    "campaign": (*_OBJECT_COMMON, "objective"),
+    "adset": (*_OBJECT_COMMON, "campaign_id"),
+    "ad": (*_OBJECT_COMMON, "campaign_id", "adset_id"),
+}
 _METRICS = ("spend", "impressions", "clicks")
 _JOB_DONE = "Job Completed"
 _JOB_FAILED = frozenset({"Job Failed", "Job Skipped"})
@@ -93,6 +99,23 @@ class InsightRow:
     impressions: int | None
     clicks: int | None
     raw: Mapping[str, Any] = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class MetaObject:
+    """A campaign, ad set or ad as Meta describes it now; parents are None where they do not apply."""
+
+    ad_account_id: str
+    kind: str  # campaign, adset or ad
+    id: str
+    name: str
+    status: str
+    effective_status: str
+    objective: str | None
+    campaign_id: str | None
+    adset_id: str | None
+    created_time: dt.datetime | None
+    updated_time: dt.datetime | None
 
 
 @dataclass(frozen=True)
@@ -499,6 +522,25 @@ class MetaClient:
         self.stats.rows += 1
         return row
 
+    # --- campaigns, ad sets and ads ----------------------------------------------------------
+
+    def objects(self, ad_account_id: str, kind: str) -> Iterator[MetaObject]:
+        """Every campaign, ad set or ad (`kind`) of the ad account, whatever its effective status,
+        streamed page by page and validated: one request per page of `page_size` objects."""
+        if kind not in OBJECT_FIELDS:
+            raise ValueError(f"kind must be one of {', '.join(OBJECT_FIELDS)}, got {kind!r}")
+        account = _account_path(ad_account_id)
+        params = {
+            "fields": ",".join(OBJECT_FIELDS[kind]),
+            "filtering": json.dumps(
+                [{"field": "effective_status", "operator": "IN", "value": list(EFFECTIVE_STATUSES)}]
+            ),
+        }
+        context = f"ad account {account}, {kind}s"
+        for page in self._pages(f"{account}/{kind}s", params, context=context):
+            for raw in page:
+                yield parse_object(raw, account, kind)
+
     # --- ad accounts and tokens --------------------------------------------------------------
 
     def ad_account(self, ad_account_id: str) -> AdAccount:
@@ -648,6 +690,59 @@ def parse_insight_row(raw: Any, account: str, level: str, since: dt.date, until:
         clicks=_count(raw.get("clicks"), where, "clicks", account),
         raw=raw,
         **ids,
+    )
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, str) and value.isascii() and value.isdigit()
+
+
+def parse_object(raw: Any, account: str, kind: str) -> MetaObject:
+    """One campaign, ad set or ad from an object edge, parsed and validated."""
+    if not isinstance(raw, dict):
+        raise MetaDataError(f"ad account {account}, {kind}s: an item is not an object", ad_account_id=account)
+    where = f"ad account {account}, {kind} {raw.get('id')!r}"
+
+    def fail(name: str, problem: str) -> MetaDataError:
+        return MetaDataError(f"{where}: field {name} {raw.get(name)!r} {problem}", ad_account_id=account)
+
+    parents = {"campaign": (), "adset": ("campaign_id",), "ad": ("campaign_id", "adset_id")}[kind]
+    for name in ("id", *parents):
+        if not _is_id(raw.get(name)):
+            raise fail(name, "is missing or not an id")
+    name = raw.get("name")
+    if not isinstance(name, str):
+        raise fail("name", "is missing or not text")
+    for status_field in ("status", "effective_status"):
+        value = raw.get(status_field)
+        if not isinstance(value, str) or not value or not value.replace("_", "").isalpha() or not value.isupper():
+            raise fail(status_field, "is not a status such as ACTIVE")
+    objective = raw.get("objective") if kind == "campaign" else None
+    if objective is not None and not isinstance(objective, str):
+        raise fail("objective", "is not text")
+    times: dict[str, dt.datetime | None] = {}
+    for time_field in ("created_time", "updated_time"):
+        text = raw.get(time_field)
+        if text is None:
+            times[time_field] = None
+            continue
+        try:
+            moment = dt.datetime.strptime(str(text), "%Y-%m-%dT%H:%M:%S%z")
+        except ValueError:
+            raise fail(time_field, "is not a time such as 2026-01-15T10:00:00-0800") from None
+        times[time_field] = moment
+    return MetaObject(
+        ad_account_id=account,
+        kind=kind,
+        id=raw["id"],
+        name=name,
+        status=raw["status"],
+        effective_status=raw["effective_status"],
+        objective=objective,
+        campaign_id=raw.get("campaign_id") if parents else None,
+        adset_id=raw.get("adset_id") if kind == "ad" else None,
+        created_time=times["created_time"],
+        updated_time=times["updated_time"],
     )
 
 

@@ -52,6 +52,13 @@ class SandboxAdmin:
         params = {"ad_account": ad_account, "level": level, "since": since, "until": until}
         return self._call("GET", "truth", params=params)["rows"]
 
+    def objects(self, ad_account: str, kind: str) -> list[dict[str, Any]]:
+        """Every campaign, ad set or ad of the ad account, archived and deleted included."""
+        return self._call("GET", "objects", params={"ad_account": ad_account, "kind": kind})[kind]
+
+    def rename(self, object_id: str, name: str) -> None:
+        self._call("POST", "objects", json={"id": object_id, "name": name})
+
     def add_token(self, token: str, organization_id: str, **options: Any) -> None:
         register_secret(token)
         self._call("POST", "tokens", json={"token": token, "organization_id": organization_id, **options})

@@ -13,6 +13,8 @@ Admin endpoints under `/__sandbox/` let tests and benchmarks change its behaviou
   GET    /__sandbox/requests       what was asked (secrets replaced by markers)
   GET    /__sandbox/truth?ad_account=act_1&level=ad&since=...&until=...
   GET    /__sandbox/organizations  the demo organizations, their ad accounts and tokens
+  GET    /__sandbox/objects?ad_account=act_1[&kind=campaign]  every campaign, ad set and ad, any status
+  POST   /__sandbox/objects        {"id": ..., "name": ...}: rename an object (its updated_time moves to now)
   POST   /__sandbox/tokens         {"token": ..., "organization_id": ..., "expires_in": 60, "revoked": false}
 Fault kinds: throttle (code, subcode, regain_minutes, is_transient), http429 (retry_after),
 server_error (code, http_status, is_transient), reduce_data, reset, slow (seconds), malformed,
@@ -47,7 +49,15 @@ from werkzeug.routing import Map, Rule
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-from metaspend_pipeline.meta.sandbox.world import DEFAULT_VISIBLE, SandboxAdAccount, World, aggregate
+from metaspend_pipeline.meta.sandbox.world import (
+    DEFAULT_VISIBLE,
+    Ad,
+    AdSet,
+    Campaign,
+    SandboxAdAccount,
+    World,
+    aggregate,
+)
 
 DEFAULT_APP_ID = "1000000000000001"
 DEFAULT_APP_SECRET = "sandbox-app-secret"  # noqa: S105 - the sandbox's fake app secret
@@ -56,6 +66,15 @@ _SECRET_PARAMS = ("access_token", "appsecret_proof", "client_secret", "fb_exchan
 # faults the endpoint itself applies, instead of answering with an error
 _ENDPOINT_FAULTS = frozenset({"job_failed", "job_skipped", "corrupt_row", "reset_mid_body"})
 _REDUCE_MESSAGE = "Please reduce the amount of data you're asking for, then retry your request"
+# The object edges and the fields each kind of object has.
+_EDGES = {"campaigns": "campaign", "adsets": "adset", "ads": "ad"}
+_COMMON_FIELDS = ("id", "name", "status", "effective_status", "account_id", "created_time", "updated_time")
+_OBJECT_FIELDS = {
+    "campaign": frozenset({*_COMMON_FIELDS, "objective"}),
+    "adset": frozenset({*_COMMON_FIELDS, "campaign_id"}),
+    "ad": frozenset({*_COMMON_FIELDS, "campaign_id", "adset_id"}),
+}
+_NODE_TYPES = {"campaign": "Campaign", "adset": "AdSet", "ad": "Ad"}
 
 
 @dataclass
@@ -188,6 +207,10 @@ class Sandbox:
         self._traces = itertools.count(1)
         self._rows_cache: collections.OrderedDict[str, list[dict[str, str]]] = collections.OrderedDict()
         self.tokens: dict[str, TokenRecord] = {}
+        self._renames: dict[str, tuple[str, float]] = {}  # object id -> (name, when renamed)
+        self._objects: dict[str, Campaign | AdSet | Ad] = {
+            o.id: o for a in self.world.accounts.values() for o in (*a.campaigns, *a.adsets, *a.ads)
+        }
         for org in self.world.organizations:
             self.tokens[org.token] = TokenRecord(org.organization_id, org.ad_accounts, None)
         self.add_faults(faults)
@@ -199,6 +222,8 @@ class Sandbox:
                 Rule("/__sandbox/truth", endpoint="truth"),
                 Rule("/__sandbox/organizations", endpoint="organizations"),
                 Rule("/__sandbox/tokens", endpoint="tokens", methods=["POST"]),
+                Rule("/__sandbox/objects", endpoint="objects", methods=["GET", "POST"]),
+                Rule("/<version>/act_<digits>/<any(campaigns, adsets, ads):edge>", endpoint="edge"),
                 Rule("/<version>/act_<digits>/insights", endpoint="insights", methods=["GET", "POST"]),
                 Rule("/<version>/act_<digits>", endpoint="ad_account"),
                 Rule("/<version>/me/adaccounts", endpoint="me_adaccounts"),
@@ -233,6 +258,8 @@ class Sandbox:
             self._calls.clear()
             self._app_calls.clear()
             self._jobs.clear()
+            self._renames.clear()
+            self._rows_cache.clear()
             self.config = SandboxConfig()
             for org in self.world.organizations:
                 self.tokens[org.token] = TokenRecord(org.organization_id, org.ad_accounts, None)
@@ -291,7 +318,7 @@ class Sandbox:
             ).response(self._trace())
         except HTTPException as exc:
             return exc.get_response()  # type: ignore[return-value]
-        if endpoint in {"faults", "config", "requests", "truth", "organizations", "tokens"}:
+        if endpoint in {"faults", "config", "requests", "truth", "organizations", "tokens", "objects"}:
             return getattr(self, f"_admin_{endpoint}")(request)
         params = {**request.args.to_dict(), **request.form.to_dict()}
         token, via_header = self._token_of(request, params)
@@ -604,15 +631,8 @@ class Sandbox:
                 3018,
                 "(#3018) The start date of the time range cannot be beyond 37 months from the current date",
             )
-        statuses: frozenset[str] | None = DEFAULT_VISIBLE
-        if params.get("filtering"):
-            try:
-                filters = json.loads(params["filtering"])
-                for f in filters:
-                    if str(f.get("field", "")).endswith("effective_status") and f.get("operator") == "IN":
-                        statuses = frozenset(f["value"])
-            except (ValueError, TypeError, KeyError, AttributeError):
-                raise GraphError(400, 100, "(#100) filtering must be a JSON list of filters") from None
+        asked = _status_filter(params, legacy=False)
+        statuses: frozenset[str] | None = DEFAULT_VISIBLE if asked is None else asked
         increment = params.get("time_increment", "all_days")
         if increment not in {"1", "all_days"}:
             raise GraphError(400, 100, "(#100) the sandbox supports time_increment 1 or all_days")
@@ -654,6 +674,11 @@ class Sandbox:
                 "campaign_id": campaign_id,
                 "adset_id": adset_id,
                 "ad_id": ad_id,
+                "account_name": account.name,
+                "campaign_name": self._name_of(campaign_id),
+                "adset_name": self._name_of(adset_id),
+                "ad_name": self._name_of(ad_id),
+                "objective": self._objective_of(campaign_id),
             }
             row = {k: v for k in q["fields"] if (v := values.get(k)) is not None}
             row["date_start"] = (day or q["since"]).isoformat()
@@ -763,6 +788,84 @@ class Sandbox:
             raise GraphError(400, 100, f"Report run {job.id} is not complete ({status})")
         return self._page(request, params, token, self._rows(job.query), fault)
 
+    # --- campaigns, ad sets and ads ----------------------------------------------------------
+
+    def _name_of(self, object_id: str | None) -> str | None:
+        if object_id is None:
+            return None
+        with self._lock:
+            renamed = self._renames.get(object_id)
+        return renamed[0] if renamed else self._objects[object_id].name
+
+    def _objective_of(self, campaign_id: str | None) -> str | None:
+        campaign = self._objects.get(campaign_id or "")
+        return campaign.objective if isinstance(campaign, Campaign) else None
+
+    def objects(self, account_id: str, kind: str) -> list[dict[str, str]]:
+        """Every campaign, ad set or ad of the ad account, whatever its status, with every field."""
+        account = self.world.accounts[account_id]
+        found: tuple[Campaign | AdSet | Ad, ...] = {
+            "campaign": account.campaigns,
+            "adset": account.adsets,
+            "ad": account.ads,
+        }[kind]
+        offset = account.timezone_offset_hours_utc
+        zone = dt.timezone(dt.timedelta(hours=float(offset)))
+        out = []
+        for o in found:
+            with self._lock:
+                renamed = self._renames.get(o.id)
+            item = {
+                "id": o.id,
+                "account_id": account.account_id,
+                "name": renamed[0] if renamed else o.name,
+                "status": o.status,
+                "effective_status": o.effective_status,
+                "created_time": o.created_time,
+                "updated_time": (
+                    dt.datetime.fromtimestamp(renamed[1], zone).strftime("%Y-%m-%dT%H:%M:%S%z")
+                    if renamed
+                    else o.updated_time
+                ),
+            }
+            if isinstance(o, Campaign):
+                item["objective"] = o.objective
+            if isinstance(o, AdSet):
+                item["campaign_id"] = o.campaign.id
+            if isinstance(o, Ad):
+                item["campaign_id"] = o.campaign.id
+                item["adset_id"] = o.adset.id
+            out.append(item)
+        return out
+
+    def rename(self, object_id: str, name: str) -> None:
+        """Rename a campaign, ad set or ad, as an advertiser does in Ads Manager."""
+        if object_id not in self._objects:
+            raise KeyError(object_id)
+        with self._lock:
+            self._renames[object_id] = (name, self._clock())
+            self._rows_cache.clear()
+
+    def _edge(self, call: Call) -> Response:
+        """`/act_{id}/campaigns`, `/adsets`, `/ads`: archived and deleted left out unless asked for."""
+        account = f"act_{call.args['digits']}"
+        self._authorize(call.token, account)
+        kind = _EDGES[call.args["edge"]]
+        fields = [f for f in call.params.get("fields", "id").split(",") if f]
+        unknown = [f for f in fields if f not in _OBJECT_FIELDS[kind]]
+        if unknown:
+            raise GraphError(
+                400, 100, f"(#100) Tried accessing nonexisting field ({unknown[0]}) on node type ({_NODE_TYPES[kind]})"
+            )
+        asked = _status_filter(call.params, legacy=True)
+        statuses = DEFAULT_VISIBLE if asked is None else asked
+        rows = [
+            {f: item[f] for f in fields if f in item}
+            for item in self.objects(account, kind)
+            if item["effective_status"] in statuses
+        ]
+        return self._page(call.request, call.params, call.token, rows, call.fault)
+
     # --- accounts and tokens -----------------------------------------------------------------
 
     def _ad_account(self, call: Call) -> Response:
@@ -859,6 +962,20 @@ class Sandbox:
         )
         return _json({"rows": rows})
 
+    def _admin_objects(self, request: Request) -> Response:
+        if request.method == "POST":
+            body = request.get_json(force=True)
+            try:
+                self.rename(str(body["id"]), str(body["name"]))
+            except KeyError:
+                return _json({"error": f"no campaign, ad set or ad {body.get('id')!r}"}, 404)
+            return _json({"ok": True})
+        account = request.args["ad_account"]
+        if account not in self.world.accounts:
+            return _json({"error": f"no ad account {account!r}"}, 404)
+        kinds = [request.args["kind"]] if "kind" in request.args else ["campaign", "adset", "ad"]
+        return _json({kind: self.objects(account, kind) for kind in kinds})
+
     def _admin_organizations(self, request: Request) -> Response:
         return _json(self.organizations())
 
@@ -872,6 +989,22 @@ class Sandbox:
             ad_accounts=body.get("ad_accounts"),
         )
         return _json({"ok": True})
+
+
+def _status_filter(params: dict[str, str], *, legacy: bool) -> frozenset[str] | None:
+    """The effective statuses a request asks for: the last `filtering` IN on a field ending in
+    `effective_status`, or (object edges, `legacy`) the older `effective_status=[...]` parameter;
+    None when it asks for none."""
+    statuses = None
+    try:
+        for f in json.loads(params.get("filtering") or "[]"):
+            if str(f.get("field", "")).endswith("effective_status") and f.get("operator") == "IN":
+                statuses = frozenset(f["value"])
+        if statuses is None and legacy and params.get("effective_status"):
+            statuses = frozenset(json.loads(params["effective_status"]))
+    except (ValueError, TypeError, KeyError, AttributeError):
+        raise GraphError(400, 100, "(#100) filtering must be a JSON list of filters") from None
+    return statuses
 
 
 def _account_json(account: SandboxAdAccount) -> dict[str, Any]:

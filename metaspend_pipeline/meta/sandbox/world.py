@@ -53,6 +53,10 @@ def _effective(own: str, campaign: str | None = None, adset: str | None = None) 
 class Campaign:
     id: str
     status: str
+    name: str = ""
+    objective: str = "OUTCOME_SALES"
+    created_time: str = ""  # as Meta writes it: 2026-01-15T10:00:00-0800, in the ad account's zone
+    updated_time: str = ""
 
     @property
     def effective_status(self) -> str:
@@ -64,6 +68,9 @@ class AdSet:
     id: str
     campaign: Campaign
     status: str
+    name: str = ""
+    created_time: str = ""
+    updated_time: str = ""
 
     @property
     def effective_status(self) -> str:
@@ -76,6 +83,9 @@ class Ad:
     adset: AdSet
     status: str
     base_minor: int  # typical daily spend in the currency's minor unit
+    name: str = ""
+    created_time: str = ""
+    updated_time: str = ""
 
     @property
     def campaign(self) -> Campaign:
@@ -123,6 +133,37 @@ class Delivery:
     spend_minor: int
     impressions: int
     clicks: int
+
+
+OBJECTIVES = (
+    "OUTCOME_SALES",
+    "OUTCOME_LEADS",
+    "OUTCOME_TRAFFIC",
+    "OUTCOME_AWARENESS",
+    "OUTCOME_ENGAGEMENT",
+    "OUTCOME_APP_PROMOTION",
+)
+REGIONS = {"USD": "US", "EUR": "DE", "BRL": "BR", "INR": "IN", "JPY": "JP"}
+CAMPAIGN_THEMES = ("Spring Sale", "Summer Launch", "Back to School", "Black Friday", "Holiday Gifts", "Evergreen")
+CAMPAIGN_THEMES_PT = ("Liquidação de Verão", "Dia das Mães", "Black Friday", "Volta às Aulas")
+FUNNELS = ("Prospecting", "Retargeting", "Lookalike 1%", "Brand Awareness")
+ADSET_NAMES = (
+    "Women 25-34 - Advantage+ placements",
+    "Men 18-24 - Feeds",
+    "All genders 35-44 - Stories & Reels",
+    "Interests: Fitness - Broad",
+    "Lookalike purchasers 1%",
+    "Website visitors 30d",
+)
+AD_NAMES = ("Video - UGC testimonial", "Carousel - Best sellers", "Single image - 20% off", "Video - Product demo")
+_EPOCH = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+DASH = "\N{EN DASH}"  # "US Spring Sale <en dash> Prospecting", as advertisers write: names are not ASCII
+
+
+def _meta_time(moment: dt.datetime, offset_hours: Decimal) -> str:
+    """A time as Meta writes it: ISO 8601 with a +HHMM offset, in the ad account's zone."""
+    zone = dt.timezone(dt.timedelta(hours=float(offset_hours)))
+    return moment.astimezone(zone).strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
 # id prefix, name, currency, time zone, offset, campaigns, ad sets per campaign, ads per ad set
@@ -198,22 +239,38 @@ class World:
                 status = "DELETED" if self._hash("gone", account) % 2 else "ARCHIVED"
             else:
                 status = self._status(account, c, weights=(8, 2, 0, 0))
-            campaign = Campaign(id=f"{digits[:4]}{c + 1:03d}{self._hash('c', account, c) % 10**6:06d}", status=status)
+            created = self._created(account, "c", c, after=None)
+            campaign = Campaign(
+                id=f"{digits[:4]}{c + 1:03d}{self._hash('c', account, c) % 10**6:06d}",
+                status=status,
+                name=self._campaign_name(account, currency, c),
+                objective=OBJECTIVES[self._hash("objective", account, c) % len(OBJECTIVES)],
+                created_time=_meta_time(created, offset),
+                updated_time=_meta_time(self._updated(created, account, "c", c), offset),
+            )
             campaigns.append(campaign)
             for s in range(n_adsets):
+                adset_created = self._created(account, "s", c, s, after=created)
                 adset = AdSet(
                     id=f"{campaign.id}{s + 1:02d}",
                     campaign=campaign,
                     status=self._status(account, c, s, weights=(8, 1, 1, 0)),
+                    name=self._pick(ADSET_NAMES, "adset", account, c, s),
+                    created_time=_meta_time(adset_created, offset),
+                    updated_time=_meta_time(self._updated(adset_created, account, "s", c, s), offset),
                 )
                 adsets.append(adset)
                 for a in range(n_ads):
+                    ad_created = self._created(account, "a", c, s, a, after=adset_created)
                     ads.append(
                         Ad(
                             id=f"{adset.id}{a + 1:03d}",
                             adset=adset,
                             status=self._status(account, c, s, a, weights=(6, 1, 1, 1)),
                             base_minor=(500 + self._hash("base", account, c, s, a) % 9500) * scale,
+                            name=f"{self._pick(AD_NAMES, 'ad', account, c, s, a)} #{a + 1}",
+                            created_time=_meta_time(ad_created, offset),
+                            updated_time=_meta_time(self._updated(ad_created, account, "a", c, s, a), offset),
                         )
                     )
         self.accounts[account] = SandboxAdAccount(
@@ -226,6 +283,25 @@ class World:
             adsets=tuple(adsets),
             ads=tuple(ads),
         )
+
+    # --- names and times ---------------------------------------------------------------------
+
+    def _pick(self, choices: tuple[str, ...], *parts: object) -> str:
+        return choices[self._hash("name", *parts) % len(choices)]
+
+    def _campaign_name(self, account: str, currency: str, c: int) -> str:
+        themes = CAMPAIGN_THEMES_PT if currency == "BRL" else CAMPAIGN_THEMES
+        region = REGIONS.get(currency, "US")
+        return f"{region} {self._pick(themes, 'theme', account, c)} {DASH} {self._pick(FUNNELS, 'funnel', account, c)}"
+
+    def _created(self, *parts: object, after: dt.datetime | None) -> dt.datetime:
+        """A creation time after the parent's (campaigns: in 2025), to the second."""
+        if after is None:
+            return _EPOCH + dt.timedelta(seconds=self._hash("created", *parts) % (365 * 86400))
+        return after + dt.timedelta(seconds=60 + self._hash("created", *parts) % (3 * 86400))
+
+    def _updated(self, created: dt.datetime, *parts: object) -> dt.datetime:
+        return created + dt.timedelta(seconds=self._hash("updated", *parts) % (30 * 86400))
 
     # --- numbers -----------------------------------------------------------------------------
 
