@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import logging
 import math
+from decimal import Decimal
 
 import pytest
 import requests
@@ -17,7 +18,7 @@ from click.testing import CliRunner
 from metaspend_pipeline import objects
 from metaspend_pipeline.cli import cli
 from metaspend_pipeline.credentials import MetaAdAccount
-from metaspend_pipeline.meta.client import MetaClient
+from metaspend_pipeline.meta.client import InsightRow, MetaClient
 from metaspend_pipeline.meta.errors import MetaDataError
 from metaspend_pipeline.meta.sandbox.client import SandboxAdmin
 from metaspend_pipeline.meta.sandbox.server import Sandbox, SandboxServer
@@ -187,6 +188,22 @@ def test_request_count_is_three_plus_one_per_extra_page(
     assert stale.requests == expected
 
 
+def raw_row(day: dt.date, ad_id: str, spend: str) -> InsightRow:
+    return InsightRow(
+        ad_account_id=ACCOUNT,
+        level="ad",
+        date=day,
+        campaign_id="1",
+        adset_id="2",
+        ad_id=ad_id,
+        currency="USD",
+        spend=Decimal(spend),
+        impressions=1,
+        clicks=0,
+        raw={"ad_id": ad_id, "spend": spend},
+    )
+
+
 def test_an_ad_unknown_to_the_tables_triggers_a_fetch(
     engine: sa.Engine, sandbox: Sandbox, api_settings: MetaApiSettings
 ) -> None:
@@ -203,7 +220,7 @@ def test_an_ad_unknown_to_the_tables_triggers_a_fetch(
             level="AD",
             since=day,
             until=day,
-            rows=[(day, {"ad_id": known_ad, "spend": "1.00"})],
+            rows=[raw_row(day, known_ad, "1.00")],
             fetched_at=NOW,
         )
     assert objects.refresh_account(engine, account, NOW, day, day, refresh_hours=24).reason is None
@@ -211,6 +228,7 @@ def test_an_ad_unknown_to_the_tables_triggers_a_fetch(
         conn.execute(meta_raw_insights.insert().values(
             organization_id=ORG, provider="INSTAGRAM", ad_account_id=ACCOUNT, level="AD", date=day,
             row={"ad_id": "999000111", "spend": "2.00"}, fetched_at=NOW,
+            campaign_id="1", adset_id="2", ad_id="999000111", currency="USD", spend=Decimal("2.00"),
         ))  # fmt: skip
     result = objects.refresh_account(engine, account, NOW, day, day, refresh_hours=24)
     assert result.reason == "1 ads in the insights of 2026-10-01..2026-10-01 are new"

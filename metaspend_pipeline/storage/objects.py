@@ -83,7 +83,7 @@ def last_refreshed(conn: sa.Connection, organization_id: str, ad_account_id: str
 def unknown_ads(conn: sa.Connection, organization_id: str, ad_account_id: str, since: dt.date, until: dt.date) -> int:
     """How many ads with insights in [since, until] are not in `meta_ad` (new since the last fetch)."""
     raw = meta_raw_insights
-    ad_id = raw.c.row["ad_id"].as_string()
+    ad_id = raw.c.ad_id
     known = sa.and_(meta_ad.c.organization_id == raw.c.organization_id, meta_ad.c.id == ad_id)
     return conn.execute(
         sa.select(sa.func.count(sa.distinct(ad_id)))
