@@ -369,7 +369,7 @@ def sandbox_serve(
         parsed.append(fault)
     server = SandboxServer(Sandbox(seed, config, bench_ads=bench_ads, faults=parsed), host, port)
     click.echo(f"Meta sandbox (seed {seed}) serving on {server.url}")
-    click.echo(f"point the pipeline at it:  export META_GRAPH_API_URL={server.url}")
+    click.echo(f"point the pipeline at it:  export METASPEND_ENV=development META_GRAPH_API_URL={server.url}")
     click.echo(f"connect its organizations: metaspend sandbox connect --url {server.url}")
     try:
         server.serve_forever()

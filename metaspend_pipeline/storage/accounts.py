@@ -18,7 +18,8 @@ from metaspend_pipeline.errors import InvalidInputError, UnknownOrganizationErro
 from metaspend_pipeline.storage.db import utcnow
 from metaspend_pipeline.storage.schema import PROVIDERS, connected_account, oauth_token
 
-AD_ACCOUNT_ID = re.compile(r"^act_[0-9]{1,30}$")
+AD_ACCOUNT_ID = re.compile(r"^act_[0-9]{1,30}$", re.ASCII)
+ACCOUNT_DIGITS = re.compile(r"[0-9]{1,30}", re.ASCII)
 ORGANIZATION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@\-]{0,199}$")
 
 
@@ -45,7 +46,7 @@ def validate_organization_id(organization_id: str) -> str:
 def normalize_ad_account_id(value: str) -> str:
     """`act_<digits>`; bare digits (as Meta's `account_id` field gives them) get the prefix."""
     text = (value or "").strip()
-    if text.isdigit():
+    if ACCOUNT_DIGITS.fullmatch(text):  # not str.isdigit(): it accepts "²" and non-ASCII digits
         text = f"act_{text}"
     if not AD_ACCOUNT_ID.match(text):
         raise InvalidInputError(f"ad account id {value!r} is malformed: expected act_<digits>, e.g. act_123456789")
