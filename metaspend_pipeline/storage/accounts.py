@@ -256,8 +256,16 @@ def stored_tokens(
     conn: sa.Connection,
     organization_id: str | None = None,
     statuses: Iterable[str] | None = None,
+    *,
+    for_update: bool = False,
 ) -> list[StoredToken]:
-    """Every stored token with its account, optionally for one organization and some statuses."""
+    """Every stored token with its account, optionally for one organization and some statuses.
+
+    `for_update` locks the token rows until the caller's transaction ends (SELECT ... FOR UPDATE
+    OF oauth_token on PostgreSQL), so a writer that rewrites them cannot overwrite a token another
+    transaction stored in between. SQLite needs no lock: BEGIN IMMEDIATE (storage.db) already lets
+    one writer in at a time.
+    """
     query = sa.select(
         oauth_token.c.id.label("token_id"),
         oauth_token.c.connected_account_id,
@@ -276,6 +284,8 @@ def stored_tokens(
     if statuses is not None:
         query = query.where(connected_account.c.status.in_(list(statuses)))
     query = query.order_by(connected_account.c.organization_id, oauth_token.c.id)
+    if for_update:
+        query = query.with_for_update(of=oauth_token)
     return [
         StoredToken(
             token_id=row.token_id,
