@@ -124,6 +124,37 @@ ENV_VALUES: list[EnvValue] = [
     EnvValue({"META_HTTP_TIMEOUT_SECONDS": "nan"}, "META_HTTP_TIMEOUT_SECONDS must be a number, got 'nan'"),
 ]
 
+
+@dataclass(frozen=True)
+class CliArguments:
+    """Arguments of a `metaspend` command (the token, when asked, on standard input)."""
+
+    args: tuple[str, ...]
+    message: str
+
+
+_MALFORMED_AD_ACCOUNT = "is malformed: expected act_<digits>, e.g. act_123456789"
+SUPERSCRIPT_TWO = "\u00b2"
+
+CLI_ARGUMENTS: list[CliArguments] = [
+    CliArguments(
+        ("accounts", "connect", "--org", "acme", "--ad-account", SUPERSCRIPT_TWO),
+        f"ad account id {SUPERSCRIPT_TWO!r} {_MALFORMED_AD_ACCOUNT}",
+    ),
+    CliArguments(
+        ("accounts", "connect", "--org", "acme", "--ad-account", ARABIC_ID),
+        f"ad account id {ARABIC_ID!r} {_MALFORMED_AD_ACCOUNT}",
+    ),
+    CliArguments(
+        ("accounts", "connect", "--org", "acme", "--ad-account", f"act_{ARABIC_ID}"),
+        f"ad account id {'act_' + ARABIC_ID!r} {_MALFORMED_AD_ACCOUNT}",
+    ),
+    CliArguments(
+        ("accounts", "connect", "--org", "acme", "--ad-account", "act_" + "1" * 31),
+        f"ad account id {'act_' + '1' * 31!r} {_MALFORMED_AD_ACCOUNT}",
+    ),
+]
+
 RUN_CONFIG_MESSAGE = 'Received unexpected config entry "{name}" at path root:resources:meta:config'
 RUN_CONFIG_VALUES = ["graph_api_url", "api_version"]
 
@@ -170,6 +201,19 @@ def render() -> str:
     for case in ENV_VALUES:
         given = ", ".join(f"`{k}={v}`" for k, v in case.env.items())
         lines.append(f"| {_cell(given)} | {_cell(case.message)} | 2 | untouched |")
+    lines += [
+        "",
+        "## Command-line arguments",
+        "",
+        "Ids are ASCII digits only (`str.isdigit()` also accepts `²` and Arabic-Indic digits).",
+        "`metaspend` prints `metaspend: error: <message>` and exits 2 before writing anything.",
+        "",
+        "| command | message | exit code | stored data |",
+        "|---|---|---|---|",
+    ]
+    for case in CLI_ARGUMENTS:
+        command = "metaspend " + " ".join(repr(a) if not a.isascii() or not a.isprintable() else a for a in case.args)
+        lines.append(f"| `{_cell(command)}` | {_cell(case.message)} | 2 | untouched |")
     lines += [
         "",
         "## Run config",

@@ -20,7 +20,16 @@ from metaspend_pipeline.meta.sandbox.server import Sandbox
 from metaspend_pipeline.settings import MetaApiSettings
 from metaspend_pipeline.storage import db
 from metaspend_pipeline.storage.schema import Money, connected_account, meta_raw_insights, meta_spend_daily
-from metaspend_pipeline_tests.bad_inputs import DAY, ENV_VALUES, META_VALUES, EnvValue, MetaValue, render
+from metaspend_pipeline_tests.bad_inputs import (
+    CLI_ARGUMENTS,
+    DAY,
+    ENV_VALUES,
+    META_VALUES,
+    CliArguments,
+    EnvValue,
+    MetaValue,
+    render,
+)
 from metaspend_pipeline_tests.conftest import Pipeline
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "bad-inputs.md"
@@ -162,6 +171,17 @@ def test_a_bad_environment_value_is_refused_before_any_request(
     assert result.stderr == f"metaspend: error: {case.message}\n"
     for secret in (token, "hunter2", "EAAsecret"):
         assert secret not in result.output
+    with db.engine_for(env["METASPEND_DATABASE_URL"]).connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(connected_account)).scalar_one() == 0
+
+
+@pytest.mark.parametrize("case", CLI_ARGUMENTS, ids=lambda c: " ".join(c.args).encode("unicode_escape").decode())
+def test_bad_command_line_arguments_exit_2_and_write_nothing(env: dict[str, str], case: CliArguments) -> None:
+    token = "EAAbad" + "8" * 24
+    result = CliRunner().invoke(cli, list(case.args), input=token)
+    assert result.exit_code == 2, result.output
+    assert result.stderr == f"metaspend: error: {case.message}\n"
+    assert token not in result.output
     with db.engine_for(env["METASPEND_DATABASE_URL"]).connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(connected_account)).scalar_one() == 0
 
