@@ -151,6 +151,14 @@ def test_counts_up_to_the_largest_bigint_are_kept() -> None:
     assert parse_insight_row(raw, "act_1", "account", day, day).impressions == 2**63 - 1
 
 
+def test_a_count_of_thousands_of_digits_is_out_of_range_not_a_crash() -> None:
+    """int() refuses more than 4300 digits with a bare ValueError; the parser answers first."""
+    day = dt.date.fromisoformat(DAY)
+    raw = {"date_start": DAY, "account_currency": "USD", "spend": "1.00", "clicks": "9" * 5000}
+    with pytest.raises(MetaDataError, match=r"field clicks '9+' is out of range \(above 2\^63 - 1"):
+        parse_insight_row(raw, "act_1", "account", day, day)
+
+
 def test_the_parser_bounds_are_the_money_column() -> None:
     assert Money.scale == currency.AMOUNT_SCALE
     assert Money.precision - Money.scale == currency.AMOUNT_INTEGER_DIGITS

@@ -721,13 +721,13 @@ def _count(value: Any, where: str, name: str, account: str) -> int | None:
     text = str(value) if isinstance(value, str | int) and not isinstance(value, bool) else ""
     if not _DIGITS.fullmatch(text):
         raise MetaDataError(f"{where}: field {name} {value!r} is not a whole number", ad_account_id=account)
-    number = int(text)
-    if number > _MAX_COUNT:
+    # the length first: int() refuses strings of more than 4300 digits with a bare ValueError
+    if len(text.lstrip("0")) > len(str(_MAX_COUNT)) or int(text) > _MAX_COUNT:
         raise MetaDataError(
             f"{where}: field {name} {value!r} is out of range (above 2^63 - 1, the largest BIGINT)",
             ad_account_id=account,
         )
-    return number
+    return int(text)
 
 
 def _permanent(error: GraphError, context: str) -> MetaApiError:
