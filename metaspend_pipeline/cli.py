@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import getpass
+import ipaddress
 import json
 import logging
 import sys
@@ -367,14 +368,30 @@ def sandbox_serve(
         if not isinstance(fault, dict) or "kind" not in fault:
             raise InvalidInputError(f'--fault {text!r} needs an object with a "kind"')
         parsed.append(fault)
+    if not _is_loopback(host):
+        click.echo(
+            f"metaspend: warning: the sandbox listens on {host}, reachable from other machines, and its "
+            "/__sandbox/organizations endpoint hands out the demo organizations' tokens to anyone who asks; "
+            "use --host 127.0.0.1 unless that is what you want",
+            err=True,
+        )
     server = SandboxServer(Sandbox(seed, config, bench_ads=bench_ads, faults=parsed), host, port)
     click.echo(f"Meta sandbox (seed {seed}) serving on {server.url}")
-    click.echo(f"point the pipeline at it:  export META_GRAPH_API_URL={server.url}")
+    click.echo(f"point the pipeline at it:  export METASPEND_ENV=development META_GRAPH_API_URL={server.url}")
     click.echo(f"connect its organizations: metaspend sandbox connect --url {server.url}")
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         click.echo("sandbox stopped")
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
 
 
 @sandbox_group.command("connect")

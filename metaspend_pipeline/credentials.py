@@ -172,10 +172,12 @@ def rotate_keys(conn: sa.Connection, keyring: KeyRing) -> RotationReport:
     """Re-encrypt every stored token with the current key, inside the caller's transaction.
 
     Any token that cannot be decrypted raises (naming its account) before the caller commits,
-    so a failed rotation leaves every row as it was.
+    so a failed rotation leaves every row as it was. The rows are locked when read: a token
+    refresh committing meanwhile waits for the rotation, instead of being overwritten with the
+    old token.
     """
     reencrypted = current = 0
-    for token in store.stored_tokens(conn):
+    for token in store.stored_tokens(conn, for_update=True):
         plain = keyring.decrypt(token.access_token_encrypted, token.connected_account_id)
         if not keyring.needs_rotation(token.access_token_encrypted):
             current += 1

@@ -5,7 +5,9 @@ sales in the product's tables, materializes the last 14 days through Dagster in 
 instance (so `dagster dev` shows the run afterwards), and prints the ROAS report.
 
 Everything it creates lives under `.metaspend/` in the working directory: the SQLite warehouse,
-the Dagster instance, and `demo.env` (the demo's key and settings; `source` it in a shell).
+the Dagster instance, and `demo.env` (the demo's key and settings; `source` it in a shell). It
+touches nothing else: its own settings replace DAGSTER_HOME, METASPEND_* and META_* from the
+environment for its run.
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ def _free(port: int) -> bool:
 
 def load_demo_env(directory: Path = DEMO_DIR) -> dict[str, str]:
     """The demo's settings file, created the first time with a new key; kept across runs so the
-    tokens stored by an earlier demo still decrypt."""
+    tokens stored by an earlier demo still decrypt. Where it writes is always `directory` itself,
+    whatever the file (or the environment) says."""
     path = directory / DEMO_ENV.name
     values: dict[str, str] = {}
     if path.exists():
@@ -54,17 +57,28 @@ def load_demo_env(directory: Path = DEMO_DIR) -> dict[str, str]:
                 values[name] = value.strip("'\"")
     root = directory.resolve()
     values.setdefault("META_TOKEN_ENCRYPTION_KEY", generate_key())
-    values.setdefault("METASPEND_DATABASE_URL", f"sqlite:///{root / 'metaspend.db'}")
-    values.setdefault("DAGSTER_HOME", str(root / "dagster"))
     values.setdefault("META_GRAPH_API_URL", f"http://127.0.0.1:{SANDBOX_PORT}")
     values.setdefault("META_ASYNC_POLL_INITIAL_SECONDS", "0.2")  # the sandbox's report runs take 0.3 s
+    values["METASPEND_DATABASE_URL"] = f"sqlite:///{root / 'metaspend.db'}"
+    values["DAGSTER_HOME"] = str(root / "dagster")
+    values["METASPEND_ENV"] = "development"  # the sandbox as Meta
     directory.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(f"export {k}='{v}'\n" for k, v in sorted(values.items())))
     path.chmod(0o600)
     return values
 
 
+def use_demo_env(values: dict[str, str]) -> None:
+    """The demo's settings replace the environment's for this process: a DAGSTER_HOME, warehouse,
+    key or app secret of another installation must not be read, let alone written to."""
+    for name in [n for n in os.environ if n.startswith(("META_", "METASPEND_")) or n == "DAGSTER_HOME"]:
+        del os.environ[name]
+    os.environ.update(values)
+
+
 def _prepare_dagster_home(home: Path) -> None:
+    if not home.resolve().is_relative_to(DEMO_DIR.resolve()):
+        raise RuntimeError(f"the demo's Dagster instance must live under {DEMO_DIR}/, not in {home}")
     home.mkdir(parents=True, exist_ok=True)
     if REPO_DAGSTER_YAML.exists():
         shutil.copyfile(REPO_DAGSTER_YAML, home / "dagster.yaml")
@@ -129,8 +143,7 @@ def run(echo: Echo = print) -> None:
     # Dagster's notices about beta and superseded APIs are for this project's developers, not the demo
     warnings.filterwarnings("ignore", module="dagster")
     warnings.filterwarnings("ignore", module="metaspend_pipeline")
-    for name, value in load_demo_env().items():
-        os.environ.setdefault(name, value)
+    use_demo_env(load_demo_env())
     settings = Settings.from_env()
     _prepare_dagster_home(Path(os.environ["DAGSTER_HOME"]))
 

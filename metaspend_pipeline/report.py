@@ -143,14 +143,30 @@ def _text(key: str, value: Any) -> str:
     return str(value)
 
 
+# A spreadsheet reads a cell starting with one of these as a formula (OWASP "CSV injection").
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(key: str, value: Any) -> str:
+    """Text cells (ids from URL parameters visitors control, currency codes) that a spreadsheet
+    would run as a formula get a leading single quote, as OWASP recommends. Numbers are written
+    as numbers, negative ones too: a Decimal or int prints only digits, a sign and a point, which
+    no spreadsheet runs, and quoting them would turn them into text."""
+    text = _text(key, value)
+    if isinstance(value, str) and text.startswith(_FORMULA_START):
+        return "'" + text
+    return text
+
+
 def to_csv(items: list[dict[str, Any]], group: str) -> str:
     buffer = io.StringIO()
     headers = [ID_KEYS[group], *NAME_KEYS[group], *COLUMNS, "revenueCurrencyMismatch"]
-    writer = csv.writer(buffer, lineterminator="\n")
+    # CRLF as RFC 4180 says: the csv module then also quotes a cell holding a bare CR
+    writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(headers)
     for item in items:
-        writer.writerow([_text(h, item.get(h)) for h in headers])
-    return buffer.getvalue().rstrip("\n")
+        writer.writerow([_csv_cell(h, item.get(h)) for h in headers])
+    return buffer.getvalue().removesuffix("\r\n")
 
 
 def to_rows(items: list[dict[str, Any]], group: str) -> tuple[list[str], list[list[str]]]:

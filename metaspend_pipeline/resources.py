@@ -42,15 +42,18 @@ class WarehouseResource(dg.ConfigurableResource):
 
 
 class MetaAdsResource(dg.ConfigurableResource):
-    """Meta's Marketing API for every connected organization, with tokens from the vault."""
+    """Meta's Marketing API for every connected organization, with tokens from the vault.
+
+    Where requests go (META_GRAPH_API_URL, META_API_VERSION) is read from the environment only and
+    is not a config field: a run launched with other config cannot send the tokens or the app
+    secret anywhere else (see `settings.MetaApiSettings.from_env`).
+    """
 
     warehouse: WarehouseResource
     token_encryption_key: str | None = Field(default=None, description="EnvVar META_TOKEN_ENCRYPTION_KEY")
     token_encryption_old_keys: str | None = Field(default=None, description="EnvVar META_TOKEN_ENCRYPTION_OLD_KEYS")
     app_id: str | None = Field(default=None, description="META_APP_ID; empty reads the environment")
     app_secret: str | None = Field(default=None, description="EnvVar META_APP_SECRET")
-    graph_api_url: str | None = Field(default=None, description="META_GRAPH_API_URL; empty reads the environment")
-    api_version: str | None = Field(default=None, description="META_API_VERSION; empty reads the environment")
     page_size: int | None = None
     max_retries: int | None = None
     retry_base_delay_seconds: float | None = None
@@ -74,8 +77,6 @@ class MetaAdsResource(dg.ConfigurableResource):
         overrides = {
             "app_id": self.app_id,
             "app_secret": self.app_secret,
-            "graph_api_url": self.graph_api_url,
-            "api_version": self.api_version,
             "page_size": self.page_size,
             "max_retries": self.max_retries,
             "retry_base_delay": self.retry_base_delay_seconds,

@@ -36,7 +36,7 @@ from metaspend_pipeline.errors import MetaspendError
 from metaspend_pipeline.ingest import windows
 from metaspend_pipeline.redaction import get_logger, redact
 from metaspend_pipeline.storage import roas as roas_store
-from metaspend_pipeline.storage.locks import lock_organization
+from metaspend_pipeline.storage.locks import linear_plans, lock_organization
 from metaspend_pipeline.storage.roas import RoasRow
 from metaspend_pipeline.storage.schema import ROAS_GROUPS
 
@@ -183,6 +183,7 @@ def refresh_organization(
         for start, end in windows(since, until, window_days):
             with engine.begin() as conn:
                 lock_organization(conn, organization_id)
+                linear_plans(conn)
                 for group in groups:
                     sums = roas_store.group_sums(conn, organization_id, group, start, end, sole_account)
                     spool = _Spool(_counted(merge_sums(organization_id, sums), group, report))

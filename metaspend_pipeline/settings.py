@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +17,10 @@ from pathlib import Path
 from metaspend_pipeline.errors import MetaspendError
 
 DEFAULT_DATABASE_PATH = Path(".metaspend") / "metaspend.db"
+GRAPH_API_URL = "https://graph.facebook.com"
+_INTEGER = re.compile(r"-?[0-9]+", re.ASCII)
+_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?", re.ASCII)
+_API_VERSION = re.compile(r"v[0-9]{1,3}\.[0-9]{1,3}", re.ASCII)
 
 
 class SettingsError(MetaspendError, ValueError):
@@ -37,10 +43,9 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
     raw = _get(env, name, str(default))
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+    if not _INTEGER.fullmatch(raw):  # int() alone also reads non-ASCII digits such as "١٢"
+        raise SettingsError(f"{name} must be a whole number, got {raw!r}")
+    value = int(raw)
     if value < minimum:
         raise SettingsError(f"{name} must be at least {minimum}, got {value}")
     return value
@@ -48,10 +53,9 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
 
 def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
     raw = _get(env, name, str(default))
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if not _NUMBER.fullmatch(raw):  # float() alone also reads "nan", "inf" and non-ASCII digits
+        raise SettingsError(f"{name} must be a number, got {raw!r}")
+    value = float(raw)
     if value < minimum:
         raise SettingsError(f"{name} must be at least {minimum}, got {value}")
     return value
@@ -63,6 +67,43 @@ def _date(env: Mapping[str, str], name: str, default: str) -> dt.date:
         return dt.date.fromisoformat(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a date as YYYY-MM-DD, got {raw!r}") from None
+
+
+def _environment(env: Mapping[str, str]) -> str:
+    return _get(env, "METASPEND_ENV", "production").lower()
+
+
+def _graph_api_url(env: Mapping[str, str]) -> str:
+    """Where decrypted tokens and the app secret are sent: Meta itself, unless METASPEND_ENV=development
+    (the sandbox). Only the environment chooses it, never run config, so a launched run cannot redirect
+    them."""
+    raw = _get(env, "META_GRAPH_API_URL", GRAPH_API_URL)
+    parts = urllib.parse.urlsplit(raw)
+    if "@" in parts.netloc or parts.query or parts.fragment:
+        # what would follow may be a credential: never repeat it
+        raise SettingsError("META_GRAPH_API_URL must not carry a user name, password, query or fragment")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError(f"META_GRAPH_API_URL must be an http(s) URL with a host, got {raw!r}")
+    if _environment(env) == "development":
+        return raw
+    if parts.scheme != "https":
+        raise SettingsError(
+            f"META_GRAPH_API_URL {raw!r} uses plain http, which is refused outside METASPEND_ENV=development"
+        )
+    if parts.hostname != "graph.facebook.com" or parts.port not in (None, 443) or parts.path not in ("", "/"):
+        raise SettingsError(
+            f"META_GRAPH_API_URL {raw!r} is not {GRAPH_API_URL}; another endpoint (such as the sandbox) "
+            "is accepted only with METASPEND_ENV=development"
+        )
+    return GRAPH_API_URL
+
+
+def _api_version(env: Mapping[str, str]) -> str:
+    raw = _get(env, "META_API_VERSION", MetaApiSettings.api_version)
+    version = raw if raw.startswith("v") else f"v{raw}"
+    if not _API_VERSION.fullmatch(version):
+        raise SettingsError(f"META_API_VERSION must look like v21.0, got {raw!r}")
+    return version
 
 
 def default_database_url(cwd: Path | None = None) -> str:
@@ -102,7 +143,7 @@ class Settings:
         env = os.environ if env is None else env
         return cls(
             database_url=_get(env, "METASPEND_DATABASE_URL", default_database_url()),
-            env=_get(env, "METASPEND_ENV", "production").lower(),
+            env=_environment(env),
             token_encryption_key=(env.get("META_TOKEN_ENCRYPTION_KEY") or "").strip() or None,
             token_encryption_old_keys=env.get("META_TOKEN_ENCRYPTION_OLD_KEYS") or None,
             page_access_token=(env.get("META_PAGE_ACCESS_TOKEN") or "").strip() or None,
@@ -126,7 +167,7 @@ class Settings:
 class MetaApiSettings:
     """How the client talks to Meta's Graph API: where, as whom, and how patiently."""
 
-    graph_api_url: str = "https://graph.facebook.com"
+    graph_api_url: str = GRAPH_API_URL
     api_version: str = "v21.0"
     app_id: str | None = None
     app_secret: str | None = field(default=None, repr=False)
@@ -150,12 +191,9 @@ class MetaApiSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> MetaApiSettings:
         env = os.environ if env is None else env
-        version = _get(env, "META_API_VERSION", cls.api_version)
-        if not version.startswith("v"):
-            version = f"v{version}"
         return cls(
-            graph_api_url=_get(env, "META_GRAPH_API_URL", cls.graph_api_url),
-            api_version=version,
+            graph_api_url=_graph_api_url(env),
+            api_version=_api_version(env),
             app_id=env.get("META_APP_ID") or None,
             app_secret=(env.get("META_APP_SECRET") or "").strip() or None,
             timeout_seconds=_float(env, "META_HTTP_TIMEOUT_SECONDS", cls.timeout_seconds, minimum=0.1),

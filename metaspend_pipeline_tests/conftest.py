@@ -211,8 +211,18 @@ def api_settings(sandbox_server: SandboxServer) -> MetaApiSettings:
 # --- the pipeline, through Dagster -----------------------------------------------------------------
 
 
+@pytest.fixture
+def sandbox_endpoint(monkeypatch: pytest.MonkeyPatch, sandbox_server: SandboxServer) -> str:
+    """The sandbox as Meta, chosen the only way there is: META_GRAPH_API_URL, with
+    METASPEND_ENV=development (outside it only https://graph.facebook.com is accepted)."""
+    monkeypatch.setenv("METASPEND_ENV", "development")
+    monkeypatch.setenv("META_GRAPH_API_URL", sandbox_server.url)
+    return sandbox_server.url
+
+
 class Pipeline:
-    """The project's own `meta_spend_job`, pointed at this test's warehouse and the sandbox."""
+    """The project's own `meta_spend_job`, pointed at this test's warehouse and (through the
+    environment, see `sandbox_endpoint`) the sandbox."""
 
     def __init__(self, db_url: str, sandbox: Sandbox, sandbox_url: str) -> None:
         import dagster as dg
@@ -221,13 +231,13 @@ class Pipeline:
 
         self.db_url = db_url
         self.sandbox = sandbox
+        self.sandbox_url = sandbox_url
         warehouse = WarehouseResource(database_url=db_url)
         self.resources = {
             "warehouse": warehouse,
             "meta": MetaAdsResource(
                 warehouse=warehouse,
                 token_encryption_key=dg.EnvVar("META_TOKEN_ENCRYPTION_KEY"),
-                graph_api_url=sandbox_url,
                 retry_base_delay_seconds=0.001,
                 retry_max_wait_seconds=0.02,
                 async_poll_initial_seconds=0.01,
@@ -281,7 +291,7 @@ class Pipeline:
 
 
 @pytest.fixture
-def pipeline(env: dict[str, str], sandbox: Sandbox, sandbox_server: SandboxServer) -> Pipeline:
+def pipeline(env: dict[str, str], sandbox: Sandbox, sandbox_server: SandboxServer, sandbox_endpoint: str) -> Pipeline:
     """A migrated warehouse with the sandbox's organizations connected (tokens encrypted)."""
     from metaspend_pipeline.meta.sandbox.client import connect_sandbox_organizations
     from metaspend_pipeline.tokens import KeyRing

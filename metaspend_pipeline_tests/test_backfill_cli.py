@@ -25,7 +25,7 @@ def test_cli_backfill_of_one_newly_connected_organization(pipeline: Pipeline, tm
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),
-        "META_GRAPH_API_URL": pipeline.resources["meta"].graph_api_url,
+        "META_GRAPH_API_URL": pipeline.sandbox_url,
         "META_ASYNC_POLL_INITIAL_SECONDS": "0.01",
     }
     config = {"ops": {"meta_raw_insights": {"config": {"organizations": ["demo-org-2"]}}}}

@@ -79,6 +79,7 @@ def dagster_dev(tmp_path: Path, sqlite_template: Path) -> Iterator[tuple[str, Sa
         METASPEND_DATABASE_URL=url,
         META_TOKEN_ENCRYPTION_KEY=key,
         META_GRAPH_API_URL=server.url,
+        METASPEND_ENV="development",
         META_ASYNC_POLL_INITIAL_SECONDS="0.01",
     )
     proc = subprocess.Popen(

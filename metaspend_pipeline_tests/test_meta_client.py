@@ -254,7 +254,7 @@ def test_the_37_month_limit_is_a_clear_error(sandbox: Sandbox, api_settings: Met
     ("field", "value", "message"),
     [
         ("ad_id", None, "field ad_id is missing"),
-        ("spend", "12,50", "field spend '12,50' is not a number"),
+        ("spend", "12,50", "field spend '12,50' is not a non-negative amount in plain digits"),
         ("clicks", "7.5", "field clicks '7.5' is not a whole number"),
         ("date_start", "2026-09-30", "outside the requested range 2026-10-01..2026-10-14"),
     ],

@@ -25,14 +25,13 @@ def meta_resource(db_url: str, sandbox_server: SandboxServer) -> MetaAdsResource
     return MetaAdsResource(
         warehouse=WarehouseResource(database_url=db_url),
         token_encryption_key=dg.EnvVar("META_TOKEN_ENCRYPTION_KEY"),
-        graph_api_url=sandbox_server.url,
         retry_base_delay_seconds=0.001,
         retry_max_wait_seconds=0.01,
     )
 
 
 def test_resource_hands_each_ad_account_a_client_and_logs_without_tokens(
-    env: dict[str, str], sandbox: Sandbox, sandbox_server: SandboxServer
+    env: dict[str, str], sandbox: Sandbox, sandbox_server: SandboxServer, sandbox_endpoint: str
 ) -> None:
     engine = db.engine_for(env["METASPEND_DATABASE_URL"])
     connect_sandbox_organizations(engine, KeyRing.from_env(), sandbox_server.url)
@@ -67,7 +66,9 @@ def test_resource_hands_each_ad_account_a_client_and_logs_without_tokens(
         assert org.token not in dumped
 
 
-def test_expired_tokens_do_not_reach_the_client(env: dict[str, str], sandbox_server: SandboxServer) -> None:
+def test_expired_tokens_do_not_reach_the_client(
+    env: dict[str, str], sandbox_server: SandboxServer, sandbox_endpoint: str
+) -> None:
     engine = db.engine_for(env["METASPEND_DATABASE_URL"])
     connect_sandbox_organizations(engine, KeyRing.from_env(), sandbox_server.url)
     with engine.begin() as conn:
@@ -82,11 +83,10 @@ def test_expired_tokens_do_not_reach_the_client(env: dict[str, str], sandbox_ser
 
 
 def test_connect_discovers_ad_accounts_and_stores_the_expiry(
-    env: dict[str, str], sandbox: Sandbox, sandbox_server: SandboxServer, monkeypatch: pytest.MonkeyPatch
+    env: dict[str, str], sandbox: Sandbox, sandbox_endpoint: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     token = "EAAdiscover" + "1" * 24
     sandbox.add_token(token, "demo-org-3", expires_in=3 * 86400)
-    monkeypatch.setenv("META_GRAPH_API_URL", sandbox_server.url)
     runner = CliRunner()
     result = runner.invoke(cli, ["accounts", "connect", "--org", "acme"], input=token, catch_exceptions=False)
     assert result.exit_code == 0, result.output
@@ -111,9 +111,8 @@ def test_connect_discovers_ad_accounts_and_stores_the_expiry(
 
 
 def test_connect_refuses_a_token_meta_rejects(
-    env: dict[str, str], sandbox: Sandbox, sandbox_server: SandboxServer, monkeypatch: pytest.MonkeyPatch
+    env: dict[str, str], sandbox: Sandbox, sandbox_endpoint: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("META_GRAPH_API_URL", sandbox_server.url)
     monkeypatch.setenv("META_APP_ID", sandbox.config.app_id)
     monkeypatch.setenv("META_APP_SECRET", sandbox.config.app_secret)
     result = CliRunner().invoke(cli, ["accounts", "connect", "--org", "acme"], input="EAAunknown" + "2" * 20)

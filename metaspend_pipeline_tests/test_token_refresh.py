@@ -32,7 +32,6 @@ def run_refresh(pipeline: Pipeline, sandbox: Sandbox, instance: dg.DagsterInstan
     meta = MetaAdsResource(
         warehouse=base.warehouse,
         token_encryption_key=dg.EnvVar("META_TOKEN_ENCRYPTION_KEY"),
-        graph_api_url=base.graph_api_url,
         app_id=sandbox.config.app_id,
         app_secret=sandbox.config.app_secret,
         retry_base_delay_seconds=0.001,
@@ -72,7 +71,7 @@ def test_refresh_extends_exactly_the_expiring_tokens(pipeline: Pipeline, sandbox
     assert extended.last_refreshed_at is not None
     new_token = keys.decrypt(extended.access_token_encrypted, soon)
     assert new_token != "EAAsoon" + "1" * 30
-    api = MetaApiSettings(graph_api_url=pipeline.resources["meta"].graph_api_url)
+    api = MetaApiSettings(graph_api_url=pipeline.sandbox_url)
     assert MetaClient(new_token, api).ad_account("act_1000000001").currency == "USD"  # Meta accepts it
     for untouched in (later, never):
         assert after[untouched] == before[untouched]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from metaspend_pipeline.settings import Settings
-from metaspend_pipeline.tokens import KeyRing, TokenDecryptionError, TokenKeyError, generate_key, parse_key
+from metaspend_pipeline.tokens import KeyRing, TokenDecryptionError, TokenKeyError, generate_key, key_id, parse_key
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -126,3 +126,39 @@ def test_node_reference_code_and_the_pipeline_read_each_other(fake_token: str) -
 
     assert keys.decrypt(node("encrypt", fake_token), "acct-7") == fake_token
     assert node("decrypt", keys.encrypt(fake_token, "acct-7")) == fake_token
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed; the interop test needs it")
+@pytest.mark.parametrize(
+    ("nonce_bytes", "tag_bytes", "token", "message"),
+    [
+        (12, 4, "", "ciphertext must hold at least 1 byte and a 16-byte tag, not 4 bytes"),
+        (12, 4, "EAAshort", "ciphertext must hold at least 1 byte and a 16-byte tag, not 12 bytes"),
+        (16, 16, "EAAlong", "nonce must be 12 bytes, not 16"),
+        (8, 16, "EAAlong", "nonce must be 12 bytes, not 8"),
+    ],
+)
+def test_node_reference_code_refuses_short_tags_and_other_nonces(
+    nonce_bytes: int, tag_bytes: int, token: str, message: str
+) -> None:
+    """GCM itself accepts a 4-byte tag (a forger's 1 in 2^32) and any nonce length: the vault must not."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    key = generate_key()
+    raw_key = base64.b64decode(key)
+    nonce = os.urandom(nonce_bytes)
+    encryptor = Cipher(algorithms.AES(raw_key), modes.GCM(nonce)).encryptor()
+    encryptor.authenticate_additional_data(b"acct-7")
+    sealed = encryptor.update(token.encode()) + encryptor.finalize() + encryptor.tag[:tag_bytes]
+    stored = ":".join(["v1", key_id(raw_key), base64.b64encode(nonce).decode(), base64.b64encode(sealed).decode()])
+    proc = subprocess.run(
+        ["node", str(NODE_VAULT), "decrypt", "acct-7"],
+        input=stored,
+        capture_output=True,
+        text=True,
+        env={"META_TOKEN_ENCRYPTION_KEY": key, "PATH": os.environ["PATH"]},
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert message in proc.stderr

@@ -16,15 +16,17 @@ import hmac
 import json
 import logging
 import random
+import re
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import requests
 
+from metaspend_pipeline.currency import AMOUNT_INTEGER_DIGITS, AMOUNT_SCALE, CURRENCY_CODE, minor_units
 from metaspend_pipeline.meta.errors import (
     OLD_DATA_CODE,
     GraphError,
@@ -72,6 +74,12 @@ _METRICS = ("spend", "impressions", "clicks")
 _JOB_DONE = "Job Completed"
 _JOB_FAILED = frozenset({"Job Failed", "Job Skipped"})
 _STRIPPED_PARAMS = frozenset({"access_token", "appsecret_proof"})
+# ASCII only: str.isdigit() also accepts "²" and Arabic-Indic digits, which int() and Decimal() read
+_DIGITS = re.compile(r"[0-9]+", re.ASCII)
+_ID = re.compile(r"[0-9]{1,30}", re.ASCII)
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
+_AMOUNT = re.compile(r"(?P<integer>[0-9]+)(?:\.(?P<decimals>[0-9]+))?", re.ASCII)
+_MAX_COUNT = 2**63 - 1
 # Failures of the connection itself, before or during an answer: worth another attempt.
 _TRANSIENT_TRANSPORT_ERRORS = (
     requests.ConnectionError,
@@ -470,7 +478,7 @@ class MetaClient:
             status = f"Meta asked for less data ({signal.error.describe()})"
         else:
             run_id = str(started.get("report_run_id") or "")
-            if not run_id.isdigit():
+            if not _ID.fullmatch(run_id):
                 raise MetaApiError(f"{context}: starting a report run returned no report_run_id")
             self.stats.async_jobs += 1
             status = self._wait_for_report(run_id, context)
@@ -558,11 +566,16 @@ class MetaClient:
                 raise MetaDataError(
                     f"ad account {account}: Meta returned no currency or time zone", ad_account_id=account
                 )
+            if not isinstance(currency, str) or not CURRENCY_CODE.fullmatch(currency):
+                raise MetaDataError(
+                    f"ad account {account}: field currency {currency!r} is not a currency code (3 letters A-Z)",
+                    ad_account_id=account,
+                )
             offset = body.get("timezone_offset_hours_utc")
             self._accounts[account] = AdAccount(
                 id=account,
                 name=body.get("name"),
-                currency=str(currency).upper(),
+                currency=currency,
                 timezone_name=str(zone),
                 timezone_offset_hours_utc=Decimal(str(offset)) if offset is not None else None,
                 account_status=int(body["account_status"]) if body.get("account_status") is not None else None,
@@ -645,13 +658,21 @@ class MetaClient:
 
 
 def parse_insight_row(raw: Any, account: str, level: str, since: dt.date, until: dt.date) -> InsightRow:
-    """One of Meta's insight rows, parsed and validated: the single parser of the package."""
+    """One of Meta's insight rows, parsed and validated: the single parser of the package.
+
+    Everything a row holds is checked here, before any stored row is replaced: ASCII digits only,
+    ids and counts that fit their columns, money within NUMERIC(18, 2) with no more decimals than
+    the currency has, and never rounded. Each error names the ad account, the date and the field.
+    """
     if not isinstance(raw, dict):
         raise MetaDataError(f"ad account {account}, {level} insights: a row is not an object", ad_account_id=account)
     day_text = raw.get("date_start")
-    where = f"ad account {account}, {level} row of {day_text or '(no date)'}"
+    shown_day = day_text if isinstance(day_text, str) and _DATE.fullmatch(day_text) else "(no date)"
+    where = f"ad account {account}, {level} row of {shown_day}"
+    if not isinstance(day_text, str) or not _DATE.fullmatch(day_text):
+        raise MetaDataError(f"{where}: field date_start {day_text!r} is not a date", ad_account_id=account)
     try:
-        day = dt.date.fromisoformat(str(day_text))
+        day = dt.date.fromisoformat(day_text)
     except ValueError:
         raise MetaDataError(f"{where}: field date_start {day_text!r} is not a date", ad_account_id=account) from None
     if not since <= day <= until:
@@ -660,31 +681,32 @@ def parse_insight_row(raw: Any, account: str, level: str, since: dt.date, until:
         )
     if raw.get("date_stop") not in (None, day_text):
         raise MetaDataError(
-            f"{where}: date_stop {raw.get('date_stop')} differs from date_start; expected daily rows",
+            f"{where}: date_stop {raw.get('date_stop')!r} differs from date_start; expected daily rows",
             ad_account_id=account,
         )
     row_account = raw.get("account_id")
     if row_account is not None and f"act_{row_account}" != account:
-        raise MetaDataError(f"{where}: field account_id is {row_account}, not {account}", ad_account_id=account)
+        raise MetaDataError(f"{where}: field account_id {row_account!r} is not {account}", ad_account_id=account)
     ids: dict[str, str | None] = {"campaign_id": None, "adset_id": None, "ad_id": None}
     for name in ID_FIELDS[level]:
         value = raw.get(name)
-        if value is None or not str(value).isdigit():
+        if not isinstance(value, str | int) or isinstance(value, bool) or not _ID.fullmatch(str(value)):
             raise MetaDataError(f"{where}: field {name} is missing or not an id ({value!r})", ad_account_id=account)
         ids[name] = str(value)
     currency = raw.get("account_currency")
-    if not isinstance(currency, str) or len(currency) != 3 or not currency.isalpha():
+    if not isinstance(currency, str) or not CURRENCY_CODE.fullmatch(currency):
         raise MetaDataError(
-            f"{where}: field account_currency {currency!r} is not a currency code", ad_account_id=account
+            f"{where}: field account_currency {currency!r} is not a currency code (3 letters A-Z)",
+            ad_account_id=account,
         )
-    spend = _decimal(raw.get("spend"), where, "spend", account)
+    spend = _decimal(raw.get("spend"), where, "spend", account, currency)
     if spend is None:
         raise MetaDataError(f"{where}: field spend is missing", ad_account_id=account)
     return InsightRow(
         ad_account_id=account,
         level=level,
         date=day,
-        currency=currency.upper(),
+        currency=currency,
         spend=spend,
         impressions=_count(raw.get("impressions"), where, "impressions", account),
         clicks=_count(raw.get("clicks"), where, "clicks", account),
@@ -753,24 +775,53 @@ def _json_or_none(response: requests.Response) -> Any:
         return None
 
 
-def _decimal(value: Any, where: str, name: str, account: str) -> Decimal | None:
+def _decimal(value: Any, where: str, name: str, account: str, currency: str) -> Decimal | None:
+    """An amount exactly as Meta wrote it: plain ASCII digits with at most the currency's decimals."""
     if value is None:
         return None
-    try:
-        number = Decimal(str(value))
-    except InvalidOperation:
-        raise MetaDataError(f"{where}: field {name} {value!r} is not a number", ad_account_id=account) from None
-    if not number.is_finite() or number < 0:
-        raise MetaDataError(f"{where}: field {name} {value!r} is not a non-negative amount", ad_account_id=account)
-    return number
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise MetaDataError(f"{where}: field {name} {value!r} is not a decimal string", ad_account_id=account)
+    text = str(value)
+    match = _AMOUNT.fullmatch(text)
+    if match is None:
+        raise MetaDataError(
+            f"{where}: field {name} {value!r} is not a non-negative amount in plain digits", ad_account_id=account
+        )
+    integer, decimals = match.group("integer"), match.group("decimals") or ""
+    if len(integer.lstrip("0")) > AMOUNT_INTEGER_DIGITS:
+        raise MetaDataError(
+            f"{where}: field {name} {value!r} is out of range (at most {AMOUNT_INTEGER_DIGITS} digits "
+            "before the decimal point)",
+            ad_account_id=account,
+        )
+    allowed = minor_units(currency)
+    places = f"{len(decimals)} decimal{'' if len(decimals) == 1 else 's'}"
+    if len(decimals) > allowed:
+        raise MetaDataError(
+            f"{where}: field {name} {value!r} has {places}; {currency} has {allowed}, and amounts are never rounded",
+            ad_account_id=account,
+        )
+    if len(decimals.rstrip("0")) > AMOUNT_SCALE:
+        raise MetaDataError(
+            f"{where}: field {name} {value!r} has {places}; the warehouse stores {AMOUNT_SCALE}, and amounts are "
+            "never rounded",
+            ad_account_id=account,
+        )
+    return Decimal(text)
 
 
 def _count(value: Any, where: str, name: str, account: str) -> int | None:
     if value is None:
         return None
-    text = str(value)
-    if not text.isdigit():
+    text = str(value) if isinstance(value, str | int) and not isinstance(value, bool) else ""
+    if not _DIGITS.fullmatch(text):
         raise MetaDataError(f"{where}: field {name} {value!r} is not a whole number", ad_account_id=account)
+    # the length first: int() refuses strings of more than 4300 digits with a bare ValueError
+    if len(text.lstrip("0")) > len(str(_MAX_COUNT)) or int(text) > _MAX_COUNT:
+        raise MetaDataError(
+            f"{where}: field {name} {value!r} is out of range (above 2^63 - 1, the largest BIGINT)",
+            ad_account_id=account,
+        )
     return int(text)
 
 

@@ -18,7 +18,8 @@ from metaspend_pipeline.errors import InvalidInputError, UnknownOrganizationErro
 from metaspend_pipeline.storage.db import utcnow
 from metaspend_pipeline.storage.schema import PROVIDERS, connected_account, oauth_token
 
-AD_ACCOUNT_ID = re.compile(r"^act_[0-9]{1,30}$")
+AD_ACCOUNT_ID = re.compile(r"^act_[0-9]{1,30}$", re.ASCII)
+ACCOUNT_DIGITS = re.compile(r"[0-9]{1,30}", re.ASCII)
 ORGANIZATION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@\-]{0,199}$")
 
 
@@ -45,7 +46,7 @@ def validate_organization_id(organization_id: str) -> str:
 def normalize_ad_account_id(value: str) -> str:
     """`act_<digits>`; bare digits (as Meta's `account_id` field gives them) get the prefix."""
     text = (value or "").strip()
-    if text.isdigit():
+    if ACCOUNT_DIGITS.fullmatch(text):  # not str.isdigit(): it accepts "²" and non-ASCII digits
         text = f"act_{text}"
     if not AD_ACCOUNT_ID.match(text):
         raise InvalidInputError(f"ad account id {value!r} is malformed: expected act_<digits>, e.g. act_123456789")
@@ -255,8 +256,16 @@ def stored_tokens(
     conn: sa.Connection,
     organization_id: str | None = None,
     statuses: Iterable[str] | None = None,
+    *,
+    for_update: bool = False,
 ) -> list[StoredToken]:
-    """Every stored token with its account, optionally for one organization and some statuses."""
+    """Every stored token with its account, optionally for one organization and some statuses.
+
+    `for_update` locks the token rows until the caller's transaction ends (SELECT ... FOR UPDATE
+    OF oauth_token on PostgreSQL), so a writer that rewrites them cannot overwrite a token another
+    transaction stored in between. SQLite needs no lock: BEGIN IMMEDIATE (storage.db) already lets
+    one writer in at a time.
+    """
     query = sa.select(
         oauth_token.c.id.label("token_id"),
         oauth_token.c.connected_account_id,
@@ -275,6 +284,8 @@ def stored_tokens(
     if statuses is not None:
         query = query.where(connected_account.c.status.in_(list(statuses)))
     query = query.order_by(connected_account.c.organization_id, oauth_token.c.id)
+    if for_update:
+        query = query.with_for_update(of=oauth_token)
     return [
         StoredToken(
             token_id=row.token_id,

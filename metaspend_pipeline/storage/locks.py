@@ -1,4 +1,5 @@
-"""Writers of an organization's rows take its lock first, so that overlapping runs queue.
+"""Writers of an organization's rows take its lock first, so that overlapping runs queue; and the
+plans of their joins stay linear.
 
 Under READ COMMITTED, two transactions that each replace the same scope (delete, then insert)
 would both insert. On PostgreSQL every write transaction of an organization's raw rows, daily
@@ -21,3 +22,15 @@ def lock_organization(conn: sa.Connection, organization_id: str) -> None:
             sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
             {"key": f"metaspend:organization:{organization_id}"},
         )
+
+
+def linear_plans(conn: sa.Connection) -> None:
+    """No nested-loop joins for the rest of the caller's transaction (PostgreSQL).
+
+    Right after a bulk load the planner has no statistics and takes a scope of 80,000 rows for
+    one row; its nested loop then compares every row with every other (minutes instead of
+    seconds). Hash and merge joins are linear whatever the statistics say, and every join of
+    the write path is bounded by its scope on both sides, so they never read more than it.
+    """
+    if is_postgres(conn):
+        conn.exec_driver_sql("SET LOCAL enable_nestloop = off")

@@ -6,8 +6,8 @@ statements, each linear in the rows whatever the statistics say:
 
 1. INSERT ... SELECT from the raw rows ON CONFLICT DO UPDATE, changing only rows whose values
    differ: ids and `created_at` stay, and a rerun writes nothing;
-2. DELETE of the scope's rows that have no raw row any more: an anti-join on the raw table's
-   unique key, an index lookup per row even where the planner picks a nested loop;
+2. DELETE of the scope's rows that have no raw row any more: a hash anti-join of the scope's
+   spend rows with the scope's raw rows (nested loops are off, see `locks.linear_plans`);
 The object -> ad account map (`meta_object_account`), which the ROAS step reads, follows every
 insert into `meta_spend_daily` through a trigger (see migration 0003), whoever writes the rows.
 """
@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from metaspend_pipeline.storage.db import is_postgres
-from metaspend_pipeline.storage.locks import lock_organization
+from metaspend_pipeline.storage.locks import linear_plans, lock_organization
 from metaspend_pipeline.storage.money import money_sum, read_money_sum
 from metaspend_pipeline.storage.schema import (
     SPEND_KEY,
@@ -77,6 +77,7 @@ def refresh_spend(
     """Make the organization's rows of these ad accounts over [since, until] equal the raw rows,
     in the caller's transaction (which holds the organization's lock from here on)."""
     lock_organization(conn, organization_id)
+    linear_plans(conn)
     stats = MergeStats()
     r, t = meta_raw_insights, meta_spend_daily
     scope = _raw_scope(organization_id, ad_account_ids, since, until)
@@ -115,6 +116,7 @@ def refresh_spend(
 
     still_there = sa.exists(
         sa.select(sa.literal(1)).where(
+            scope,  # bounds the raw side too: only the scope is read, never the account's history
             r.c.organization_id == t.c.organization_id,
             r.c.ad_account_id == t.c.ad_account_id,
             r.c.level == t.c.level,

@@ -8,7 +8,7 @@ runs, token exchange and inspection, appsecret_proof enforcement) from the deter
 
 Admin endpoints under `/__sandbox/` let tests and benchmarks change its behaviour while it runs:
   POST   /__sandbox/faults         [{"kind": ..., "match": "insights", "times": 1, "skip": 0, ...}]
-  DELETE /__sandbox/faults         remove all faults (and forget requests and usage)
+  DELETE /__sandbox/faults         remove all faults, forget requests and usage, restore the startup config
   POST   /__sandbox/config         {"latency_seconds": 0.2, "rate_limit_calls": 50, ...}
   GET    /__sandbox/requests       what was asked (secrets replaced by markers)
   GET    /__sandbox/truth?ad_account=act_1&level=ad&since=...&until=...
@@ -196,6 +196,7 @@ class Sandbox:
     ) -> None:
         self.world = World(seed, bench_ads=bench_ads)
         self.config = config or SandboxConfig()
+        self._startup_config = dataclasses.replace(self.config)  # what reset() returns to
         self._clock = clock
         self._lock = threading.RLock()
         self._faults: list[Fault] = []
@@ -251,7 +252,8 @@ class Sandbox:
                 )
 
     def reset(self) -> None:
-        """Back to a freshly started sandbox: no faults, no request log, no usage, default config."""
+        """Back to the sandbox as it was started: no faults, no request log, no usage, and the
+        configuration it was started with (app secret, appsecret_proof, latency, rate limits)."""
         with self._lock:
             self._faults.clear()
             self._requests.clear()
@@ -260,7 +262,7 @@ class Sandbox:
             self._jobs.clear()
             self._renames.clear()
             self._rows_cache.clear()
-            self.config = SandboxConfig()
+            self.config = dataclasses.replace(self._startup_config)
             for org in self.world.organizations:
                 self.tokens[org.token] = TokenRecord(org.organization_id, org.ad_accounts, None)
 
