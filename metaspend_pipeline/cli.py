@@ -185,6 +185,11 @@ def accounts_connect(organization_id: str, provider: str, ad_accounts: tuple[str
     api = MetaApiSettings.from_env()
     if api.app_id and api.app_secret:
         info = MetaClient(token, api).debug_token()
+        if not info.is_valid and info.expires_at is not None and info.expires_at <= db.utcnow():
+            raise InvalidInputError(
+                f"the token for organization {organization_id} expired on "
+                f"{info.expires_at:%Y-%m-%d %H:%M} UTC (Meta's debug_token); create a new one and connect again"
+            )
         if not info.is_valid:
             raise InvalidInputError(
                 f"Meta says the token for organization {organization_id} is not valid (debug_token); "
@@ -213,9 +218,15 @@ def accounts_connect(organization_id: str, provider: str, ad_accounts: tuple[str
 def accounts_list(organization_id: str | None, fmt: str) -> None:
     """List connected accounts (never their tokens)."""
     settings = _settings()
+    if organization_id is not None:
+        organization_id = store.validate_organization_id(organization_id)
     engine = _migrated_engine(settings)
     with engine.connect() as conn:
         summaries = store.list_accounts(conn, organization_id)
+    if organization_id is not None and not summaries:
+        raise UnknownOrganizationError(
+            f"no connected account found for organization {organization_id}; see `metaspend accounts list`"
+        )
     if fmt == "json":
         click.echo(
             json.dumps(
