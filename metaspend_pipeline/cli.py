@@ -322,6 +322,57 @@ def roas_command(organization_id: str, group: str, since: str, until: str, fmt: 
         _print_table(headers, rows)
 
 
+# --- backfill ------------------------------------------------------------------------------
+
+
+@cli.command("backfill")
+@click.option("--from", "since", required=True, help="First day, YYYY-MM-DD (a partition: a UTC day).")
+@click.option("--to", "until", required=True, help="Last day, YYYY-MM-DD, inclusive; at the latest yesterday.")
+@click.option("--org", "organizations", multiple=True, help="Only this organization; repeat for several.")
+@click.option("--wait", is_flag=True, help="Run it now in this process and wait, instead of submitting it.")
+def backfill_command(since: str, until: str, organizations: tuple[str, ...], wait: bool) -> None:
+    """Load a date range of spend and ROAS: a Dagster backfill the daemon runs, or with --wait, now.
+
+    Either way it is one run of meta_spend_job's assets, recorded in the Dagster instance of
+    DAGSTER_HOME (the UI shows it).
+    """
+    import dagster as dg
+
+    from metaspend_pipeline import backfill
+
+    settings = _settings()
+    first, last = _parse_day(since, "--from"), _parse_day(until, "--to")
+    backfill.validate_range(first, last, settings.spend_start_date, db.utcnow().date())
+    orgs = tuple(dict.fromkeys(store.validate_organization_id(o) for o in organizations))
+    engine = _migrated_engine(settings)
+    if orgs:
+        with engine.connect() as conn:
+            connected = set(store.connected_organizations(conn))
+        unknown = [o for o in orgs if o not in connected]
+        if unknown:
+            raise UnknownOrganizationError(
+                f"organization {', '.join(unknown)} has no CONNECTED Meta account; see `metaspend accounts list`"
+            )
+    request = backfill.BackfillRequest(first, last, orgs)
+    with dg.DagsterInstance.get() as instance:
+        if not wait:
+            backfill_id = backfill.submit(instance, request)
+            click.echo(
+                f"submitted backfill {backfill_id}: {request.title()} ({request.days} day(s), one run); "
+                "the Dagster daemon runs it, the UI shows it under Backfills"
+            )
+            return
+        click.echo(f"{request.title()}: {request.days} day(s) in one run", err=True)
+        ok, run_id = backfill.run_now(instance, request, lambda line: click.echo(line, err=True))
+    with engine.connect() as conn:
+        summary = backfill.summarize(conn, run_id, request)
+    click.echo(f"run {run_id}: {'succeeded' if ok else 'FAILED'}")
+    for line in summary.lines():
+        click.echo(redact(line))
+    if not ok:
+        click.get_current_context().exit(1)
+
+
 # --- sandbox ---------------------------------------------------------------------------------
 
 

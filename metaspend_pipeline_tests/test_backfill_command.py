@@ -1,0 +1,194 @@
+"""`metaspend backfill`: a validated range, submitted as a Dagster backfill or run now with a summary."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from decimal import Decimal
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from click.testing import CliRunner, Result
+from dagster._core.execution.backfill import BulkActionStatus
+
+from metaspend_pipeline.cli import cli
+from metaspend_pipeline.jobs import SPEND_ASSETS
+from metaspend_pipeline_tests.conftest import Pipeline
+from metaspend_pipeline_tests.test_assets import sort_rows, spend_rows, truth_rows
+
+ROOT = Path(__file__).resolve().parents[1]
+SINCE, UNTIL = "2026-10-01", "2026-10-03"
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(cli, ["backfill", *args], catch_exceptions=False)
+
+
+@pytest.fixture
+def dagster_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, pipeline: Pipeline) -> Path:
+    """A Dagster instance of the test's own, and the pipeline's environment pointed at the sandbox."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copyfile(ROOT / "dagster.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("META_GRAPH_API_URL", pipeline.resources["meta"].graph_api_url)
+    monkeypatch.setenv("META_ASYNC_POLL_INITIAL_SECONDS", "0.01")
+    return home
+
+
+def spend_by_currency(rows: list[tuple]) -> dict[str, Decimal]:
+    """Campaign-level spend per currency, from rows shaped like `truth_rows`."""
+    totals: dict[str, Decimal] = defaultdict(Decimal)
+    for row in rows:
+        if row[2] == "CAMPAIGN":
+            totals[row[7]] += row[8]
+    return dict(totals)
+
+
+def summary_line(totals: dict[str, Decimal]) -> str:
+    return "spend (campaign level): " + ", ".join(f"{c} {v:,.2f}" for c, v in sorted(totals.items()))
+
+
+@pytest.mark.parametrize(
+    ("since", "until", "message"),
+    [
+        ("2026-10-03", "2026-10-01", "--from 2026-10-03 is after --to 2026-10-01"),
+        ("2023-12-31", "2024-01-02", "--from 2023-12-31 is before META_SPEND_START_DATE (2024-01-01)"),
+        ("2026-10-01", "2026-02-30", "--to '2026-02-30' is not a date"),
+        ("yesterday", "2026-10-01", "--from 'yesterday' is not a date"),
+    ],
+)
+def test_a_bad_range_is_one_line_exit_2_and_submits_nothing(
+    dagster_home: Path, since: str, until: str, message: str
+) -> None:
+    result = run("--from", since, "--to", until)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    with dg.DagsterInstance.get() as instance:
+        assert instance.get_backfills() == []
+        assert instance.get_runs() == []
+
+
+def test_today_is_not_a_partition_yet(dagster_home: Path) -> None:
+    today = dt.datetime.now(dt.UTC).date()
+    result = run("--from", (today - dt.timedelta(days=1)).isoformat(), "--to", today.isoformat())
+    assert result.exit_code == 2
+    assert f"the last partition is yesterday, {today - dt.timedelta(days=1)} (UTC)" in result.output
+    yesterday = run(
+        "--from", (today - dt.timedelta(days=1)).isoformat(), "--to", (today - dt.timedelta(days=1)).isoformat()
+    )
+    assert yesterday.exit_code == 0, yesterday.output
+
+
+def test_an_unknown_organization_is_exit_2(dagster_home: Path) -> None:
+    result = run("--from", SINCE, "--to", UNTIL, "--org", "org-nobody")
+    assert result.exit_code == 2
+    assert "organization org-nobody has no CONNECTED Meta account" in result.output
+    with dg.DagsterInstance.get() as instance:
+        assert instance.get_backfills() == []
+
+
+def test_submit_adds_one_asset_backfill_of_the_range(dagster_home: Path) -> None:
+    result = run("--from", SINCE, "--to", UNTIL, "--org", "demo-org-2")
+    assert result.exit_code == 0, result.output
+    with dg.DagsterInstance.get() as instance:
+        [backfill] = instance.get_backfills()
+    assert f"submitted backfill {backfill.backfill_id}" in result.output
+    assert backfill.status == BulkActionStatus.REQUESTED
+    assert set(backfill.asset_selection) == set(SPEND_ASSETS)
+    assert backfill.run_config == {"ops": {"meta_raw_insights": {"config": {"organizations": ["demo-org-2"]}}}}
+    target = backfill.asset_backfill_data.target_subset
+    for key in SPEND_ASSETS:
+        assert set(target.get_partitions_subset(key).get_partition_keys()) == {"2026-10-01", "2026-10-02", "2026-10-03"}
+    assert backfill.title == "metaspend backfill 2026-10-01 to 2026-10-03 for demo-org-2"
+
+
+def test_wait_runs_now_shows_progress_and_a_summary_equal_to_the_truth(
+    dagster_home: Path, pipeline: Pipeline, capfd: pytest.CaptureFixture[str]
+) -> None:
+    before = len(pipeline.sandbox.requests_log())
+    result = CliRunner().invoke(
+        cli, ["backfill", "--from", SINCE, "--to", UNTIL, "--org", "demo-org-2", "--wait"], catch_exceptions=False
+    )
+    requests = len(pipeline.sandbox.requests_log()) - before
+    assert result.exit_code == 0, result.output
+    truth = truth_rows(pipeline, ["demo-org-2"], SINCE, UNTIL)
+    assert sort_rows(spend_rows(pipeline.engine)) == truth
+    stdout = result.stdout
+    assert "days: 3\n" in stdout
+    assert f"rows: {len(truth)} in meta_spend_daily" in stdout
+    assert summary_line(spend_by_currency(truth)) + "\n" in stdout
+    assert f"Meta requests: {requests}\n" in stdout
+    stderr = result.stderr + capfd.readouterr().err
+    assert "DEBUG" not in stderr
+    for day in ("2026-10-01", "2026-10-02", "2026-10-03"):
+        assert stderr.count(f"meta_spend_daily {day}: written") == 1
+    assert "meta_roas: done" in stderr
+    with dg.DagsterInstance.get() as instance:
+        [record] = instance.get_run_records()
+        assert record.dagster_run.status == dg.DagsterRunStatus.SUCCESS
+        assert record.dagster_run.job_name == "meta_spend_job"
+        assert record.dagster_run.tags["dagster/asset_partition_range_end"] == UNTIL
+        assert f"run {record.dagster_run.run_id}: succeeded" in stdout
+    for org in pipeline.sandbox.world.organizations:
+        assert org.token not in result.output + stderr
+
+
+def test_wait_exits_1_and_names_the_failure(dagster_home: Path, pipeline: Pipeline) -> None:
+    pipeline.sandbox.add_faults([{"kind": "token_invalid", "times": 1000}])
+    result = CliRunner().invoke(
+        cli, ["backfill", "--from", SINCE, "--to", SINCE, "--org", "demo-org-2", "--wait"], catch_exceptions=False
+    )
+    assert result.exit_code == 1, result.output
+    assert "FAILED" in result.stdout
+    assert "failed: organization demo-org-2" in result.stdout
+    assert "meta_raw_insights: FAILED: every fetch failed" in result.stderr
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # slow (a real daemon): one warehouse is enough
+def test_the_daemon_runs_a_submitted_backfill(dagster_home: Path, pipeline: Pipeline, tmp_path: Path) -> None:
+    result = run("--from", SINCE, "--to", UNTIL, "--org", "demo-org-3")
+    assert result.exit_code == 0, result.output
+    log = tmp_path / "daemon.log"
+    daemon = subprocess.Popen(
+        [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-m", "metaspend_pipeline.definitions"],
+        cwd=ROOT,
+        env=dict(os.environ),
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("w"),
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        with dg.DagsterInstance.get() as instance:
+            while time.monotonic() < deadline:
+                [backfill] = instance.get_backfills()
+                if backfill.status != BulkActionStatus.REQUESTED:
+                    break
+                assert daemon.poll() is None, log.read_text()[-3000:]
+                time.sleep(2)
+            assert backfill.status == BulkActionStatus.COMPLETED_SUCCESS, log.read_text()[-3000:]
+            [run_record] = instance.get_run_records()
+            tags = run_record.dagster_run.tags
+            assert (tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"]) == (
+                SINCE,
+                UNTIL,
+            )
+            assert tags["dagster/backfill"] == backfill.backfill_id
+    finally:
+        os.killpg(daemon.pid, signal.SIGTERM)
+        try:
+            daemon.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(daemon.pid, signal.SIGKILL)
+            daemon.wait(timeout=30)
+    assert sort_rows(spend_rows(pipeline.engine)) == truth_rows(pipeline, ["demo-org-3"], SINCE, UNTIL)
