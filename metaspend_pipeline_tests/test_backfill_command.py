@@ -192,3 +192,24 @@ def test_the_daemon_runs_a_submitted_backfill(dagster_home: Path, pipeline: Pipe
             os.killpg(daemon.pid, signal.SIGKILL)
             daemon.wait(timeout=30)
     assert sort_rows(spend_rows(pipeline.engine)) == truth_rows(pipeline, ["demo-org-3"], SINCE, UNTIL)
+
+
+def test_a_reversed_partition_range_fails_the_assets_and_checks_and_writes_nothing(pipeline: Pipeline) -> None:
+    result = pipeline.run("2026-10-03", "2026-10-01")
+    assert not result.success
+    failures = {e.step_key: e.step_failure_data.user_failure_data for e in result.all_events if e.is_step_failure}
+    assert "meta_raw_insights" in failures
+    assert failures["meta_raw_insights"].description == (
+        "the partition range 2026-10-03...2026-10-01 is empty: it starts after it ends; "
+        "give the earlier day first (2026-10-01...2026-10-03)"
+    )
+    assert result.get_asset_check_evaluations() == []
+    assert spend_rows(pipeline.engine) == []
+    checks = pipeline.run(
+        "2026-10-03", "2026-10-01", asset_selection=dg.AssetSelection.checks_for_assets(*SPEND_ASSETS)
+    )
+    assert not checks.success
+    # only the check of the run's own fetches (none here) evaluates; every check of the range fails
+    assert {e.check_name for e in checks.get_asset_check_evaluations()} == {"every_organization_fetched"}
+    failed_checks = {e.step_key for e in checks.all_events if e.is_step_failure}
+    assert {"meta_spend_daily_checks", "meta_roas_checks"} <= failed_checks
