@@ -111,27 +111,44 @@ oauth_token = sa.Table(
     sa.Index("ix_oauth_token_connected_account_id", "connected_account_id"),
 )
 
+# Comments on the reporting tables are shown to BI users (PostgreSQL `COMMENT ON`, applied by a
+# migration); they say what a value means, in which unit, and which day.
+_ORG = "The organization's id in the product."
+_AD_ACCOUNT = "Meta ad account id, act_<digits>."
+_CURRENCY = "ISO 4217 currency code of the ad account (the currency Meta bills in)."
+_UPDATED = "When the pipeline last wrote this row (UTC)."
+
 meta_spend_daily = sa.Table(
     "meta_spend_daily",
     metadata,
-    sa.Column("id", BigId, primary_key=True, autoincrement=True),
-    sa.Column("organization_id", sa.Text, nullable=False),
-    sa.Column("provider", sa.Text, nullable=False),
-    sa.Column("date", sa.Date, nullable=False),
-    sa.Column("level", sa.Text, nullable=False),
-    sa.Column("ad_account_id", sa.Text, nullable=False),
-    sa.Column("campaign_id", sa.Text, nullable=True),
-    sa.Column("adset_id", sa.Text, nullable=True),
-    sa.Column("ad_id", sa.Text, nullable=True),
-    sa.Column("currency", sa.String(3), nullable=False),
-    sa.Column("spend", Money, nullable=False),
-    sa.Column("impressions", sa.BigInteger, nullable=True),
-    sa.Column("clicks", sa.BigInteger, nullable=True),
-    sa.Column("created_at", Timestamp, nullable=False),
-    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Column("id", BigId, primary_key=True, autoincrement=True, comment="Surrogate key; no meaning."),
+    sa.Column("organization_id", sa.Text, nullable=False, comment=_ORG),
+    sa.Column(
+        "provider", sa.Text, nullable=False, comment="How the organization connected Meta: INSTAGRAM or FACEBOOK."
+    ),
+    sa.Column(
+        "date", sa.Date, nullable=False, comment="The day, in the ad account's time zone (Meta's reporting day)."
+    ),
+    sa.Column(
+        "level",
+        sa.Text,
+        nullable=False,
+        comment="CAMPAIGN, ADSET or AD. Each level repeats the same spend: sum one level only, never several.",
+    ),
+    sa.Column("ad_account_id", sa.Text, nullable=False, comment=_AD_ACCOUNT),
+    sa.Column("campaign_id", sa.Text, nullable=True, comment="Meta campaign id."),
+    sa.Column("adset_id", sa.Text, nullable=True, comment="Meta ad set id; NULL on CAMPAIGN rows."),
+    sa.Column("ad_id", sa.Text, nullable=True, comment="Meta ad id; NULL on CAMPAIGN and ADSET rows."),
+    sa.Column("currency", sa.String(3), nullable=False, comment=_CURRENCY),
+    sa.Column("spend", Money, nullable=False, comment="Amount spent that day, in currency, 2 decimals."),
+    sa.Column("impressions", sa.BigInteger, nullable=True, comment="Times the ads were shown that day."),
+    sa.Column("clicks", sa.BigInteger, nullable=True, comment="Clicks that day, as Meta counts them (all clicks)."),
+    sa.Column("created_at", Timestamp, nullable=False, comment="When the row was first written (UTC)."),
+    sa.Column("updated_at", Timestamp, nullable=False, comment=_UPDATED),
     sa.CheckConstraint(_in("provider", PROVIDERS), name="provider"),
     sa.CheckConstraint(_in("level", SPEND_LEVELS), name="level"),
     sa.Index("ix_meta_spend_daily_ad_account_id_date", "ad_account_id", "date"),
+    comment="Meta ad spend per organization, day and campaign, ad set or ad (one row per level), from Meta's insights.",
 )
 
 # NULL ids count as equal: a campaign-level row (NULL adset_id and ad_id) written twice is one
@@ -194,12 +211,23 @@ meta_raw_insights = sa.Table(
 meta_ad_account = sa.Table(
     "meta_ad_account",
     metadata,
-    sa.Column("ad_account_id", sa.Text, primary_key=True),
-    sa.Column("name", sa.Text, nullable=True),
-    sa.Column("currency", sa.String(3), nullable=False),
-    sa.Column("timezone_name", sa.Text, nullable=False),
-    sa.Column("timezone_offset_hours_utc", Decimal_(5, 2), nullable=True),
-    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Column("ad_account_id", sa.Text, primary_key=True, comment=_AD_ACCOUNT),
+    sa.Column("name", sa.Text, nullable=True, comment="The ad account's name in Meta."),
+    sa.Column("currency", sa.String(3), nullable=False, comment=_CURRENCY),
+    sa.Column(
+        "timezone_name",
+        sa.Text,
+        nullable=False,
+        comment="The ad account's time zone (IANA name): the days of its spend and of its leads are in it.",
+    ),
+    sa.Column(
+        "timezone_offset_hours_utc",
+        Decimal_(5, 2),
+        nullable=True,
+        comment="The time zone's offset from UTC in hours, as Meta last reported it.",
+    ),
+    sa.Column("updated_at", Timestamp, nullable=False, comment="When the pipeline last read it from Meta (UTC)."),
+    comment="Meta ad accounts the pipeline has read: name, currency and time zone.",
 )
 
 meta_fetch_log = sa.Table(
@@ -222,24 +250,59 @@ meta_fetch_log = sa.Table(
 )
 
 
+_GROUP_NAMES = {"campaign": "campaign", "adset": "ad set", "ad": "ad"}
+
+
 def _roas_table(group: str) -> sa.Table:
+    name = _GROUP_NAMES[group]
     return sa.Table(
         f"meta_roas_by_{group}",
         metadata,
-        sa.Column("organization_id", sa.Text, primary_key=True),
-        sa.Column("date", sa.Date, primary_key=True),
-        sa.Column(f"{group}_id", sa.Text, primary_key=True),
-        sa.Column("currency", sa.String(3), nullable=True),
-        sa.Column("leads_count", sa.Integer, nullable=False),
-        sa.Column("sales_count", sa.Integer, nullable=False),
-        sa.Column("revenue", Money, nullable=True),
-        sa.Column("spend", Money, nullable=False),
-        sa.Column("avg_ticket", Money, nullable=True),
-        sa.Column("conversion_rate", Ratio, nullable=True),
-        sa.Column("roas", Ratio, nullable=True),
-        sa.Column("revenue_currency_mismatch", sa.Boolean, nullable=False),
-        sa.Column("updated_at", Timestamp, nullable=False),
+        sa.Column("organization_id", sa.Text, primary_key=True, comment=_ORG),
+        sa.Column(
+            "date",
+            sa.Date,
+            primary_key=True,
+            comment="The day, in the ad account's time zone: the day of the spend and of the leads' creation.",
+        ),
+        sa.Column(f"{group}_id", sa.Text, primary_key=True, comment=f"Meta {name} id."),
+        sa.Column(
+            "currency",
+            sa.String(3),
+            nullable=True,
+            comment="ISO 4217 code of spend, revenue and avg_ticket: the spend's (else the ad account's).",
+        ),
+        sa.Column("leads_count", sa.Integer, nullable=False, comment=f"Leads created that day from this {name}."),
+        sa.Column(
+            "sales_count", sa.Integer, nullable=False, comment="Sales of those leads (counted on the lead's day)."
+        ),
+        sa.Column(
+            "revenue",
+            Money,
+            nullable=True,
+            comment="Sum of those sales' amounts, in currency; NULL when a sale is in another currency.",
+        ),
+        sa.Column("spend", Money, nullable=False, comment=f"Meta spend of this {name} that day, in currency."),
+        sa.Column("avg_ticket", Money, nullable=True, comment="revenue / sales_count; NULL when sales_count is 0."),
+        sa.Column(
+            "conversion_rate", Ratio, nullable=True, comment="sales_count / leads_count; NULL when leads_count is 0."
+        ),
+        sa.Column(
+            "roas",
+            Ratio,
+            nullable=True,
+            comment="revenue / spend for this day alone; NULL when spend or revenue is 0. Over a range, "
+            "sum revenue and spend first, then divide.",
+        ),
+        sa.Column(
+            "revenue_currency_mismatch",
+            sa.Boolean,
+            nullable=False,
+            comment="True when a sale is in another currency than the spend: revenue, avg_ticket and roas are NULL.",
+        ),
+        sa.Column("updated_at", Timestamp, nullable=False, comment=_UPDATED),
         sa.PrimaryKeyConstraint("organization_id", "date", f"{group}_id", name=f"pk_meta_roas_by_{group}"),
+        comment=f"Leads, sales, revenue, spend and ROAS per organization, day and {name}.",
     )
 
 
