@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -44,8 +50,10 @@ def role(db_url: str) -> Iterator[str]:
 
 
 def connect_as(db_url: str, role: str, password: str | None = None) -> psycopg.Connection:
-    url = sa.make_url(db_url).set(drivername="postgresql", username=role, password=password)
-    return psycopg.connect(url.render_as_string(hide_password=False), autocommit=False)
+    url = sa.make_url(db_url)
+    return psycopg.connect(
+        host=url.host, port=url.port or 5432, dbname=url.database, user=role, password=password, autocommit=False
+    )
 
 
 def roas_row() -> dict[str, object]:
@@ -212,3 +220,74 @@ def test_the_comments_migration_goes_down_and_up(db_url: str) -> None:
         assert conn.execute("SELECT col_description('meta_spend_daily'::regclass, 1)").fetchone() == (
             metadata.tables["meta_spend_daily"].c.id.comment,
         )
+
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+@pytest.fixture
+def scram_cluster() -> Iterator[str]:
+    """A throwaway PostgreSQL that checks passwords (scram-sha-256): the shared one trusts everyone."""
+    if not (PG_BIN / "initdb").exists() or shutil.which("runuser") is None:
+        pytest.skip("needs PostgreSQL 15's initdb and runuser to start a cluster that checks passwords")
+    # not under pytest's tmp_path: its parent is private to root, and initdb runs as postgres
+    directory = Path(tempfile.mkdtemp(prefix="metaspend-scram-"))
+    admin_password = secrets.token_hex(12)
+    (directory / "pw").write_text(admin_password)
+    shutil.chown(directory, "postgres")
+    shutil.chown(directory / "pw", "postgres")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    def as_postgres(*args: str) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True, capture_output=True, timeout=60)
+
+    data = directory / "data"
+    as_postgres(
+        str(PG_BIN / "initdb"), "-D", str(data), "-A", "scram-sha-256", "-U", "postgres", f"--pwfile={directory / 'pw'}"
+    )
+    as_postgres(
+        str(PG_BIN / "pg_ctl"),
+        "-D",
+        str(data),
+        "-o",
+        f"-p {port} -k {directory}",
+        "-l",
+        str(directory / "log"),
+        "-w",
+        "start",
+    )
+    try:
+        admin_url = f"postgresql://postgres:{admin_password}@127.0.0.1:{port}/postgres"
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute("CREATE DATABASE metaspend")
+        yield admin_url.rsplit("/", 1)[0] + "/metaspend"
+    finally:
+        db.engine_for(admin_url.rsplit("/", 1)[0] + "/metaspend").dispose()
+        as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.mark.postgres
+def test_the_role_logs_in_with_the_password_from_the_env_var_only(
+    scram_cluster: str, monkeypatch: pytest.MonkeyPatch, encryption_key: str
+) -> None:
+    monkeypatch.setenv("METASPEND_DATABASE_URL", scram_cluster)
+    monkeypatch.setenv("META_TOKEN_ENCRYPTION_KEY", encryption_key)
+    monkeypatch.setenv("METASPEND_BI_PASSWORD", "first " + secrets.token_hex(8))
+    db.upgrade(scram_cluster)
+    assert run("db", "grant-bi", "--role", "metaspend_bi", "--password-env", "METASPEND_BI_PASSWORD").exit_code == 0
+    with connect_as(scram_cluster, "metaspend_bi", os.environ["METASPEND_BI_PASSWORD"]) as conn:
+        assert conn.execute("SELECT count(*) FROM meta_roas_by_ad").fetchone() == (0,)
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        connect_as(scram_cluster, "metaspend_bi", "wrong")
+    # a new password replaces the old one; without --password-env it is left as it is
+    old = os.environ["METASPEND_BI_PASSWORD"]
+    monkeypatch.setenv("METASPEND_BI_PASSWORD", secrets.token_hex(8))
+    assert run("db", "grant-bi", "--role", "metaspend_bi", "--password-env", "METASPEND_BI_PASSWORD").exit_code == 0
+    assert run("db", "grant-bi", "--role", "metaspend_bi").exit_code == 0
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        connect_as(scram_cluster, "metaspend_bi", old)
+    with connect_as(scram_cluster, "metaspend_bi", os.environ["METASPEND_BI_PASSWORD"]) as conn:
+        assert conn.execute("SELECT current_user").fetchone() == ("metaspend_bi",)
