@@ -357,6 +357,20 @@ def roas_command(organization_id: str, group: str, since: str, until: str, fmt: 
             raise UnknownOrganizationError(
                 f"organization {organization_id} has no connected account and no ROAS rows; see `metaspend accounts list`"
             )
+        missing = report.unloaded_days(conn, organization_id, first, last)
+        total = (last - first).days + 1
+        load = f"`metaspend backfill --from {missing[0]} --to {missing[-1]} --org {organization_id}`" if missing else ""
+        if len(missing) == total:
+            raise MetaspendError(
+                f"nothing was loaded for organization {organization_id} from {first} to {last} (no fetch and no "
+                f"spend on any day), so there is no ROAS to report; load it with {load}"
+            )
+        if missing:
+            click.echo(
+                f"metaspend: warning: {len(missing)} of {total} day(s) were never loaded for organization "
+                f"{organization_id}: {report.day_ranges(missing)}; their ROAS is missing, not 0; load them with {load}",
+                err=True,
+            )
         items = report.roas_report(conn, organization_id, group, first, last)
     if fmt == "json":
         click.echo(report.to_json(items))

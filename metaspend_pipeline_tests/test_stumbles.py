@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,8 @@ from metaspend_pipeline.cli import cli
 from metaspend_pipeline.demo import load_demo_env
 from metaspend_pipeline.meta.sandbox.server import Sandbox, SandboxServer
 from metaspend_pipeline.redaction import MASK, redact, register_secret
+from metaspend_pipeline.storage import raw as raw_store
+from metaspend_pipeline_tests.conftest import Pipeline
 
 
 def run(*args: str, stdin: str | None = None) -> Result:
@@ -134,3 +137,42 @@ def test_sourcing_demo_env_puts_the_project_commands_on_path(tmp_path: Path) -> 
     assert Path(command) == Path(sys.prefix) / "bin" / "metaspend"
     assert home == values["DAGSTER_HOME"]
     assert load_demo_env(tmp_path / ".metaspend") == values
+
+
+# --- roas over days that were never loaded --------------------------------------------------------
+
+
+def test_roas_warns_about_days_never_loaded_and_refuses_a_range_with_none(pipeline: Pipeline) -> None:
+    assert pipeline.run("2026-10-02", "2026-10-03").success
+    loaded = run("roas", "--org", "demo-org-1", "--from", "2026-10-02", "--to", "2026-10-03")
+    assert loaded.exit_code == 0
+    assert loaded.stderr == ""
+
+    wider = run("roas", "--org", "demo-org-1", "--from", "2026-10-01", "--to", "2026-10-05")
+    assert wider.exit_code == 0
+    assert wider.stderr == (
+        "metaspend: warning: 3 of 5 day(s) were never loaded for organization demo-org-1: "
+        "2026-10-01, 2026-10-04..2026-10-05; their ROAS is missing, not 0; load them with "
+        "`metaspend backfill --from 2026-10-01 --to 2026-10-05 --org demo-org-1`\n"
+    )
+    assert json.loads(wider.stdout) == json.loads(loaded.stdout) != []
+
+    nothing = run("roas", "--org", "demo-org-1", "--from", "2026-09-01", "--to", "2026-09-30")
+    assert nothing.exit_code == 2
+    assert nothing.stdout == ""
+    assert "nothing was loaded for organization demo-org-1 from 2026-09-01 to 2026-09-30" in nothing.stderr
+
+
+def test_a_loaded_day_without_spend_is_a_real_empty_report(pipeline: Pipeline) -> None:
+    day = dt.date(2025, 1, 1)
+    with pipeline.engine.begin() as conn:
+        raw_store.log_fetch(conn, "run-1", raw_store.FetchOutcome("demo-org-3", "act_3000000001", day, day, "OK"))
+    result = run("roas", "--org", "demo-org-3", "--from", "2025-01-01", "--to", "2025-01-01")
+    assert (result.exit_code, result.stdout, result.stderr) == (0, "[]\n", "")
+    failed_only = dt.date(2025, 1, 2)
+    with pipeline.engine.begin() as conn:
+        raw_store.log_fetch(
+            conn, "run-2", raw_store.FetchOutcome("demo-org-3", "act_3000000001", failed_only, failed_only, "FAILED")
+        )
+    result = run("roas", "--org", "demo-org-3", "--from", "2025-01-02", "--to", "2025-01-02")
+    assert result.exit_code == 2
