@@ -145,8 +145,17 @@ def db_grant_bi(role: str, password_env: str | None) -> None:
             raise InvalidInputError(f"--password-env {password_env}: the environment variable is not set or empty")
         register_secret(password)
     engine = _migrated_engine(settings)
-    with engine.begin() as conn:
-        report = bi.grant_bi(conn, role, password)
+    try:
+        with engine.begin() as conn:
+            report = bi.grant_bi(conn, role, password)
+    except sa.exc.ProgrammingError as exc:
+        if getattr(exc.orig, "sqlstate", None) != bi.INSUFFICIENT_PRIVILEGE:
+            raise
+        raise InvalidInputError(
+            f"grant-bi as {sa.make_url(settings.database_url).username or 'this user'} failed: "
+            f"{redact(str(exc.orig).splitlines()[0])}; run it as the tables' owner with CREATEROLE, or as a "
+            "superuser (METASPEND_DATABASE_URL of that user); nothing was changed"
+        ) from None
     click.echo(
         f"{'created' if report.created else 'updated'} role {role}"
         f"{' with the password from ' + password_env if password_env else ' (password unchanged)'}: "

@@ -21,11 +21,13 @@ from alembic import command
 from click.testing import CliRunner, Result
 from psycopg import errors
 
+from metaspend_pipeline import report
 from metaspend_pipeline.cli import cli
 from metaspend_pipeline.storage import db
 from metaspend_pipeline.storage.bi import REPORTING_RELATIONS
 from metaspend_pipeline.storage.schema import meta_roas_by_campaign, metadata
 from metaspend_pipeline_tests.conftest import _admin
+from metaspend_pipeline_tests.test_roas import example  # noqa: F401 - the ROAS example, as a fixture
 
 postgres_only = pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
 NOT_REPORTING = ("oauth_token", "connected_account", "lead", "sale", "meta_raw_insights", "meta_fetch_log")
@@ -291,3 +293,62 @@ def test_the_role_logs_in_with_the_password_from_the_env_var_only(
         connect_as(scram_cluster, "metaspend_bi", old)
     with connect_as(scram_cluster, "metaspend_bi", os.environ["METASPEND_BI_PASSWORD"]) as conn:
         assert conn.execute("SELECT current_user").fetchone() == ("metaspend_bi",)
+
+
+def readme_roas_sql() -> str:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## BI access") :]
+    return section[section.index("```sql\n") + len("```sql\n") : section.index("```", section.index("```sql\n") + 6)]
+
+
+@postgres_only
+def test_the_readme_roas_sql_run_as_the_role_equals_metaspend_roas(example: str, role: str) -> None:  # noqa: F811
+    assert run("db", "grant-bi", "--role", role).exit_code == 0
+    sql = (
+        readme_roas_sql()
+        .replace("'org-123'", "'acme'")
+        .replace("'2024-03-01'", "'2026-10-04'")
+        .replace("'2024-03-31'", "'2026-10-05'")
+    )
+    with connect_as(example, role) as conn:
+        rows = conn.execute(sql).fetchall()
+    with db.engine_for(example).connect() as conn:
+        expected = report.roas_report(conn, "acme", "campaign", dt.date(2026, 10, 4), dt.date(2026, 10, 5))
+    assert [(r[0], r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows] == [
+        (
+            item["campaignId"],
+            item["currency"],
+            item["leadsCount"],
+            item["salesCount"],
+            item["revenue"],
+            item["spend"],
+            item["roas"],
+        )
+        for item in expected
+    ]
+    # the example has every case: a currency mismatch, no revenue, no spend, and 1000 / 400 = 2.5
+    assert {r[0]: r[6] for r in rows} == {"104": Decimal("2.500000"), "101": None, "102": None, "103": None}
+
+
+@postgres_only
+def test_a_user_who_may_not_create_roles_gets_one_line_and_no_change(
+    env: dict[str, str], role: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    weak = f"weak_{uuid.uuid4().hex[:8]}"
+    url = env["METASPEND_DATABASE_URL"]
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(f'CREATE ROLE "{weak}" LOGIN')
+        admin.execute(f'GRANT SELECT ON alembic_version TO "{weak}"')
+    try:
+        monkeypatch.setenv("METASPEND_DATABASE_URL", str(sa.make_url(url).set(username=weak)))
+        result = run("db", "grant-bi", "--role", role)
+        assert result.exit_code == 2, result.output
+        assert f"grant-bi as {weak} failed: permission denied to create role" in result.output
+        assert "as the tables' owner with CREATEROLE, or as a superuser" in result.output
+        assert len(result.output.strip().splitlines()) == 1
+    finally:
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(f'DROP OWNED BY "{weak}"')
+            admin.execute(f'DROP ROLE "{weak}"')
+    with _admin() as admin:
+        assert admin.execute("SELECT count(*) FROM pg_roles WHERE rolname = %s", (role,)).fetchone() == (0,)

@@ -31,6 +31,7 @@ REPORTING_RELATIONS = (
     "meta_ad",
 )
 
+INSUFFICIENT_PRIVILEGE = "42501"  # PostgreSQL's SQLSTATE for "permission denied"
 _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
