@@ -73,6 +73,20 @@ def validate_range(since: dt.date, until: dt.date, start_date: dt.date, today: d
         raise InvalidInputError(f"--to {until} is not over yet: the last partition is yesterday, {yesterday} (UTC)")
 
 
+def instance() -> dg.DagsterInstance:
+    """The Dagster instance of DAGSTER_HOME, where the UI and the daemon look."""
+    import dagster as dg
+    from dagster._core.errors import DagsterHomeNotSetError
+
+    try:
+        return dg.DagsterInstance.get()
+    except DagsterHomeNotSetError:
+        raise InvalidInputError(
+            "DAGSTER_HOME is not set: a backfill is recorded in a Dagster instance; export DAGSTER_HOME as a "
+            "directory of its own with a dagster.yaml (deploy/dagster.yaml in production)"
+        ) from None
+
+
 def _definitions() -> dg.Definitions:
     with warnings.catch_warnings():
         # The project's own beta and superseded APIs warn on import; the CLI's output stays clean.

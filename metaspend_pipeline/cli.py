@@ -404,8 +404,6 @@ def backfill_command(since: str, until: str, organizations: tuple[str, ...], wai
     Either way it is one run of meta_spend_job's assets, recorded in the Dagster instance of
     DAGSTER_HOME (the UI shows it).
     """
-    import dagster as dg
-
     from metaspend_pipeline import backfill
 
     settings = _settings()
@@ -422,7 +420,7 @@ def backfill_command(since: str, until: str, organizations: tuple[str, ...], wai
                 f"organization {', '.join(unknown)} has no CONNECTED Meta account; see `metaspend accounts list`"
             )
     request = backfill.BackfillRequest(first, last, orgs)
-    with dg.DagsterInstance.get() as instance:
+    with backfill.instance() as instance:
         if not wait:
             backfill_id = backfill.submit(instance, request)
             click.echo(

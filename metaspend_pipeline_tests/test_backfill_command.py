@@ -9,18 +9,20 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections import defaultdict
 from decimal import Decimal
 from pathlib import Path
 
 import dagster as dg
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner, Result
 from dagster._core.execution.backfill import BulkActionStatus
 
 from metaspend_pipeline.cli import cli
 from metaspend_pipeline.jobs import SPEND_ASSETS
-from metaspend_pipeline_tests.conftest import Pipeline
+from metaspend_pipeline_tests.conftest import POSTGRES_ADMIN_URL, Pipeline, _admin, require_postgres
 from metaspend_pipeline_tests.test_assets import sort_rows, spend_rows, truth_rows
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -213,3 +215,48 @@ def test_a_reversed_partition_range_fails_the_assets_and_checks_and_writes_nothi
     assert {e.check_name for e in checks.get_asset_check_evaluations()} == {"every_organization_fetched"}
     failed_checks = {e.step_key for e in checks.all_events if e.is_step_failure}
     assert {"meta_spend_daily_checks", "meta_roas_checks"} <= failed_checks
+
+
+def test_without_dagster_home_it_says_so(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    result = run("--from", SINCE, "--to", UNTIL)
+    assert result.exit_code == 2
+    assert result.output.startswith("metaspend: error: DAGSTER_HOME is not set")
+    assert len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the warehouse does not matter here
+def test_wait_on_the_production_instance_config(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """deploy/dagster.yaml keeps runs and events in PostgreSQL; a run must be able to start on it."""
+    require_postgres()
+    name = f"metaspend_test_{os.getpid()}_dagster_{uuid.uuid4().hex[:8]}"
+    with _admin() as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        home = tmp_path / "dagster_home"
+        home.mkdir()
+        shutil.copyfile(ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
+        url = sa.make_url(POSTGRES_ADMIN_URL)
+        for variable, value in {
+            "DAGSTER_HOME": str(home),
+            "DAGSTER_PG_HOST": url.host or "127.0.0.1",
+            "DAGSTER_PG_PORT": str(url.port or 5432),
+            "DAGSTER_PG_DB": name,
+            "DAGSTER_PG_USER": url.username or "postgres",
+            "DAGSTER_PG_PASSWORD": url.password or "",
+            "META_GRAPH_API_URL": pipeline.resources["meta"].graph_api_url,
+            "META_ASYNC_POLL_INITIAL_SECONDS": "0.01",
+        }.items():
+            monkeypatch.setenv(variable, value)
+        result = run("--from", SINCE, "--to", SINCE, "--org", "demo-org-2", "--wait")
+        assert result.exit_code == 0, result.output
+        with dg.DagsterInstance.get() as instance:
+            [record] = instance.get_run_records()
+            assert record.dagster_run.status == dg.DagsterRunStatus.SUCCESS
+            assert instance.get_materialized_partitions(dg.AssetKey("meta_roas_by_ad")) == {SINCE}
+    finally:
+        with _admin() as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -176,3 +176,14 @@ def test_a_loaded_day_without_spend_is_a_real_empty_report(pipeline: Pipeline) -
         )
     result = run("roas", "--org", "demo-org-3", "--from", "2025-01-02", "--to", "2025-01-02")
     assert result.exit_code == 2
+
+
+def test_meta_s_invalid_token_message_reaches_the_user_unredacted(
+    env: dict[str, str], sandbox_server: SandboxServer, monkeypatch: pytest.MonkeyPatch, fake_token: str
+) -> None:
+    monkeypatch.setenv("META_GRAPH_API_URL", sandbox_server.url)
+    result = run("accounts", "connect", "--org", "org-1", stdin=fake_token)
+    assert result.exit_code == 2
+    assert "Invalid OAuth access token - Cannot parse access token" in result.output
+    assert MASK not in result.output
+    assert fake_token not in result.output
