@@ -165,8 +165,8 @@ def summarize(conn: sa.Connection, run_id: str, request: BackfillRequest) -> Sum
     return summary
 
 
-def _progress_line(event: Any, started: float) -> str | None:
-    """One line for a step starting or ending, a day materialized, or a check evaluated."""
+def _progress_message(event: Any) -> str | None:
+    """What a person wants to know of an event: a step starting or ending, a day written, a check failing."""
     from dagster import DagsterEventType
 
     dagster_event = event.dagster_event
@@ -174,24 +174,22 @@ def _progress_line(event: Any, started: float) -> str | None:
         return None
     kind = dagster_event.event_type
     step = dagster_event.step_key or ""
-    prefix = f"[{time.monotonic() - started:6.1f}s]"
     if kind == DagsterEventType.STEP_START:
-        return f"{prefix} {step}: started"
+        return f"{step}: started"
     if kind == DagsterEventType.STEP_SUCCESS:
-        return f"{prefix} {step}: done"
+        return f"{step}: done"
     if kind == DagsterEventType.STEP_FAILURE:
         failure = dagster_event.step_failure_data
         user = failure.user_failure_data
         message = user.description if user and user.description else failure.error.message if failure.error else ""
-        message = (message.strip().splitlines() or ["failed"])[0]
-        return f"{prefix} {step}: FAILED: {message}"
+        return f"{step}: FAILED: {(message.strip().splitlines() or ['failed'])[0]}"
     if kind == DagsterEventType.ASSET_MATERIALIZATION:
         materialization = dagster_event.step_materialization_data.materialization
-        return f"{prefix} {materialization.asset_key.to_user_string()} {materialization.partition}: written"
+        return f"{materialization.asset_key.to_user_string()} {materialization.partition}: written"
     if kind == DagsterEventType.ASSET_CHECK_EVALUATION:
         evaluation = dagster_event.event_specific_data
         if not evaluation.passed:
-            return f"{prefix} check {evaluation.check_name} on {evaluation.asset_key.to_user_string()}: FAILED"
+            return f"check {evaluation.check_name} on {evaluation.asset_key.to_user_string()}: FAILED"
     return None
 
 
@@ -208,15 +206,12 @@ class _Progress(threading.Thread):
 
     def drain(self) -> None:
         while True:
-            try:
-                connection = self._instance.get_records_for_run(self._run_id, cursor=self._cursor, limit=500)
-            except Exception:  # noqa: BLE001 - the run may not be stored yet; progress is best effort
-                return
+            connection = self._instance.get_records_for_run(self._run_id, cursor=self._cursor, limit=500)
             for record in connection.records:
-                line = _progress_line(record.event_log_entry, self._t0)
-                if line and line[9:] not in self._seen:  # once per day, however many events Dagster stores
-                    self._seen.add(line[9:])
-                    self._echo(line)
+                message = _progress_message(record.event_log_entry)
+                if message and message not in self._seen:  # once per day, however many events Dagster stores
+                    self._seen.add(message)
+                    self._echo(f"[{time.monotonic() - self._t0:6.1f}s] {message}")
             self._cursor = connection.cursor
             if not connection.has_more:
                 return
