@@ -368,16 +368,22 @@ def roas_command(organization_id: str, group: str, since: str, until: str, fmt: 
             )
         missing = report.unloaded_days(conn, organization_id, first, last)
         total = (last - first).days + 1
-        load = f"`metaspend backfill --from {missing[0]} --to {missing[-1]} --org {organization_id}`" if missing else ""
+        yesterday = db.utcnow().date() - dt.timedelta(days=1)  # the last day a backfill can load
+        loadable = [d for d in missing if d <= yesterday]
+        load = (
+            f"load them with `metaspend backfill --from {loadable[0]} --to {loadable[-1]} --org {organization_id}`"
+            if loadable
+            else "they are not over yet"
+        )
         if len(missing) == total:
             raise MetaspendError(
                 f"nothing was loaded for organization {organization_id} from {first} to {last} (no fetch and no "
-                f"spend on any day), so there is no ROAS to report; load it with {load}"
+                f"spend on any day), so there is no ROAS to report; {load}"
             )
         if missing:
             click.echo(
                 f"metaspend: warning: {len(missing)} of {total} day(s) were never loaded for organization "
-                f"{organization_id}: {report.day_ranges(missing)}; their ROAS is missing, not 0; load them with {load}",
+                f"{organization_id}: {report.day_ranges(missing)}; their ROAS is missing, not 0; {load}",
                 err=True,
             )
         items = report.roas_report(conn, organization_id, group, first, last)

@@ -187,3 +187,11 @@ def test_meta_s_invalid_token_message_reaches_the_user_unredacted(
     assert "Invalid OAuth access token - Cannot parse access token" in result.output
     assert MASK not in result.output
     assert fake_token not in result.output
+
+
+def test_days_not_over_yet_are_not_offered_to_backfill(pipeline: Pipeline) -> None:
+    today = dt.datetime.now(dt.UTC).date()
+    result = run("roas", "--org", "demo-org-1", "--from", str(today), "--to", str(today + dt.timedelta(days=1)))
+    assert result.exit_code == 2
+    assert "they are not over yet" in result.stderr
+    assert "metaspend backfill" not in result.stderr
