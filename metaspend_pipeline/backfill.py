@@ -9,6 +9,7 @@ recorded in that instance, with a line per step and per day instead of Dagster's
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 import time
 import uuid
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from metaspend_pipeline.errors import InvalidInputError
+from metaspend_pipeline.redaction import redact
 from metaspend_pipeline.storage import raw as raw_store
 from metaspend_pipeline.storage import spend as spend_store
 
@@ -165,36 +167,10 @@ def summarize(conn: sa.Connection, run_id: str, request: BackfillRequest) -> Sum
     return summary
 
 
-def _progress_message(event: Any) -> str | None:
-    """What a person wants to know of an event: a step starting or ending, a day written, a check failing."""
-    from dagster import DagsterEventType
-
-    dagster_event = event.dagster_event
-    if dagster_event is None:
-        return None
-    kind = dagster_event.event_type
-    step = dagster_event.step_key or ""
-    if kind == DagsterEventType.STEP_START:
-        return f"{step}: started"
-    if kind == DagsterEventType.STEP_SUCCESS:
-        return f"{step}: done"
-    if kind == DagsterEventType.STEP_FAILURE:
-        failure = dagster_event.step_failure_data
-        user = failure.user_failure_data
-        message = user.description if user and user.description else failure.error.message if failure.error else ""
-        return f"{step}: FAILED: {(message.strip().splitlines() or ['failed'])[0]}"
-    if kind == DagsterEventType.ASSET_MATERIALIZATION:
-        materialization = dagster_event.step_materialization_data.materialization
-        return f"{materialization.asset_key.to_user_string()} {materialization.partition}: written"
-    if kind == DagsterEventType.ASSET_CHECK_EVALUATION:
-        evaluation = dagster_event.event_specific_data
-        if not evaluation.passed:
-            return f"check {evaluation.check_name} on {evaluation.asset_key.to_user_string()}: FAILED"
-    return None
-
-
 class _Progress(threading.Thread):
-    """Reads the run's events from the instance as they are stored and echoes a line for each step."""
+    """Reads the run's events from the instance as they are stored and echoes what a person wants to
+    know: steps starting and ending (with the days each wrote), the assets' own log lines (the
+    fetch's progress per ad account), failures. Not Dagster's DEBUG events."""
 
     def __init__(self, instance: dg.DagsterInstance, run_id: str, echo: Echo) -> None:
         super().__init__(daemon=True)
@@ -202,16 +178,46 @@ class _Progress(threading.Thread):
         self._done = threading.Event()
         self._cursor: str | None = None
         self._t0 = time.monotonic()
-        self._seen: set[str] = set()
+        self._written: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+
+    def _say(self, message: str) -> None:
+        self._echo(redact(f"[{time.monotonic() - self._t0:6.1f}s] {message}"))
+
+    def _handle(self, entry: Any) -> None:
+        from dagster import DagsterEventType
+
+        event = entry.dagster_event
+        if event is None:  # a log line of the assets' own
+            if entry.level >= logging.INFO and entry.user_message:
+                self._say(f"{entry.step_key}: {entry.user_message}" if entry.step_key else entry.user_message)
+            return
+        kind, step = event.event_type, event.step_key or ""
+        if kind == DagsterEventType.STEP_START:
+            self._say(f"{step}: started")
+        elif kind == DagsterEventType.ASSET_MATERIALIZATION:
+            materialization = event.step_materialization_data.materialization
+            # a set: Dagster may store more than one event per day
+            self._written[step][materialization.asset_key.to_user_string()].add(materialization.partition or "")
+        elif kind == DagsterEventType.STEP_SUCCESS:
+            written = "; ".join(
+                f"{'' if asset == step else asset + ' '}{len(days)} day(s) written ({min(days)}..{max(days)})"
+                for asset, days in self._written.pop(step, {}).items()
+            )
+            self._say(f"{step}: done" + (f", {written}" if written else ""))
+        elif kind == DagsterEventType.STEP_FAILURE:
+            failure = event.step_failure_data
+            user = failure.user_failure_data
+            message = user.description if user and user.description else failure.error.message if failure.error else ""
+            self._say(f"{step}: FAILED: {(message.strip().splitlines() or ['failed'])[0]}")
+        elif kind == DagsterEventType.ASSET_CHECK_EVALUATION and not event.event_specific_data.passed:
+            evaluation = event.event_specific_data
+            self._say(f"{step}: check {evaluation.check_name} on {evaluation.asset_key.to_user_string()} FAILED")
 
     def drain(self) -> None:
         while True:
             connection = self._instance.get_records_for_run(self._run_id, cursor=self._cursor, limit=500)
             for record in connection.records:
-                message = _progress_message(record.event_log_entry)
-                if message and message not in self._seen:  # once per day, however many events Dagster stores
-                    self._seen.add(message)
-                    self._echo(f"[{time.monotonic() - self._t0:6.1f}s] {message}")
+                self._handle(record.event_log_entry)
             self._cursor = connection.cursor
             if not connection.has_more:
                 return

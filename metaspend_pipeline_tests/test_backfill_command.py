@@ -131,9 +131,12 @@ def test_wait_runs_now_shows_progress_and_a_summary_equal_to_the_truth(
     assert f"Meta requests: {requests}\n" in stdout
     stderr = result.stderr + capfd.readouterr().err
     assert "DEBUG" not in stderr
-    for day in ("2026-10-01", "2026-10-02", "2026-10-03"):
-        assert stderr.count(f"meta_spend_daily {day}: written") == 1
-    assert "meta_roas: done" in stderr
+    assert "meta_raw_insights: fetching 1 organization(s), 2026-10-01..2026-10-03" in stderr
+    assert f"organization demo-org-2, ad account act_2000000001: {requests} requests" in stderr
+    assert "meta_spend_daily: done, 3 day(s) written (2026-10-01..2026-10-03)\n" in stderr
+    assert (
+        "meta_roas: done, meta_roas_by_campaign 3 day(s) written (2026-10-01..2026-10-03); meta_roas_by_adset" in stderr
+    )
     with dg.DagsterInstance.get() as instance:
         [record] = instance.get_run_records()
         assert record.dagster_run.status == dg.DagsterRunStatus.SUCCESS
