@@ -1,7 +1,8 @@
 """COMMENT ON the reporting tables and their columns, for BI users (PostgreSQL only).
 
 The text lives in one place, `storage/schema.py` (`comment=` on the tables and columns); this
-revision applies it to every commented table that exists. SQLite has no comments.
+revision applies it to every commented table that exists. SQLite has no comments. A table or
+column added by a later revision carries its own `comment=` (the comments test checks them all).
 
 Revision ID: 0004
 Revises: 0002
