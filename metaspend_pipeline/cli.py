@@ -13,6 +13,7 @@ import getpass
 import ipaddress
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -116,6 +117,59 @@ def db_upgrade() -> None:
     click.echo(f"warehouse {db.display_url(settings.database_url)} is at revision {revision}")
 
 
+@db_group.command("grant-bi")
+@click.option("--role", required=True, help="The PostgreSQL role to create or update, e.g. metaspend_bi.")
+@click.option(
+    "--password-env",
+    default=None,
+    help="The environment variable holding the role's password. Without it the password is left as it is.",
+)
+def db_grant_bi(role: str, password_env: str | None) -> None:
+    """Create or update a read-only role for BI tools: SELECT on the reporting tables, nothing else.
+
+    PostgreSQL only. Run it again after `db upgrade` adds reporting tables.
+    """
+    from metaspend_pipeline.redaction import register_secret
+    from metaspend_pipeline.storage import bi
+
+    settings = _settings()
+    role = bi.validate_role_name(role)
+    if not db.is_postgres(db.engine_for(settings.database_url)):
+        raise InvalidInputError(
+            f"grant-bi needs PostgreSQL; the warehouse {db.display_url(settings.database_url)} is SQLite, "
+            "which has no roles (give a BI tool a copy of the file instead)"
+        )
+    password = None
+    if password_env is not None:
+        password = os.environ.get(password_env) or None
+        if password is None:
+            raise InvalidInputError(f"--password-env {password_env}: the environment variable is not set or empty")
+        register_secret(password)
+    engine = _migrated_engine(settings)
+    try:
+        with engine.begin() as conn:
+            report = bi.grant_bi(conn, role, password)
+    except sa.exc.ProgrammingError as exc:
+        if getattr(exc.orig, "sqlstate", None) != bi.INSUFFICIENT_PRIVILEGE:
+            raise
+        raise InvalidInputError(
+            f"grant-bi as {sa.make_url(settings.database_url).username or 'this user'} failed: "
+            f"{redact(str(exc.orig).splitlines()[0])}; run it as the tables' owner with CREATEROLE, or as a "
+            "superuser (METASPEND_DATABASE_URL of that user); nothing was changed"
+        ) from None
+    click.echo(
+        f"{'created' if report.created else 'updated'} role {role}"
+        f"{' with the password from ' + password_env if password_env else ' (password unchanged)'}: "
+        f"SELECT on {', '.join(report.granted)}; nothing else"
+    )
+    if report.public_can_create:
+        click.echo(
+            "warning: every role (PUBLIC) may CREATE tables in this schema (PostgreSQL before 15); "
+            "as the schema's owner run REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+            err=True,
+        )
+
+
 # --- keys ------------------------------------------------------------------------------------
 
 
@@ -186,6 +240,11 @@ def accounts_connect(organization_id: str, provider: str, ad_accounts: tuple[str
     api = MetaApiSettings.from_env()
     if api.app_id and api.app_secret:
         info = MetaClient(token, api).debug_token()
+        if not info.is_valid and info.expires_at is not None and info.expires_at <= db.utcnow():
+            raise InvalidInputError(
+                f"the token for organization {organization_id} expired on "
+                f"{info.expires_at:%Y-%m-%d %H:%M} UTC (Meta's debug_token); create a new one and connect again"
+            )
         if not info.is_valid:
             raise InvalidInputError(
                 f"Meta says the token for organization {organization_id} is not valid (debug_token); "
@@ -214,9 +273,15 @@ def accounts_connect(organization_id: str, provider: str, ad_accounts: tuple[str
 def accounts_list(organization_id: str | None, fmt: str) -> None:
     """List connected accounts (never their tokens)."""
     settings = _settings()
+    if organization_id is not None:
+        organization_id = store.validate_organization_id(organization_id)
     engine = _migrated_engine(settings)
     with engine.connect() as conn:
         summaries = store.list_accounts(conn, organization_id)
+    if organization_id is not None and not summaries:
+        raise UnknownOrganizationError(
+            f"no connected account found for organization {organization_id}; see `metaspend accounts list`"
+        )
     if fmt == "json":
         click.echo(
             json.dumps(
@@ -302,6 +367,26 @@ def roas_command(organization_id: str, group: str, since: str, until: str, fmt: 
             raise UnknownOrganizationError(
                 f"organization {organization_id} has no connected account and no ROAS rows; see `metaspend accounts list`"
             )
+        missing = report.unloaded_days(conn, organization_id, first, last)
+        total = (last - first).days + 1
+        yesterday = db.utcnow().date() - dt.timedelta(days=1)  # the last day a backfill can load
+        loadable = [d for d in missing if d <= yesterday]
+        load = (
+            f"load them with `metaspend backfill --from {loadable[0]} --to {loadable[-1]} --org {organization_id}`"
+            if loadable
+            else "they are not over yet"
+        )
+        if len(missing) == total:
+            raise MetaspendError(
+                f"nothing was loaded for organization {organization_id} from {first} to {last} (no fetch and no "
+                f"spend on any day), so there is no ROAS to report; {load}"
+            )
+        if missing:
+            click.echo(
+                f"metaspend: warning: {len(missing)} of {total} day(s) were never loaded for organization "
+                f"{organization_id}: {report.day_ranges(missing)}; their ROAS is missing, not 0; {load}",
+                err=True,
+            )
         items = report.roas_report(conn, organization_id, group, first, last)
     if fmt == "json":
         click.echo(report.to_json(items))
@@ -310,6 +395,55 @@ def roas_command(organization_id: str, group: str, since: str, until: str, fmt: 
     else:
         headers, rows = report.to_rows(items, group)
         _print_table(headers, rows)
+
+
+# --- backfill ------------------------------------------------------------------------------
+
+
+@cli.command("backfill")
+@click.option("--from", "since", required=True, help="First day, YYYY-MM-DD (a partition: a UTC day).")
+@click.option("--to", "until", required=True, help="Last day, YYYY-MM-DD, inclusive; at the latest yesterday.")
+@click.option("--org", "organizations", multiple=True, help="Only this organization; repeat for several.")
+@click.option("--wait", is_flag=True, help="Run it now in this process and wait, instead of submitting it.")
+def backfill_command(since: str, until: str, organizations: tuple[str, ...], wait: bool) -> None:
+    """Load a date range of spend and ROAS: a Dagster backfill the daemon runs, or with --wait, now.
+
+    Either way it is one run of meta_spend_job's assets, recorded in the Dagster instance of
+    DAGSTER_HOME (the UI shows it).
+    """
+    from metaspend_pipeline import backfill
+
+    settings = _settings()
+    first, last = _parse_day(since, "--from"), _parse_day(until, "--to")
+    backfill.validate_range(first, last, settings.spend_start_date, db.utcnow().date())
+    orgs = tuple(dict.fromkeys(store.validate_organization_id(o) for o in organizations))
+    engine = _migrated_engine(settings)
+    if orgs:
+        with engine.connect() as conn:
+            connected = set(store.connected_organizations(conn))
+        unknown = [o for o in orgs if o not in connected]
+        if unknown:
+            raise UnknownOrganizationError(
+                f"organization {', '.join(unknown)} has no CONNECTED Meta account; see `metaspend accounts list`"
+            )
+    request = backfill.BackfillRequest(first, last, orgs)
+    with backfill.instance() as instance:
+        if not wait:
+            backfill_id = backfill.submit(instance, request)
+            click.echo(
+                f"submitted backfill {backfill_id}: {request.title()} ({request.days} day(s), one run); "
+                "the Dagster daemon runs it, the UI shows it under Backfills"
+            )
+            return
+        click.echo(f"{request.title()}: {request.days} day(s) in one run", err=True)
+        ok, run_id = backfill.run_now(instance, request, lambda line: click.echo(line, err=True))
+    with engine.connect() as conn:
+        summary = backfill.summarize(conn, run_id, request)
+    click.echo(f"run {run_id}: {'succeeded' if ok else 'FAILED'}")
+    for line in summary.lines():
+        click.echo(redact(line))
+    if not ok:
+        click.get_current_context().exit(1)
 
 
 # --- sandbox ---------------------------------------------------------------------------------

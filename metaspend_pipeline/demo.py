@@ -17,6 +17,7 @@ import hashlib
 import os
 import shutil
 import socket
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -63,7 +64,9 @@ def load_demo_env(directory: Path = DEMO_DIR) -> dict[str, str]:
     values["DAGSTER_HOME"] = str(root / "dagster")
     values["METASPEND_ENV"] = "development"  # the sandbox as Meta
     directory.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"export {k}='{v}'\n" for k, v in sorted(values.items())))
+    activate = Path(sys.prefix) / "bin" / "activate"  # the venv the project runs in: its commands on PATH
+    source = f". '{activate}'\n" if sys.prefix != sys.base_prefix and activate.exists() else ""
+    path.write_text(source + "".join(f"export {k}='{v}'\n" for k, v in sorted(values.items())))
     path.chmod(0o600)
     return values
 

@@ -23,9 +23,15 @@ meta_spend_backfill_policy = dg.BackfillPolicy.single_run()
 
 
 def partition_dates(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> tuple[dt.date, dt.date]:
-    """The first and last day of the run's partition (or partition range)."""
+    """The first and last day of the run's partition (or partition range); a reversed range is an error."""
     window = context.partition_time_window
-    return window.start.date(), (window.end - dt.timedelta(days=1)).date()
+    since, until = window.start.date(), (window.end - dt.timedelta(days=1)).date()
+    if since > until:
+        raise dg.Failure(
+            description=f"the partition range {since}...{until} is empty: it starts after it ends; "
+            f"give the earlier day first ({until}...{since})"
+        )
+    return since, until
 
 
 def days(since: dt.date, until: dt.date) -> list[dt.date]:

@@ -30,8 +30,11 @@ _PATTERNS = [
         r"(?i)([\"'](?:access_token|appsecret_proof|client_secret|fb_exchange_token|input_token)[\"']"
         r"\s*:\s*[\"'])[^\"']+"
     ),
-    # Authorization: Bearer/OAuth <token>
-    re.compile(r"(?i)\b(bearer|oauth)(\s+)[A-Za-z0-9._\-|]+"),
+    # an Authorization header's value, whatever it looks like
+    re.compile(r"(?i)(\bauthorization[\"']?\s*[:=]\s*[\"']?(?:(?:bearer|oauth)\s+)?)[^\s\"',}]+"),
+    # "Bearer <token>" / "OAuth <token>" elsewhere: only a token-looking value (long, with a digit),
+    # so that Meta's "Invalid OAuth access token" keeps its words
+    re.compile(r"(?i)\b(bearer|oauth)(\s+)([A-Za-z0-9._\-|~+/=]{16,})"),
 ]
 
 
@@ -40,6 +43,13 @@ def register_secret(value: str | None) -> None:
     if value and len(value) >= _MIN_SECRET_LENGTH:
         with _lock:
             _secrets.add(value)
+
+
+def _mask_token_after_scheme(match: re.Match[str]) -> str:
+    scheme, space, value = match.groups()
+    if not any(ch.isdigit() for ch in value):
+        return match.group(0)
+    return f"{scheme}{space}{MASK}"
 
 
 def redact(text: object) -> str:
@@ -52,7 +62,8 @@ def redact(text: object) -> str:
             out = out.replace(secret, MASK)
     out = _PATTERNS[0].sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", out)
     out = _PATTERNS[1].sub(lambda m: f"{m.group(1)}{MASK}", out)
-    out = _PATTERNS[2].sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", out)
+    out = _PATTERNS[2].sub(lambda m: f"{m.group(1)}{MASK}", out)
+    out = _PATTERNS[3].sub(_mask_token_after_scheme, out)
     return out
 
 

@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from metaspend_pipeline.roas import ratios
 from metaspend_pipeline.storage import objects as objects_store
 from metaspend_pipeline.storage import roas as roas_store
-from metaspend_pipeline.storage.schema import ROAS_TABLES, connected_account
+from metaspend_pipeline.storage.schema import ROAS_TABLES, connected_account, meta_fetch_log, meta_spend_daily
 
 ID_KEYS = {"campaign": "campaignId", "adset": "adsetId", "ad": "adId"}
 # The keys before the numbers, per grouping level: the object's id and name, then its parents'.
@@ -58,6 +58,47 @@ def organization_known(conn: sa.Connection, organization_id: str, group: str) ->
     ).first()
     computed = conn.execute(sa.select(sa.literal(1)).where(table.c.organization_id == organization_id).limit(1)).first()
     return bool(connected or computed)
+
+
+def unloaded_days(conn: sa.Connection, organization_id: str, since: dt.date, until: dt.date) -> list[dt.date]:
+    """Days of the range the pipeline never loaded for the organization: no successful fetch covers
+    them and no spend row has them. A loaded day without spend is not in the list: it is a real 0."""
+    loaded: set[dt.date] = set()
+    log = meta_fetch_log
+    for first, last in conn.execute(
+        sa.select(log.c.since, log.c.until).where(
+            log.c.organization_id == organization_id, log.c.status == "OK", log.c.since <= until, log.c.until >= since
+        )
+    ):
+        day = max(first, since)
+        while day <= min(last, until):
+            loaded.add(day)
+            day += dt.timedelta(days=1)
+    spend = meta_spend_daily
+    loaded.update(
+        day
+        for (day,) in conn.execute(
+            sa.select(spend.c.date)
+            .where(spend.c.organization_id == organization_id, spend.c.date.between(since, until))
+            .distinct()
+        )
+    )
+    total = (until - since).days + 1
+    return [d for d in (since + dt.timedelta(days=i) for i in range(total)) if d not in loaded]
+
+
+def day_ranges(days: Sequence[dt.date]) -> str:
+    """`2026-10-01..2026-10-03, 2026-10-07`: consecutive days as one range."""
+    parts: list[str] = []
+    start = previous = None
+    for day in [*days, None]:
+        if start is not None and (day is None or day != previous + dt.timedelta(days=1)):
+            parts.append(str(start) if start == previous else f"{start}..{previous}")
+            start = None
+        if day is not None and start is None:
+            start = day
+        previous = day
+    return ", ".join(parts)
 
 
 def roas_report(

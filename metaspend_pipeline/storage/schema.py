@@ -139,27 +139,44 @@ oauth_token = sa.Table(
     sa.Index("ix_oauth_token_connected_account_id", "connected_account_id"),
 )
 
+# Comments on the reporting tables are shown to BI users (PostgreSQL `COMMENT ON`, applied by a
+# migration); they say what a value means, in which unit, and which day.
+_ORG = "The organization's id in the product."
+_AD_ACCOUNT = "Meta ad account id, act_<digits>."
+_CURRENCY = "ISO 4217 currency code of the ad account (the currency Meta bills in)."
+_UPDATED = "When the pipeline last wrote this row (UTC)."
+
 meta_spend_daily = sa.Table(
     "meta_spend_daily",
     metadata,
-    sa.Column("id", BigId, primary_key=True, autoincrement=True),
-    sa.Column("organization_id", sa.Text, nullable=False),
-    sa.Column("provider", sa.Text, nullable=False),
-    sa.Column("date", sa.Date, nullable=False),
-    sa.Column("level", sa.Text, nullable=False),
-    sa.Column("ad_account_id", sa.Text, nullable=False),
-    sa.Column("campaign_id", sa.Text, nullable=True),
-    sa.Column("adset_id", sa.Text, nullable=True),
-    sa.Column("ad_id", sa.Text, nullable=True),
-    sa.Column("currency", sa.String(3), nullable=False),
-    sa.Column("spend", Money, nullable=False),
-    sa.Column("impressions", sa.BigInteger, nullable=True),
-    sa.Column("clicks", sa.BigInteger, nullable=True),
-    sa.Column("created_at", Timestamp, nullable=False),
-    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Column("id", BigId, primary_key=True, autoincrement=True, comment="Surrogate key; no meaning."),
+    sa.Column("organization_id", sa.Text, nullable=False, comment=_ORG),
+    sa.Column(
+        "provider", sa.Text, nullable=False, comment="How the organization connected Meta: INSTAGRAM or FACEBOOK."
+    ),
+    sa.Column(
+        "date", sa.Date, nullable=False, comment="The day, in the ad account's time zone (Meta's reporting day)."
+    ),
+    sa.Column(
+        "level",
+        sa.Text,
+        nullable=False,
+        comment="CAMPAIGN, ADSET or AD. Each level repeats the same spend: sum one level only, never several.",
+    ),
+    sa.Column("ad_account_id", sa.Text, nullable=False, comment=_AD_ACCOUNT),
+    sa.Column("campaign_id", sa.Text, nullable=True, comment="Meta campaign id."),
+    sa.Column("adset_id", sa.Text, nullable=True, comment="Meta ad set id; NULL on CAMPAIGN rows."),
+    sa.Column("ad_id", sa.Text, nullable=True, comment="Meta ad id; NULL on CAMPAIGN and ADSET rows."),
+    sa.Column("currency", sa.String(3), nullable=False, comment=_CURRENCY),
+    sa.Column("spend", Money, nullable=False, comment="Amount spent that day, in currency, 2 decimals."),
+    sa.Column("impressions", sa.BigInteger, nullable=True, comment="Times the ads were shown that day."),
+    sa.Column("clicks", sa.BigInteger, nullable=True, comment="Clicks that day, as Meta counts them (all clicks)."),
+    sa.Column("created_at", Timestamp, nullable=False, comment="When the row was first written (UTC)."),
+    sa.Column("updated_at", Timestamp, nullable=False, comment=_UPDATED),
     sa.CheckConstraint(_in("provider", PROVIDERS), name="provider"),
     sa.CheckConstraint(_in("level", SPEND_LEVELS), name="level"),
     sa.Index("ix_meta_spend_daily_ad_account_id_date", "ad_account_id", "date"),
+    comment="Meta ad spend per organization, day and campaign, ad set or ad (one row per level), from Meta's insights.",
 )
 
 # NULL ids count as equal: a campaign-level row (NULL adset_id and ad_id) written twice is one
@@ -255,12 +272,23 @@ meta_object_account = sa.Table(
 meta_ad_account = sa.Table(
     "meta_ad_account",
     metadata,
-    sa.Column("ad_account_id", sa.Text, primary_key=True),
-    sa.Column("name", sa.Text, nullable=True),
-    sa.Column("currency", sa.String(3), nullable=False),
-    sa.Column("timezone_name", sa.Text, nullable=False),
-    sa.Column("timezone_offset_hours_utc", Decimal_(5, 2), nullable=True),
-    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Column("ad_account_id", sa.Text, primary_key=True, comment=_AD_ACCOUNT),
+    sa.Column("name", sa.Text, nullable=True, comment="The ad account's name in Meta."),
+    sa.Column("currency", sa.String(3), nullable=False, comment=_CURRENCY),
+    sa.Column(
+        "timezone_name",
+        sa.Text,
+        nullable=False,
+        comment="The ad account's time zone (IANA name): the days of its spend and of its leads are in it.",
+    ),
+    sa.Column(
+        "timezone_offset_hours_utc",
+        Decimal_(5, 2),
+        nullable=True,
+        comment="The time zone's offset from UTC in hours, as Meta last reported it.",
+    ),
+    sa.Column("updated_at", Timestamp, nullable=False, comment="When the pipeline last read it from Meta (UTC)."),
+    comment="Meta ad accounts the pipeline has read: name, currency and time zone.",
 )
 
 meta_fetch_log = sa.Table(
@@ -283,24 +311,59 @@ meta_fetch_log = sa.Table(
 )
 
 
+_GROUP_NAMES = {"campaign": "campaign", "adset": "ad set", "ad": "ad"}
+
+
 def _roas_table(group: str) -> sa.Table:
+    name = _GROUP_NAMES[group]
     return sa.Table(
         f"meta_roas_by_{group}",
         metadata,
-        sa.Column("organization_id", sa.Text, primary_key=True),
-        sa.Column("date", sa.Date, primary_key=True),
-        sa.Column(f"{group}_id", sa.Text, primary_key=True),
-        sa.Column("currency", sa.String(3), nullable=True),
-        sa.Column("leads_count", sa.Integer, nullable=False),
-        sa.Column("sales_count", sa.Integer, nullable=False),
-        sa.Column("revenue", Money, nullable=True),
-        sa.Column("spend", Money, nullable=False),
-        sa.Column("avg_ticket", Money, nullable=True),
-        sa.Column("conversion_rate", Ratio, nullable=True),
-        sa.Column("roas", Ratio, nullable=True),
-        sa.Column("revenue_currency_mismatch", sa.Boolean, nullable=False),
-        sa.Column("updated_at", Timestamp, nullable=False),
+        sa.Column("organization_id", sa.Text, primary_key=True, comment=_ORG),
+        sa.Column(
+            "date",
+            sa.Date,
+            primary_key=True,
+            comment="The day, in the ad account's time zone: the day of the spend and of the leads' creation.",
+        ),
+        sa.Column(f"{group}_id", sa.Text, primary_key=True, comment=f"Meta {name} id."),
+        sa.Column(
+            "currency",
+            sa.String(3),
+            nullable=True,
+            comment="ISO 4217 code of spend, revenue and avg_ticket: the spend's (else the ad account's).",
+        ),
+        sa.Column("leads_count", sa.Integer, nullable=False, comment=f"Leads created that day from this {name}."),
+        sa.Column(
+            "sales_count", sa.Integer, nullable=False, comment="Sales of those leads (counted on the lead's day)."
+        ),
+        sa.Column(
+            "revenue",
+            Money,
+            nullable=True,
+            comment="Sum of those sales' amounts, in currency; NULL when a sale is in another currency.",
+        ),
+        sa.Column("spend", Money, nullable=False, comment=f"Meta spend of this {name} that day, in currency."),
+        sa.Column("avg_ticket", Money, nullable=True, comment="revenue / sales_count; NULL when sales_count is 0."),
+        sa.Column(
+            "conversion_rate", Ratio, nullable=True, comment="sales_count / leads_count; NULL when leads_count is 0."
+        ),
+        sa.Column(
+            "roas",
+            Ratio,
+            nullable=True,
+            comment="revenue / spend for this day alone; NULL when spend or revenue is 0. Over a range, "
+            "sum revenue and spend first, then divide.",
+        ),
+        sa.Column(
+            "revenue_currency_mismatch",
+            sa.Boolean,
+            nullable=False,
+            comment="True when a sale is in another currency than the spend: revenue, avg_ticket and roas are NULL.",
+        ),
+        sa.Column("updated_at", Timestamp, nullable=False, comment=_UPDATED),
         sa.PrimaryKeyConstraint("organization_id", "date", f"{group}_id", name=f"pk_meta_roas_by_{group}"),
+        comment=f"Leads, sales, revenue, spend and ROAS per organization, day and {name}.",
     )
 
 
@@ -313,32 +376,90 @@ ROAS_TABLES = {"campaign": meta_roas_by_campaign, "adset": meta_roas_by_adset, "
 # --- names and attributes of campaigns, ad sets and ads (Meta's object edges) ------------------
 
 
+_OBJECT_LABEL = {"campaign": "campaign", "adset": "ad set", "ad": "ad"}
+
+
 def _object_table(kind: str, *extra: sa.Column) -> sa.Table:
+    label = _OBJECT_LABEL[kind]
     return sa.Table(
         f"meta_{kind}",
         metadata,
-        sa.Column("organization_id", sa.Text, nullable=False),
-        sa.Column("ad_account_id", sa.Text, nullable=False),
-        sa.Column("id", sa.Text, nullable=False),
-        sa.Column("name", sa.Text, nullable=False),
-        sa.Column("status", sa.Text, nullable=False),
-        sa.Column("effective_status", sa.Text, nullable=False),
+        sa.Column("organization_id", sa.Text, nullable=False, comment="The organization the ad account belongs to."),
+        sa.Column("ad_account_id", sa.Text, nullable=False, comment=f"The ad account (act_<digits>) of the {label}."),
+        sa.Column("id", sa.Text, nullable=False, comment=f"Meta's {label} id (digits)."),
+        sa.Column("name", sa.Text, nullable=False, comment=f"The {label}'s name as Meta gave it when last fetched."),
+        sa.Column(
+            "status",
+            sa.Text,
+            nullable=False,
+            comment="Status set by the advertiser: ACTIVE, PAUSED, ARCHIVED, DELETED.",
+        ),
+        sa.Column(
+            "effective_status",
+            sa.Text,
+            nullable=False,
+            comment="Status with its parents' applied (e.g. CAMPAIGN_PAUSED), as Ads Manager shows it.",
+        ),
         *extra,
-        sa.Column("created_time", Timestamp, nullable=True),
-        sa.Column("updated_time", Timestamp, nullable=True),
-        sa.Column("last_seen_at", Timestamp, nullable=False),
+        sa.Column("created_time", Timestamp, nullable=True, comment=f"When the {label} was created (UTC)."),
+        sa.Column("updated_time", Timestamp, nullable=True, comment=f"When Meta last changed the {label} (UTC)."),
+        sa.Column(
+            "last_seen_at",
+            Timestamp,
+            nullable=False,
+            comment="When this pipeline last read the object from Meta (UTC).",
+        ),
         sa.PrimaryKeyConstraint("organization_id", "id", name=f"pk_meta_{kind}"),
         sa.Index(f"ix_meta_{kind}_organization_id_ad_account_id", "organization_id", "ad_account_id"),
+        comment=f"Meta's {label}s of every status (archived and deleted included): names and attributes, "
+        "one row per organization and id, refreshed from Meta's object edges.",
     )
 
 
 OBJECT_KINDS = ("campaign", "adset", "ad")
-meta_campaign = _object_table("campaign", sa.Column("objective", sa.Text, nullable=True))
-meta_adset = _object_table("adset", sa.Column("campaign_id", sa.Text, nullable=False))
+meta_campaign = _object_table(
+    "campaign",
+    sa.Column("objective", sa.Text, nullable=True, comment="The campaign's objective, e.g. OUTCOME_SALES."),
+)
+meta_adset = _object_table(
+    "adset", sa.Column("campaign_id", sa.Text, nullable=False, comment="The campaign the ad set belongs to.")
+)
 meta_ad = _object_table(
-    "ad", sa.Column("campaign_id", sa.Text, nullable=False), sa.Column("adset_id", sa.Text, nullable=False)
+    "ad",
+    sa.Column("campaign_id", sa.Text, nullable=False, comment="The campaign the ad belongs to."),
+    sa.Column("adset_id", sa.Text, nullable=False, comment="The ad set the ad belongs to."),
 )
 OBJECT_TABLES = {"campaign": meta_campaign, "adset": meta_adset, "ad": meta_ad}
 # The ROAS tables with the names and attributes of their objects (migration 0005): ROAS by campaign
 # with names in one query. Views, not tables: they follow renames without a rewrite.
 NAMED_ROAS_VIEWS = {group: f"meta_roas_by_{group}_named" for group in ROAS_GROUPS}
+
+NAMED_VIEW_COLUMN_COMMENTS = {
+    **{
+        f"{kind}_{what}": text.format(label=_OBJECT_LABEL[kind])
+        for kind in OBJECT_KINDS
+        for what, text in (
+            ("name", "The {label}'s name (NULL until its names are fetched)."),
+            ("status", "The {label}'s status set by the advertiser."),
+            ("effective_status", "The {label}'s effective status, as Ads Manager shows it."),
+        )
+    },
+    "objective": "The campaign's objective, e.g. OUTCOME_SALES.",
+    "campaign_id": "The campaign of the row's object.",
+    "adset_id": "The ad set of the row's object.",
+}
+
+
+def named_view_comments(group: str, columns: list[str]) -> tuple[str, dict[str, str]]:
+    """The COMMENTs of a `meta_roas_by_<group>_named` view and of each of its columns."""
+    table = ROAS_TABLES[group]
+    comment = f"{table.comment} With the names, statuses and objective of its objects (LEFT JOIN)."
+    objects = OBJECT_TABLES[group]
+
+    def text(column: str) -> str:
+        for source in (table, objects):
+            if column in source.c and source.c[column].comment:
+                return str(source.c[column].comment)
+        return NAMED_VIEW_COLUMN_COMMENTS.get(column, f"{column}, from the {group}'s row in meta_{group}.")
+
+    return comment, {c: text(c) for c in columns}

@@ -135,3 +135,23 @@ def refresh_spend(
     ).rowcount
 
     return stats
+
+
+def spend_summary(
+    conn: sa.Connection, since: dt.date, until: dt.date, organizations: Sequence[str] | None = None
+) -> tuple[int, dict[str, Decimal]]:
+    """Rows of [since, until] and campaign-level spend per currency, summed in SQL."""
+    t = meta_spend_daily
+    query = (
+        sa.select(t.c.level, t.c.currency, sa.func.count(), money_sum(conn, t.c.spend))
+        .where(t.c.date.between(since, until))
+        .group_by(t.c.level, t.c.currency)
+    )
+    if organizations:
+        query = query.where(t.c.organization_id.in_(list(organizations)))
+    rows, spend = 0, defaultdict(Decimal)
+    for level, currency, count, amount in conn.execute(query):
+        rows += count
+        if level == "CAMPAIGN":
+            spend[currency] += read_money_sum(amount)
+    return rows, dict(spend)
