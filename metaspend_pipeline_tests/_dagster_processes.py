@@ -12,8 +12,9 @@ import socket
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import TypeVar
 
@@ -88,16 +89,25 @@ class Processes:
         self._stack = stack
         self._directory = directory
         self.running: dict[str, tuple[subprocess.Popen, Path]] = {}
+        self._commands: dict[str, tuple[list[str], dict[str, str], Path]] = {}
 
     def start(self, name: str, args: list[str], env: Mapping[str, str], cwd: Path = ROOT) -> subprocess.Popen:
         log = self._directory / f"{name}.log"
-        with log.open("w") as out:
+        with log.open("a") as out:
             proc = subprocess.Popen(
                 args, cwd=cwd, env=dict(env), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
         self._stack.callback(stop_process_group, proc)
         self.running[name] = (proc, log)
+        self._commands[name] = (args, dict(env), cwd)
         return proc
+
+    def crash_and_restart(self, name: str) -> subprocess.Popen:
+        """SIGKILL the process and its group (the machine crashed), then start it again."""
+        proc, _ = self.running.pop(name)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        return self.start(name, *self._commands[name])
 
     def check_alive(self) -> None:
         """Fail now, with the log, if a process has exited."""
@@ -194,3 +204,48 @@ def webserver_and_daemon(env: Mapping[str, str], directory: Path) -> Iterator[Gr
         graphql = GraphQL(port, processes)
         graphql.wait_until_ready()
         yield graphql
+
+
+# --- what an instance stored, for leak scans ------------------------------------------------------
+
+
+def postgres_text(url: str) -> dict[str, str]:
+    """Every table of a database as text, compressed columns (Dagster's snapshots) inflated."""
+    import psycopg
+
+    out: dict[str, str] = {}
+    with psycopg.connect(url) as conn:
+        tables = conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1"
+        ).fetchall()
+        for (table,) in tables:
+            values: list[str] = []
+            for row in conn.execute(f'SELECT * FROM "{table}"'):
+                values.extend(_text(v) for v in row)
+            out[table] = "\n".join(values)
+    return out
+
+
+def _text(value: object) -> str:
+    if isinstance(value, memoryview):
+        value = bytes(value)
+    if isinstance(value, bytes):
+        with suppress(zlib.error):
+            value = zlib.decompress(value)
+        return value.decode("utf-8", errors="replace")
+    return str(value)
+
+
+def files_text(*directories: Path) -> dict[str, str]:
+    """Every file under the directories (compute logs, storage, process logs), by path."""
+    return {
+        str(path): path.read_bytes().decode("utf-8", errors="replace")
+        for directory in directories
+        for path in sorted(directory.rglob("*"))
+        if path.is_file()
+    }
+
+
+def leaks(texts: Mapping[str, str], secrets: Mapping[str, str]) -> list[str]:
+    """Where each secret appears: `name in place`; empty when none does."""
+    return [f"{name} in {place}" for place, text in texts.items() for name, secret in secrets.items() if secret in text]
