@@ -65,17 +65,51 @@ def clean_env(**values: str) -> dict[str, str]:
     return env
 
 
-def stop_process_group(proc: subprocess.Popen) -> None:
-    """SIGTERM the process's group, SIGKILL it if it is still there after 30 s."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid`, from /proc: Dagster's code servers run in process groups of their own."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # the process exited meanwhile
+    found: list[int] = []
+    frontier = [pid]
+    while frontier:
+        above = frontier.pop()
+        children = [child for child, parent in parents.items() if parent == above]
+        found += children
+        frontier += children
+    return found
+
+
+def kill(pids: list[int]) -> None:
+    for pid in pids:
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def crash(proc: subprocess.Popen) -> None:
+    """SIGKILL the process, its group and everything below it, as a crashed machine would."""
+    below = descendants(proc.pid)
+    with suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+    kill(below)
+    proc.wait(timeout=30)
+
+
+def stop_process_group(proc: subprocess.Popen) -> None:
+    """SIGTERM the process's group, give it 10 s, then SIGKILL whatever is left of the group and
+    of the processes below it (code servers and run workers outliving their parent)."""
+    below = descendants(proc.pid)
+    with suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)
+    with suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    kill(below + descendants(proc.pid))
+    proc.wait(timeout=30)
 
 
 def tail(path: Path, chars: int = 4000) -> str:
@@ -103,10 +137,9 @@ class Processes:
         return proc
 
     def crash_and_restart(self, name: str) -> subprocess.Popen:
-        """SIGKILL the process and its group (the machine crashed), then start it again."""
+        """SIGKILL the process and everything below it (the machine crashed), then start it again."""
         proc, _ = self.running.pop(name)
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+        crash(proc)
         return self.start(name, *self._commands[name])
 
     def check_alive(self) -> None:

@@ -13,7 +13,6 @@ import hashlib
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import tempfile
 from collections import defaultdict
@@ -32,7 +31,16 @@ from metaspend_pipeline.meta.sandbox.server import Sandbox, SandboxServer
 from metaspend_pipeline.storage import db
 from metaspend_pipeline.storage.schema import meta_spend_daily
 from metaspend_pipeline.tokens import KeyRing
-from metaspend_pipeline_tests._dagster_processes import BIN, ROOT, clean_env, files_text, free_port, leaks, wait_for
+from metaspend_pipeline_tests._dagster_processes import (
+    BIN,
+    ROOT,
+    clean_env,
+    crash,
+    files_text,
+    free_port,
+    leaks,
+    wait_for,
+)
 from metaspend_pipeline_tests.conftest import Pipeline, _fresh_postgres, _fresh_sqlite, require_postgres
 from metaspend_pipeline_tests.test_assets import sort_rows, spend_rows, truth_rows
 
@@ -51,7 +59,7 @@ def key(monkeypatch: pytest.MonkeyPatch, encryption_key: str) -> str:
     return encryption_key
 
 
-def _materialize(env: dict[str, str], log: Path, *extra: str) -> subprocess.Popen:
+def _materialize(env: dict[str, str], log: Path) -> subprocess.Popen:
     """`dagster asset materialize` of the spend assets over [START, END], in its own process group."""
     with log.open("w") as out:
         return subprocess.Popen(
@@ -65,7 +73,9 @@ def _materialize(env: dict[str, str], log: Path, *extra: str) -> subprocess.Pope
                 "meta_raw_insights*",
                 "--partition-range",
                 f"{START}...{END}",
-                *extra,
+                # the steps in the run's process: the test's time goes to the run, not to starting processes
+                "--config-json",
+                '{"execution": {"config": {"in_process": {}}}}',
             ],
             cwd=ROOT,
             env=env,
@@ -169,8 +179,7 @@ def test_a_run_killed_in_the_middle_of_writing_leaves_whole_days_and_the_next_ru
                     lambda: _blocked_by(lock) or None, 180, "the run to write meta_spend_daily", _alive(proc, log)
                 )
             finally:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=30)
+                crash(proc)
         # the killed run's backend rolls back once it finds its client gone
         wait_for(lambda: True if _gone(dsn, writer) else None, 30, "the backend to end", lambda: None)
 
@@ -265,9 +274,7 @@ def test_postgres_restarted_during_a_run_fails_it_cleanly_and_the_next_run_is_ex
                 cluster.pg_ctl("restart", "-m", "fast")  # every session ends, the run's mid-transaction
             returncode = proc.wait(timeout=120)
         finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=30)
+            crash(proc)
         output = log.read_text()
         # fails cleanly: the run ends by itself, as a failed run, saying why
         assert returncode == 1, output[-4000:]
@@ -307,7 +314,10 @@ def test_no_secret_in_the_event_log_compute_logs_or_output_on_sqlite(
         home = tmp_path / "dagster_home"
         log = tmp_path / "materialize.log"
         proc = _materialize(_run_env(url, home, sandbox_server.url, META_APP_SECRET=app_secret), log)
-        assert proc.wait(timeout=300) == 1, log.read_text()[-4000:]
+        try:
+            assert proc.wait(timeout=300) == 1, log.read_text()[-4000:]
+        finally:
+            crash(proc)
 
     fingerprint = hashlib.sha256(fake_token.encode()).hexdigest()[:12]
     sent = [r for r in sandbox.requests_log() if r["token_fingerprint"] == fingerprint]

@@ -15,7 +15,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from metaspend_pipeline_tests._dagster_processes import (
     ROOT,
     GraphQL,
     clean_env,
+    descendants,
     files_text,
     leaks,
     postgres_text,
@@ -220,24 +220,6 @@ def production(postgres_template: str, tmp_path_factory: pytest.TempPathFactory)
         db.engine_for(warehouse_url).dispose()
 
 
-def _children(pid: int) -> list[int]:
-    """Every descendant of `pid`, from /proc."""
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # the process exited meanwhile
-        parents[int(stat.parent.name)] = int(fields[1])
-    found, frontier = [], [pid]
-    while frontier:
-        parent = frontier.pop()
-        kids = [p for p, pp in parents.items() if pp == parent]
-        found += kids
-        frontier += kids
-    return found
-
-
 def _parent(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
@@ -292,10 +274,7 @@ def test_backfill_schedule_and_a_dead_run_on_the_production_instance(production:
         for msg in production.messages(killed)
         if (m := re.search(r"Started process for run \(pid: (\d+)\)", msg))
     ]
-    code_server = _parent(worker)
-    victims = [code_server, worker, *_children(worker)]
-    for pid in victims:
-        os.kill(pid, signal.SIGKILL)
+    assert _parent(worker) in descendants(gql.processes.running["daemon"][0].pid)  # the daemon's code server
     gql.processes.crash_and_restart("daemon")
     assert gql.run_status(killed) == "STARTED"
     production.sandbox.configure(latency_seconds=0.0)
@@ -348,7 +327,7 @@ def test_no_secret_in_the_event_log_compute_logs_or_output_on_postgres(productio
     run_id = production.launch(
         "2026-10-05",
         "2026-10-05",
-        run_config={"ops": {"meta_raw_insights": {"config": {"organizations": ["leak-org"]}}}},
+        run_config={**IN_PROCESS, "ops": {"meta_raw_insights": {"config": {"organizations": ["leak-org"]}}}},
     )
     assert production.graphql.wait_for_run(run_id) == "FAILURE"
     fingerprint = hashlib.sha256(fake_token.encode()).hexdigest()[:12]
