@@ -41,12 +41,13 @@ from metaspend_pipeline_tests._dagster_processes import (
     leaks,
     wait_for,
 )
-from metaspend_pipeline_tests.conftest import Pipeline, _fresh_postgres, _fresh_sqlite, require_postgres
+from metaspend_pipeline_tests.conftest import IN_CI, Pipeline, _fresh_postgres, _fresh_sqlite
 from metaspend_pipeline_tests.test_assets import sort_rows, spend_rows, truth_rows
 
 START, END = "2026-10-01", "2026-10-03"
 LOCKED_ORG = "demo-org-2"
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+# The server binaries of the newest PostgreSQL installed (Debian's layout), for a throwaway cluster.
+PG_BIN = max(Path("/usr/lib/postgresql").glob("*/bin/initdb"), default=Path("/usr/lib/postgresql/15/bin/initdb")).parent
 
 
 @pytest.fixture
@@ -211,15 +212,19 @@ def _connected(url: str, sandbox: Sandbox, sandbox_server: SandboxServer) -> Pip
 
 
 class Cluster:
-    """A throwaway PostgreSQL cluster run as `postgres` (initdb refuses root); never the shared one."""
+    """A throwaway PostgreSQL cluster, never the shared one; as `postgres` when the tests run as
+    root (initdb refuses root)."""
 
     def __init__(self) -> None:
         self.directory = Path(tempfile.mkdtemp(prefix="metaspend-pg-"))
-        shutil.chown(self.directory, "postgres", "postgres")
+        self._as_root = os.geteuid() == 0
+        if self._as_root:
+            shutil.chown(self.directory, "postgres", "postgres")
         self.port = free_port()
 
     def _as_postgres(self, *args: str) -> None:
-        subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True, capture_output=True, timeout=120)
+        prefix = ["runuser", "-u", "postgres", "--"] if self._as_root else []
+        subprocess.run([*prefix, *args], check=True, capture_output=True, timeout=120)
 
     def pg_ctl(self, action: str, *more: str) -> None:
         self._as_postgres(
@@ -254,9 +259,11 @@ class Cluster:
 def test_postgres_restarted_during_a_run_fails_it_cleanly_and_the_next_run_is_exact(
     key: str, sandbox: Sandbox, sandbox_server: SandboxServer, tmp_path: Path
 ) -> None:
-    require_postgres()
     if not (PG_BIN / "initdb").exists():
-        pytest.fail(f"{PG_BIN / 'initdb'} is missing: PostgreSQL 15's server binaries are needed for this test")
+        message = f"{PG_BIN / 'initdb'} is missing: this test runs a throwaway PostgreSQL cluster"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
     with Cluster() as cluster:
         with psycopg.connect(cluster.url("postgres"), autocommit=True) as admin:
             admin.execute("CREATE DATABASE warehouse")
@@ -276,9 +283,9 @@ def test_postgres_restarted_during_a_run_fails_it_cleanly_and_the_next_run_is_ex
         finally:
             crash(proc)
         output = log.read_text()
-        # fails cleanly: the run ends by itself, as a failed run, saying why
+        # fails cleanly: the run ends by itself, as a failed run of the step that was writing
         assert returncode == 1, output[-4000:]
-        assert "RUN_FAILURE" in output and "meta_spend_daily" in output, output[-4000:]
+        assert "meta_spend_daily - STEP_FAILURE" in output and "RUN_FAILURE" in output, output[-4000:]
 
         db.engine_for(url).dispose()  # the pool's connections died with the restart
         now = _days(pipeline.engine)

@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from metaspend_pipeline import credentials
 from metaspend_pipeline.meta.client import appsecret_proof
 from metaspend_pipeline.meta.sandbox.client import connect_sandbox_organizations
-from metaspend_pipeline.meta.sandbox.server import Sandbox, SandboxServer
+from metaspend_pipeline.meta.sandbox.server import DEFAULT_APP_ID, Sandbox, SandboxServer
 from metaspend_pipeline.settings import Settings
 from metaspend_pipeline.storage import db
 from metaspend_pipeline.tokens import KeyRing, generate_key
@@ -100,6 +100,9 @@ BACKFILL_STATUS = """
 query Backfill($id: String!) {
   partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill { status } ... on PythonError { message } }
 }
+"""
+POOL = """
+query { instance { concurrencyLimit(concurrencyKey: "meta_api") { slotCount } } }
 """
 LOGS = """
 query Logs($runId: ID!) {
@@ -193,7 +196,7 @@ def production(postgres_template: str, tmp_path_factory: pytest.TempPathFactory)
             METASPEND_DATABASE_URL=warehouse_url,
             META_TOKEN_ENCRYPTION_KEY=key,
             META_GRAPH_API_URL=server.url,
-            META_APP_ID="1000000000000001",
+            META_APP_ID=DEFAULT_APP_ID,
             META_APP_SECRET=app_secret,
             META_RETRY_BASE_DELAY_SECONDS="0.001",
             META_RETRY_MAX_WAIT_SECONDS="0.02",
@@ -226,8 +229,11 @@ def _parent(pid: int) -> int:
 
 def test_backfill_schedule_and_a_dead_run_on_the_production_instance(production: Production) -> None:
     gql = production.graphql
-    schedule = {"repositoryLocationName": LOCATION, "repositoryName": production.repository}
-    schedule["scheduleName"] = "meta_spend_schedule"
+    schedule = {
+        "repositoryLocationName": LOCATION,
+        "repositoryName": production.repository,
+        "scheduleName": "meta_spend_schedule",
+    }
 
     # The schedule goes on first: its tick comes at the next minute, checked last.
     started = gql(START_SCHEDULE, selector=schedule)["startSchedule"]
@@ -257,6 +263,8 @@ def test_backfill_schedule_and_a_dead_run_on_the_production_instance(production:
     truth = truth_rows(SimpleNamespace(sandbox=production.sandbox), start=BACKFILL[0], end=BACKFILL[-1])  # type: ignore[arg-type]
     assert sort_rows(written) == truth
     assert len(truth) > 100
+    # the meta_api pool its fetch ran in has the instance's default limit
+    assert gql(POOL)["instance"]["concurrencyLimit"]["slotCount"] == 2
 
     # The machine of the daemon crashes during a run: the daemon, its code server and the run's
     # worker are killed, and the daemon comes back. Nothing is left to report the run, so run
@@ -300,7 +308,7 @@ def test_backfill_schedule_and_a_dead_run_on_the_production_instance(production:
     )
     assert status == "COMPLETED_SUCCESS"
 
-    # The schedule's first tick launched its run: yesterday, fetched and rebuilt.
+    # The schedule's first tick launched its run, for yesterday (META_SPEND_LOOKBACK_DAYS=0).
     def launched_tick() -> dict | None:
         ticks = gql(TICKS, selector=schedule)["scheduleOrError"]["scheduleState"]["ticks"]
         return next((t for t in reversed(ticks) if t["status"] in {"SUCCESS", "FAILURE"}), None)
