@@ -18,6 +18,7 @@ from pydantic import Field, PrivateAttr
 from metaspend_pipeline import credentials
 from metaspend_pipeline.credentials import MetaAdAccount
 from metaspend_pipeline.meta.client import MetaClient
+from metaspend_pipeline.meta.throttle import AppPacer
 from metaspend_pipeline.redaction import RedactingLogger, get_logger
 from metaspend_pipeline.settings import MetaApiSettings, Settings
 from metaspend_pipeline.storage import accounts as store
@@ -62,6 +63,7 @@ class MetaAdsResource(dg.ConfigurableResource):
     _api: MetaApiSettings = PrivateAttr()
     _keyring: KeyRing | None = PrivateAttr(default=None)
     _log: Any = PrivateAttr(default=None)
+    _app_pacer: AppPacer | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         env = Settings.from_env()
@@ -85,6 +87,8 @@ class MetaAdsResource(dg.ConfigurableResource):
         }
         self._api = dataclasses.replace(api, **{k: v for k, v in overrides.items() if v is not None})
         self._log = RedactingLogger(context.log) if context.log is not None else get_logger(__name__)
+        # every client of the run consults one app-wide pacer: the app's usage is shared by all ad accounts
+        self._app_pacer = AppPacer(self._api.usage_slowdown_pct, self._api.usage_window_seconds)
 
     @property
     def api_settings(self) -> MetaApiSettings:
@@ -103,7 +107,7 @@ class MetaAdsResource(dg.ConfigurableResource):
         return self.warehouse.engine()
 
     def client(self, access_token: str) -> MetaClient:
-        return MetaClient(access_token, self._api, logger=self.log)
+        return MetaClient(access_token, self._api, logger=self.log, app_pacer=self._app_pacer)
 
     def organizations(self) -> list[str]:
         """Every organization with a CONNECTED Meta account."""

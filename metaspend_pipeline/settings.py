@@ -91,6 +91,8 @@ class Settings:
     schedule_timezone: str
     fetch_window_days: int
     freshness_deadline_cron: str
+    fetch_concurrency: int = 4
+    spend_shards: int = 1
 
     @property
     def is_development(self) -> bool:
@@ -117,6 +119,8 @@ class Settings:
             schedule_timezone=_get(env, "METASPEND_SCHEDULE_TIMEZONE", "UTC"),
             fetch_window_days=_int(env, "META_FETCH_WINDOW_DAYS", 92, minimum=1),
             freshness_deadline_cron=_get(env, "METASPEND_FRESHNESS_DEADLINE_CRON", "0 9 * * *"),
+            fetch_concurrency=_int(env, "META_FETCH_CONCURRENCY", 4, minimum=1),
+            spend_shards=_int(env, "META_SPEND_SHARDS", 1, minimum=1),
         )
 
 
