@@ -277,7 +277,7 @@ def _record(
         error=message,
         rows=rows or 0,
         requests=stats.requests,
-        throttle_wait_seconds=stats.throttle_wait_seconds + stats.pacing_wait_seconds,
+        throttle_wait_seconds=stats.throttle_wait_seconds + stats.pacing_wait_seconds + stats.app_pacing_wait_seconds,
     )
     report.outcomes.append(outcome)
     with engine.begin() as conn:

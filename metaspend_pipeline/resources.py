@@ -137,7 +137,7 @@ class MetaAdsResource(dg.ConfigurableResource):
         s = account.client.stats
         self.log.info(
             "organization %s, ad account %s: %d requests, %d pages, %d rows, %d retries, %d throttles "
-            "(%.1fs waited), %.1fs paced, %d report runs",
+            "(%.1fs waited), %.1fs paced, %.1fs paced for the app's usage, %d report runs",
             account.organization_id,
             account.ad_account_id,
             s.requests,
@@ -147,6 +147,7 @@ class MetaAdsResource(dg.ConfigurableResource):
             s.throttle_events,
             s.throttle_wait_seconds,
             s.pacing_wait_seconds,
+            s.app_pacing_wait_seconds,
             s.async_jobs,
         )
 

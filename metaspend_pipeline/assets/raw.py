@@ -94,7 +94,12 @@ def meta_raw_insights(
         "meta_requests": dg.MetadataValue.int(report.stats.requests),
         "meta_retries": dg.MetadataValue.int(report.stats.retries),
         "throttle_wait_seconds": dg.MetadataValue.float(
-            round(report.stats.throttle_wait_seconds + report.stats.pacing_wait_seconds, 3)
+            round(
+                report.stats.throttle_wait_seconds
+                + report.stats.pacing_wait_seconds
+                + report.stats.app_pacing_wait_seconds,
+                3,
+            )
         ),
         "report_runs": dg.MetadataValue.int(report.stats.async_jobs),
         "fetch_concurrency": dg.MetadataValue.int(report.concurrency),

@@ -83,6 +83,8 @@ def parse_usage(headers: Mapping[str, str], scope: str = "account") -> Usage | N
             is_app = header == "x-app-usage" or f"{header}.{name}" in _APP_FIELDS
             if value is not None and is_app == (scope == "app"):
                 figures.append((value, f"{label}.{name}"))
+        if scope == "app":
+            return  # Meta's wait estimates and reset times are the ad account's, not the app's
         minutes = _number(entry.get("estimated_time_to_regain_access"))
         if minutes:
             regain.append(minutes * 60)
