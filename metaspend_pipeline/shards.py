@@ -19,7 +19,7 @@ SHARD_TAG = "metaspend/shard"
 def shard_index(organization_id: str, count: int) -> int:
     """The shard (0 .. count-1) that owns the organization."""
     digest = hashlib.sha256(organization_id.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") % count
+    return int.from_bytes(digest, "big") % count
 
 
 @dataclass(frozen=True)
