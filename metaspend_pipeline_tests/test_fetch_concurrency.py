@@ -203,3 +203,19 @@ def test_the_sandbox_limits_the_app_as_a_whole_with_code_4(sandbox: Sandbox, san
     assert app_usage == [33, 67, 100, 100]
     assert account_usage == [1, 1, 2, 1]
     assert answers[3].json()["error"]["code"] == 4
+
+
+def test_bench_accounts_leave_the_other_accounts_as_they_were() -> None:
+    """`bench_accounts` adds accounts (one organization each) and changes nothing of the others."""
+    from metaspend_pipeline.meta.sandbox.world import World, bench_account_id, bench_organization_id
+
+    plain, bench = World(7), World(7, bench_accounts=3)
+    assert {k: v for k, v in bench.accounts.items() if k in plain.accounts} == plain.accounts
+    assert bench.organizations[: len(plain.organizations)] == plain.organizations
+    added = [o for o in bench.organizations if o.organization_id.startswith("bench-org-")]
+    assert [(o.organization_id, o.ad_accounts) for o in added] == [
+        (bench_organization_id(n), (bench_account_id(n),)) for n in (1, 2, 3)
+    ]
+    assert all(len(bench.accounts[bench_account_id(n)].ads) == 200 for n in (1, 2, 3))
+    day = dt.date(2026, 10, 1)
+    assert plain.truth("act_1000000001", "ad", day, day) == bench.truth("act_1000000001", "ad", day, day)
