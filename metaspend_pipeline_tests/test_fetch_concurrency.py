@@ -219,3 +219,20 @@ def test_bench_accounts_leave_the_other_accounts_as_they_were() -> None:
     assert all(len(bench.accounts[bench_account_id(n)].ads) == 200 for n in (1, 2, 3))
     day = dt.date(2026, 10, 1)
     assert plain.truth("act_1000000001", "ad", day, day) == bench.truth("act_1000000001", "ad", day, day)
+
+
+def test_the_app_pacer_spaces_the_calls_of_every_caller_together() -> None:
+    """At 90% of the app's usage (10 calls of 1% left, a 60 s window), calls from any thread are
+    spaced 60 / 11 s apart; below the slowdown they go at once again."""
+    from metaspend_pipeline.meta.throttle import Usage
+
+    now = [0.0]
+    pacer = AppPacer(85, 60, clock=lambda: now[0])
+    assert [pacer.reserve(), pacer.reserve()] == [0.0, 0.0]
+    pacer.observe(Usage(pct=90.0, figure="x-app-usage.call_count"))
+    spacing = 60 / 11
+    assert [pacer.reserve() for _ in range(3)] == pytest.approx([spacing, 2 * spacing, 3 * spacing])
+    now[0] = 1.0
+    assert pacer.reserve() == pytest.approx(4 * spacing - 1.0)
+    pacer.observe(Usage(pct=40.0, figure="x-app-usage.call_count"))
+    assert pacer.reserve() == 0.0

@@ -221,8 +221,9 @@ class AppPacer:
         with self._lock:
             self._pacer.observe(usage)
             self._spacing = self._pacer.take_delay()
-            # the spacing counts from the last call made (or reserved), not from the previous slot
-            self._next_slot = self._last_slot + self._spacing
+            # the spacing counts from the last call made (or reserved), not from the previous slot;
+            # below the slowdown the next call may go at once
+            self._next_slot = self._last_slot + self._spacing if self._spacing else float("-inf")
 
     @property
     def last(self) -> Usage | None:
