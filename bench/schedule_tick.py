@@ -28,6 +28,8 @@ import sqlalchemy as sa
 from _sandbox import sandbox_process
 from many_accounts import warehouse
 
+from metaspend_pipeline.assets import lead, meta_raw_insights, meta_roas, meta_spend_daily, sale
+from metaspend_pipeline.checks import meta_roas_checks
 from metaspend_pipeline.credentials import store_connection
 from metaspend_pipeline.definitions import defs
 from metaspend_pipeline.meta.sandbox.client import SandboxAdmin
@@ -63,13 +65,19 @@ def tick(url: str, db_url: str, scheduled: dt.datetime) -> dict[str, Any]:
     with dg.instance_for_test() as instance:
         for request in data.run_requests or []:
             run_started = time.monotonic()
-            result = job.execute_in_process(
-                tags=request.tags,
-                asset_selection=request.asset_selection,
-                resources=resources,
-                instance=instance,
-                raise_on_error=False,
-            )
+            if request.asset_selection is None:
+                result = job.execute_in_process(
+                    tags=request.tags, resources=resources, instance=instance, raise_on_error=False
+                )
+            else:  # the ROAS-only run: the job's assets, this selection (a job subset cannot take new resources)
+                result = dg.materialize(
+                    [lead, sale, meta_raw_insights, meta_spend_daily, meta_roas, meta_roas_checks],
+                    selection=request.asset_selection,
+                    tags=request.tags,
+                    resources=resources,
+                    instance=instance,
+                    raise_on_error=False,
+                )
             runs.append(
                 {
                     "purpose": request.tags.get("metaspend/purpose"),
