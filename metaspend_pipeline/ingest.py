@@ -19,6 +19,7 @@ yet started are not tried.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import tempfile
@@ -45,6 +46,24 @@ LEVELS = ("account", "campaign", "adset", "ad")
 SPOOL_MEMORY_BYTES = 4 * 1024 * 1024
 
 log = get_logger(__name__)
+
+
+_SQLITE_WRITERS: dict[str, threading.Lock] = defaultdict(threading.Lock)
+_SQLITE_WRITERS_GUARD = threading.Lock()
+
+
+@contextlib.contextmanager
+def _one_writer(engine: sa.Engine) -> Iterator[None]:
+    """On SQLite, the fetch's threads write to a database one at a time, queued here rather than on
+    SQLite's lock, whose busy timeout a long write of another thread could outlast. PostgreSQL
+    writes in parallel."""
+    if engine.dialect.name != "sqlite":
+        yield
+        return
+    with _SQLITE_WRITERS_GUARD:
+        writer = _SQLITE_WRITERS[str(engine.url)]
+    with writer:
+        yield
 
 
 def windows(since: dt.date, until: dt.date, days: int) -> Iterator[tuple[dt.date, dt.date]]:
@@ -132,7 +151,7 @@ def fetch_account(
     """Fetch every level of one ad account over [since, until] into `meta_raw_insights`."""
     client = account.client
     info = client.ad_account(account.ad_account_id)
-    with engine.begin() as conn:
+    with _one_writer(engine), engine.begin() as conn:
         raw_store.upsert_ad_account(
             conn,
             ad_account_id=info.id,
@@ -153,7 +172,7 @@ def fetch_account(
                     rows_by_day[row.date] += 1
                     if level == "account":
                         spend_by_day[(row.date, row.currency)] += row.spend
-                with engine.begin() as conn:
+                with _one_writer(engine), engine.begin() as conn:
                     raw_store.replace_raw_insights(
                         conn,
                         organization_id=account.organization_id,
@@ -280,5 +299,5 @@ def _record(
         throttle_wait_seconds=stats.throttle_wait_seconds + stats.pacing_wait_seconds + stats.app_pacing_wait_seconds,
     )
     report.outcomes.append(outcome)
-    with engine.begin() as conn:
+    with _one_writer(engine), engine.begin() as conn:
         raw_store.log_fetch(conn, run_id, outcome)
