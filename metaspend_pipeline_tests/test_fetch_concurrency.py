@@ -80,7 +80,7 @@ def raw_metadata(instance: dg.DagsterInstance, run_id: str) -> dict[str, object]
 def test_four_at_a_time_equals_the_truth_and_one_at_a_time(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
     """Five ad accounts four at a time: the same rows as the sandbox's truth and as one at a time,
     with the writers of SQLite (one at a time) and PostgreSQL overlapping."""
-    pipeline.sandbox.configure(latency_seconds=0.05, async_job_seconds=0.02)
+    pipeline.sandbox.configure(latency_seconds=0.2, async_job_seconds=0.02)
     monkeypatch.setenv("META_FETCH_CONCURRENCY", "4")
     with dg.instance_for_test() as instance:
         result = pipeline.run(START, END, instance=instance)
