@@ -461,8 +461,13 @@ def sandbox_group() -> None:
 @click.option("--latency", default=0.0, show_default=True, type=float, help="Seconds added to every answer.")
 @click.option("--rate-limit-calls", default=None, type=int, help="Calls per ad account per window before 80000.")
 @click.option("--rate-limit-window", default=None, type=float, help="The rate-limit window, in seconds.")
+@click.option("--app-rate-limit-calls", default=None, type=int, help="Calls of the whole app per window before code 4.")
+@click.option("--app-rate-limit-window", default=None, type=float, help="The app-wide window, in seconds.")
 @click.option("--require-appsecret-proof", is_flag=True, help="Refuse calls without a valid appsecret_proof.")
 @click.option("--bench-ads", default=0, type=int, help="Add a large benchmark account with this many ads.")
+@click.option(
+    "--bench-accounts", default=0, type=int, help="Add this many benchmark accounts (200 ads each, or --bench-ads)."
+)
 @click.option(
     "--fault",
     "faults",
@@ -477,8 +482,11 @@ def sandbox_serve(
     latency: float,
     rate_limit_calls: int | None,
     rate_limit_window: float | None,
+    app_rate_limit_calls: int | None,
+    app_rate_limit_window: float | None,
     require_appsecret_proof: bool,
     bench_ads: int,
+    bench_accounts: int,
     faults: tuple[str, ...],
 ) -> None:
     """Serve the sandbox until interrupted. META_APP_ID / META_APP_SECRET, when set, are its app."""
@@ -491,6 +499,8 @@ def sandbox_serve(
         "app_secret": api.app_secret,
         "rate_limit_calls": rate_limit_calls,
         "rate_limit_window_seconds": rate_limit_window,
+        "app_rate_limit_calls": app_rate_limit_calls,
+        "app_rate_limit_window_seconds": app_rate_limit_window,
     }
     config = dataclasses.replace(config, **{k: v for k, v in changes.items() if v is not None})
     parsed = []
@@ -509,7 +519,9 @@ def sandbox_serve(
             "use --host 127.0.0.1 unless that is what you want",
             err=True,
         )
-    server = SandboxServer(Sandbox(seed, config, bench_ads=bench_ads, faults=parsed), host, port)
+    server = SandboxServer(
+        Sandbox(seed, config, bench_ads=bench_ads, bench_accounts=bench_accounts, faults=parsed), host, port
+    )
     click.echo(f"Meta sandbox (seed {seed}) serving on {server.url}")
     click.echo(f"point the pipeline at it:  export METASPEND_ENV=development META_GRAPH_API_URL={server.url}")
     click.echo(f"connect its organizations: metaspend sandbox connect --url {server.url}")

@@ -7,17 +7,27 @@ account, level, window) is spooled to a temporary file while it streams in and t
 rows in one short transaction: memory stays flat, and a fetch that fails half-way leaves the rows
 that were there.
 
-One organization's failure (no token, a rejected token, a Meta error) is recorded and the next
-organization goes on; a rejected token marks its connected account NEEDS_REAUTH.
+Ad accounts are fetched `concurrency` at a time (META_FETCH_CONCURRENCY), one thread and one
+client per ad account, since Meta's limits are per ad account; the app-wide usage is shared
+through the clients' one `AppPacer`. Organizations' tokens are looked up one organization at a
+time before the fetches start.
+
+One organization's failure (no token, a rejected token, a Meta error) is recorded and the others
+go on; a rejected token marks its connected account NEEDS_REAUTH, and its other ad accounts not
+yet started are not tried.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import tempfile
+import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -38,6 +48,24 @@ SPOOL_MEMORY_BYTES = 4 * 1024 * 1024
 log = get_logger(__name__)
 
 
+_SQLITE_WRITERS: dict[str, threading.Lock] = defaultdict(threading.Lock)
+_SQLITE_WRITERS_GUARD = threading.Lock()
+
+
+@contextlib.contextmanager
+def _one_writer(engine: sa.Engine) -> Iterator[None]:
+    """On SQLite, the fetch's threads write to a database one at a time, queued here rather than on
+    SQLite's lock, whose busy timeout a long write of another thread could outlast. PostgreSQL
+    writes in parallel."""
+    if engine.dialect.name != "sqlite":
+        yield
+        return
+    with _SQLITE_WRITERS_GUARD:
+        writer = _SQLITE_WRITERS[str(engine.url)]
+    with writer:
+        yield
+
+
 def windows(since: dt.date, until: dt.date, days: int) -> Iterator[tuple[dt.date, dt.date]]:
     """[since, until] cut into consecutive windows of at most `days` days."""
     start = since
@@ -55,6 +83,28 @@ class IngestReport:
     stats: ClientStats = field(default_factory=ClientStats)
     rows_by_day_level: dict[tuple[dt.date, str], int] = field(default_factory=lambda: defaultdict(int))
     spend_by_day_currency: dict[tuple[dt.date, str], Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+    fetch_wall_seconds: float = 0.0
+    concurrency: int = 1  # threads the fetch used: META_FETCH_CONCURRENCY, at most one per ad account
+
+    def merge(self, other: IngestReport) -> None:
+        """Add one ad account's numbers (counted in its own thread) to the run's."""
+        self.outcomes.extend(other.outcomes)
+        self.stats.add(other.stats)
+        for key, count in other.rows_by_day_level.items():
+            self.rows_by_day_level[key] += count
+        for key, amount in other.spend_by_day_currency.items():
+            self.spend_by_day_currency[key] += amount
+
+    @property
+    def meta_wait_seconds(self) -> float:
+        """Waiting on Meta, summed over the threads: answers, report runs, pauses for its limits."""
+        return self.stats.meta_wait_seconds
+
+    @property
+    def meta_wait_share(self) -> float:
+        """The share of the threads' time (wall time x threads) spent waiting on Meta."""
+        busy = self.fetch_wall_seconds * self.concurrency
+        return min(1.0, self.meta_wait_seconds / busy) if busy > 0 else 0.0
 
     @property
     def failures(self) -> list[raw_store.FetchOutcome]:
@@ -116,7 +166,7 @@ def fetch_account(
     """Fetch every level of one ad account over [since, until] into `meta_raw_insights`."""
     client = account.client
     info = client.ad_account(account.ad_account_id)
-    with engine.begin() as conn:
+    with _one_writer(engine), engine.begin() as conn:
         raw_store.upsert_ad_account(
             conn,
             ad_account_id=info.id,
@@ -137,7 +187,7 @@ def fetch_account(
                     rows_by_day[row.date] += 1
                     if level == "account":
                         spend_by_day[(row.date, row.currency)] += row.spend
-                with engine.begin() as conn:
+                with _one_writer(engine), engine.begin() as conn:
                     raw_store.replace_raw_insights(
                         conn,
                         organization_id=account.organization_id,
@@ -170,13 +220,18 @@ def fetch_organizations(
     *,
     run_id: str,
     window_days: int,
+    concurrency: int = 1,
     only_ad_accounts: Iterable[str] | None = None,
     on_account_done: Callable[[MetaAdAccount], None] | None = None,
 ) -> IngestReport:
-    """Fetch every organization's ad accounts; failures are recorded, never fatal to the others."""
+    """Fetch every organization's ad accounts, `concurrency` at a time; failures are recorded,
+    never fatal to the others."""
+    started = time.monotonic()
     report = IngestReport()
     wanted = set(only_ad_accounts or ())
+    lock = threading.Lock()
     rejected: dict[str | None, MetaTokenError] = {}
+    pending: list[MetaAdAccount] = []
     for organization_id in organizations:
         try:
             accounts = accounts_of(organization_id)
@@ -185,37 +240,46 @@ def fetch_organizations(
                 mark_needs_reauth(connected_account_id)
             _record(engine, run_id, report, organization_id, None, since, until, None, exc)
             continue
-        if wanted:
-            accounts = [a for a in accounts if a.ad_account_id in wanted]
-        for account in accounts:
-            if account.connected_account_id in rejected:
-                # the same token was just rejected: its other ad accounts would fail the same way
-                _record(
-                    engine,
-                    run_id,
-                    report,
-                    organization_id,
-                    account,
-                    since,
-                    until,
-                    None,
-                    rejected[account.connected_account_id],
-                )
-                continue
+        pending.extend(a for a in accounts if not wanted or a.ad_account_id in wanted)
+
+    report.concurrency = max(1, min(concurrency, len(pending)))
+
+    def fetch_one(account: MetaAdAccount) -> None:
+        own = IngestReport()
+        with lock:
+            token_error = rejected.get(account.connected_account_id)
+        if token_error is not None:
+            # the same token was just rejected: its other ad accounts would fail the same way
+            _record(engine, run_id, own, account.organization_id, account, since, until, None, token_error)
+        else:
             try:
-                rows = fetch_account(engine, account, since, until, window_days, report)
+                rows = fetch_account(engine, account, since, until, window_days, own)
             except MetaTokenError as exc:
-                rejected[account.connected_account_id] = exc
-                mark_needs_reauth(account.connected_account_id)
-                _record(engine, run_id, report, organization_id, account, since, until, None, exc)
+                with lock:
+                    first = account.connected_account_id not in rejected
+                    rejected.setdefault(account.connected_account_id, exc)
+                if first:
+                    mark_needs_reauth(account.connected_account_id)
+                _record(engine, run_id, own, account.organization_id, account, since, until, None, exc)
             except Exception as exc:  # noqa: BLE001 - one ad account's failure must not stop the others
-                _record(engine, run_id, report, organization_id, account, since, until, None, exc)
+                _record(engine, run_id, own, account.organization_id, account, since, until, None, exc)
             else:
-                _record(engine, run_id, report, organization_id, account, since, until, rows, None)
-            finally:
-                report.stats.add(account.client.stats)
-                if on_account_done is not None:
-                    on_account_done(account)
+                _record(engine, run_id, own, account.organization_id, account, since, until, rows, None)
+            own.stats.add(account.client.stats)
+        with lock:
+            report.merge(own)
+        if on_account_done is not None:
+            on_account_done(account)
+
+    if report.concurrency == 1 or len(pending) <= 1:
+        for account in pending:
+            fetch_one(account)
+    else:
+        with ThreadPoolExecutor(max_workers=report.concurrency, thread_name_prefix="meta-fetch") as pool:
+            for future in [pool.submit(fetch_one, account) for account in pending]:
+                future.result()
+    report.outcomes.sort(key=lambda o: (o.organization_id, o.ad_account_id or ""))
+    report.fetch_wall_seconds = time.monotonic() - started
     return report
 
 
@@ -248,8 +312,8 @@ def _record(
         error=message,
         rows=rows or 0,
         requests=stats.requests,
-        throttle_wait_seconds=stats.throttle_wait_seconds + stats.pacing_wait_seconds,
+        throttle_wait_seconds=stats.throttle_wait_seconds + stats.pacing_wait_seconds + stats.app_pacing_wait_seconds,
     )
     report.outcomes.append(outcome)
-    with engine.begin() as conn:
+    with _one_writer(engine), engine.begin() as conn:
         raw_store.log_fetch(conn, run_id, outcome)

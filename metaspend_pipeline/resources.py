@@ -18,6 +18,7 @@ from pydantic import Field, PrivateAttr
 from metaspend_pipeline import credentials
 from metaspend_pipeline.credentials import MetaAdAccount
 from metaspend_pipeline.meta.client import MetaClient
+from metaspend_pipeline.meta.throttle import AppPacer
 from metaspend_pipeline.redaction import RedactingLogger, get_logger
 from metaspend_pipeline.settings import MetaApiSettings, Settings
 from metaspend_pipeline.storage import accounts as store
@@ -65,6 +66,7 @@ class MetaAdsResource(dg.ConfigurableResource):
     _api: MetaApiSettings = PrivateAttr()
     _keyring: KeyRing | None = PrivateAttr(default=None)
     _log: Any = PrivateAttr(default=None)
+    _app_pacer: AppPacer | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         env = Settings.from_env()
@@ -86,6 +88,8 @@ class MetaAdsResource(dg.ConfigurableResource):
         }
         self._api = dataclasses.replace(api, **{k: v for k, v in overrides.items() if v is not None})
         self._log = RedactingLogger(context.log) if context.log is not None else get_logger(__name__)
+        # every client of the run consults one app-wide pacer: the app's usage is shared by all ad accounts
+        self._app_pacer = AppPacer(self._api.usage_slowdown_pct, self._api.usage_window_seconds)
 
     @property
     def api_settings(self) -> MetaApiSettings:
@@ -104,7 +108,7 @@ class MetaAdsResource(dg.ConfigurableResource):
         return self.warehouse.engine()
 
     def client(self, access_token: str) -> MetaClient:
-        return MetaClient(access_token, self._api, logger=self.log)
+        return MetaClient(access_token, self._api, logger=self.log, app_pacer=self._app_pacer)
 
     def organizations(self) -> list[str]:
         """Every organization with a CONNECTED Meta account."""
@@ -134,7 +138,7 @@ class MetaAdsResource(dg.ConfigurableResource):
         s = account.client.stats
         self.log.info(
             "organization %s, ad account %s: %d requests, %d pages, %d rows, %d retries, %d throttles "
-            "(%.1fs waited), %.1fs paced, %d report runs",
+            "(%.1fs waited), %.1fs paced, %.1fs paced for the app's usage, %d report runs",
             account.organization_id,
             account.ad_account_id,
             s.requests,
@@ -144,6 +148,7 @@ class MetaAdsResource(dg.ConfigurableResource):
             s.throttle_events,
             s.throttle_wait_seconds,
             s.pacing_wait_seconds,
+            s.app_pacing_wait_seconds,
             s.async_jobs,
         )
 

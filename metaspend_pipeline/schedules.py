@@ -7,6 +7,7 @@ import dagster as dg
 from metaspend_pipeline.assets import ROAS_KEYS
 from metaspend_pipeline.jobs import meta_spend_job, meta_token_refresh_job
 from metaspend_pipeline.settings import Settings
+from metaspend_pipeline.shards import SHARD_TAG, all_shards
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
@@ -26,6 +27,10 @@ def spend_run_requests(scheduled: dt.datetime, settings: Settings) -> list[dg.Ru
     2. ROAS alone for the rest of the trailing METASPEND_ROAS_LOOKBACK_DAYS days (ending
        yesterday), because sales close days or weeks after their leads; that spend is already
        final, so Meta is not asked again.
+
+    With META_SPEND_SHARDS=N above 1, each of them becomes N runs tagged `metaspend/shard=i/N`, each
+    owning the organizations whose sha256 falls in its shard, so the run launcher can spread them
+    over N workers.
     """
     moment = scheduled if scheduled.tzinfo else scheduled.replace(tzinfo=dt.UTC)
     yesterday = moment.astimezone(dt.UTC).date() - dt.timedelta(days=1)
@@ -49,6 +54,12 @@ def spend_run_requests(scheduled: dt.datetime, settings: Settings) -> list[dg.Ru
                 tags={**_range_tags(roas_start, roas_end), "metaspend/purpose": "roas-lookback"},
             )
         )
+    if settings.spend_shards > 1:
+        requests = [
+            r.with_replaced_attrs(run_key=f"{r.run_key}:shard={shard}", tags={**r.tags, SHARD_TAG: str(shard)})
+            for r in requests
+            for shard in all_shards(settings.spend_shards)
+        ]
     return requests
 
 

@@ -133,6 +133,8 @@ class Settings:
     fetch_window_days: int
     freshness_deadline_cron: str
     objects_refresh_hours: float = 24.0
+    fetch_concurrency: int = 4
+    spend_shards: int = 1
 
     @property
     def is_development(self) -> bool:
@@ -160,6 +162,8 @@ class Settings:
             fetch_window_days=_int(env, "META_FETCH_WINDOW_DAYS", 92, minimum=1),
             freshness_deadline_cron=_get(env, "METASPEND_FRESHNESS_DEADLINE_CRON", "0 9 * * *"),
             objects_refresh_hours=_float(env, "META_OBJECTS_REFRESH_HOURS", 24.0),
+            fetch_concurrency=_int(env, "META_FETCH_CONCURRENCY", 4, minimum=1),
+            spend_shards=_int(env, "META_SPEND_SHARDS", 1, minimum=1),
         )
 
 

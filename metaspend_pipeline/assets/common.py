@@ -12,6 +12,8 @@ import dagster as dg
 import sqlalchemy as sa
 from pydantic import Field
 
+from metaspend_pipeline.errors import InvalidInputError
+from metaspend_pipeline.shards import SHARD_TAG, Shard
 from metaspend_pipeline.storage import raw as raw_store
 from metaspend_pipeline.storage.accounts import normalize_ad_account_id, validate_organization_id
 
@@ -29,12 +31,28 @@ class MetaSpendConfig(dg.Config):
 
     organizations: list[str] = Field(default_factory=list, description="Only these organizations.")
     ad_accounts: list[str] = Field(default_factory=list, description="Only these ad accounts (act_<digits>).")
+    shard: str = Field(
+        default="",
+        description=f"Only the organizations of this shard, as i/N (e.g. 0/4); the run tag {SHARD_TAG} does the same.",
+    )
 
     def organization_ids(self) -> list[str] | None:
         return [validate_organization_id(o) for o in self.organizations] or None
 
     def ad_account_ids(self) -> list[str] | None:
         return [normalize_ad_account_id(a) for a in self.ad_accounts] or None
+
+
+def run_shard(context: dg.AssetExecutionContext, config: MetaSpendConfig) -> Shard | None:
+    """The shard this run owns, from its tag `metaspend/shard` or its config `shard`; None: every organization."""
+    tagged = context.run.tags.get(SHARD_TAG)
+    try:
+        shards = {Shard.parse(text) for text in (tagged, config.shard) if text}
+    except InvalidInputError as exc:
+        raise dg.Failure(description=str(exc)) from None
+    if len(shards) > 1:
+        raise dg.Failure(description=f"the run tag {SHARD_TAG}={tagged} and the run config shard={config.shard} differ")
+    return next(iter(shards), None)
 
 
 def fetched_in_run(conn: sa.Connection, run_id: str) -> dict[str, list[str]] | None:

@@ -14,6 +14,7 @@ from metaspend_pipeline.assets.common import (
     MetaSpendConfig,
     fetched_in_run,
     log_daily_materializations,
+    run_shard,
     table_schema,
 )
 from metaspend_pipeline.assets.sources import lead, sale
@@ -67,6 +68,9 @@ def meta_roas(
         organizations = config.organization_ids() or (
             sorted(fetched) if fetched is not None else roas_store.roas_organizations(conn)
         )
+    shard = run_shard(context, config)
+    if shard is not None:
+        organizations = shard.select(organizations)
     report = roas.RoasReport()
     window_days = Settings.from_env().fetch_window_days
     for organization_id in organizations:

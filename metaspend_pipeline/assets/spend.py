@@ -14,6 +14,7 @@ from metaspend_pipeline.assets.common import (
     fetched_in_run,
     log_daily_materializations,
     range_summary,
+    run_shard,
     table_schema,
 )
 from metaspend_pipeline.assets.raw import meta_raw_insights
@@ -48,6 +49,9 @@ def meta_spend_daily(
         scope = fetched_in_run(conn, context.run.run_id)
         if scope is None:
             scope = raw_store.raw_scopes(conn, since, until, config.organization_ids())
+    shard = run_shard(context, config)
+    if shard is not None:
+        scope = {o: accounts for o, accounts in scope.items() if shard.owns(o)}
     wanted = set(config.ad_account_ids() or ())
     report = normalize.NormalizeReport()
     window_days = Settings.from_env().fetch_window_days

@@ -37,7 +37,7 @@ from metaspend_pipeline.meta.errors import (
     MetaRetriesExhaustedError,
     MetaTokenError,
 )
-from metaspend_pipeline.meta.throttle import Pacer, parse_usage, retry_after_seconds
+from metaspend_pipeline.meta.throttle import AppPacer, Pacer, parse_usage, retry_after_seconds
 from metaspend_pipeline.redaction import get_logger, protect_third_party_loggers, redact, register_secret
 from metaspend_pipeline.settings import MetaApiSettings
 
@@ -165,7 +165,16 @@ class ClientStats:
     throttle_events: int = 0
     throttle_wait_seconds: float = 0.0
     pacing_wait_seconds: float = 0.0
+    app_pacing_wait_seconds: float = 0.0
+    response_seconds: float = 0.0  # waiting for Meta's answers, report runs' polls included
     async_jobs: int = 0
+
+    @property
+    def meta_wait_seconds(self) -> float:
+        """Time spent waiting on Meta: its answers, its report runs, and the pauses its limits impose."""
+        return (
+            self.response_seconds + self.throttle_wait_seconds + self.pacing_wait_seconds + self.app_pacing_wait_seconds
+        )
 
     def add(self, other: ClientStats) -> None:
         for name in self.__dataclass_fields__:
@@ -196,7 +205,11 @@ def _account_path(ad_account_id: str) -> str:
 
 
 class MetaClient:
-    """One token's view of the Graph API. Not thread-safe: use one client per thread."""
+    """One token's view of the Graph API. Not thread-safe: use one client per thread.
+
+    Clients that share an app share its usage: give them one `AppPacer` (the default is one of
+    their own).
+    """
 
     def __init__(
         self,
@@ -208,6 +221,7 @@ class MetaClient:
         clock: Callable[[], float] = time.monotonic,
         logger: logging.Logger | None = None,
         rng: random.Random | None = None,
+        app_pacer: AppPacer | None = None,
     ) -> None:
         access_token = (access_token or "").strip()
         if not access_token:
@@ -222,6 +236,7 @@ class MetaClient:
         self._log = logger or log
         self._rng = rng or random.Random()
         self._pacer = Pacer(self.settings.usage_slowdown_pct, self.settings.usage_window_seconds, clock)
+        self._app_pacer = app_pacer or AppPacer(self.settings.usage_slowdown_pct, self.settings.usage_window_seconds)
         self._accounts: dict[str, AdAccount] = {}
         self.stats = ClientStats()
         register_secret(access_token)
@@ -290,14 +305,22 @@ class MetaClient:
                 figure = f"{last.figure} at {last.pct:.0f}%" if last else "usage"
                 self._pause(paced, f"{figure}, slowing down before Meta blocks", context)
                 self.stats.pacing_wait_seconds += paced
+            shared = min(self._app_pacer.reserve(), self.settings.retry_max_wait)
+            if shared > 0:
+                last = self._app_pacer.last
+                figure = f"{last.figure} at {last.pct:.0f}%" if last else "app usage"
+                self._pause(shared, f"{figure}, the app's usage shared by every ad account", context)
+                self.stats.app_pacing_wait_seconds += shared
             failure: str
             delay: float
             self._pacer.record_call()
+            sent = self._clock()
             try:
                 response = self._session.request(
                     method, url, params=query, headers=headers, timeout=self.settings.timeout_seconds
                 )
             except _TRANSIENT_TRANSPORT_ERRORS as exc:
+                self.stats.response_seconds += self._clock() - sent
                 self.stats.requests += 1
                 failure = f"{type(exc).__name__}: {redact(exc)}"
                 delay = self._backoff(attempt)
@@ -309,7 +332,9 @@ class MetaClient:
                 self.stats.requests += 1
                 usage = parse_usage(response.headers)
                 self._pacer.observe(usage)
+                self._app_pacer.observe(parse_usage(response.headers, "app"))
                 body = _json_or_none(response)
+                self.stats.response_seconds += self._clock() - sent
                 if response.status_code == 200 and isinstance(body, dict) and "error" not in body:
                     return body
                 if response.status_code == 200:
@@ -523,6 +548,7 @@ class MetaClient:
             if self._clock() + pause > deadline:
                 return f"no result within {self.settings.async_timeout_seconds:.0f}s (last status {status!r})"
             self._sleep(pause)
+            self.stats.response_seconds += pause
             pause = min(pause * 2, self.settings.async_poll_max)
 
     def _row(self, raw: Any, account: str, level: str, since: dt.date, until: dt.date) -> InsightRow:

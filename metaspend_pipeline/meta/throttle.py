@@ -6,6 +6,11 @@ when it is blocked it waits as long as Meta says it must, not a fixed multiple o
 
 Pacing, once any figure reaches `usage_slowdown_pct` (85 by default), is described on `Pacer`.
 When Meta has throttled the caller it waits `estimated_time_to_regain_access`.
+
+Two scopes are paced apart: an ad account's own figures (business-use-case and ad-account usage),
+by the `Pacer` of the client that reads it, and the app's figures (`X-App-Usage`,
+`app_id_util_pct`), which every ad account of the app shares, by one thread-safe `AppPacer` that
+all the clients of a run consult: when the app's usage is high, every thread slows down together.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import collections
 import email.utils
 import json
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -25,6 +31,7 @@ USAGE_HEADERS = (
     "x-fb-ads-insights-throttle",
 )
 _PERCENT_FIELDS = ("call_count", "total_time", "total_cputime", "acc_id_util_pct", "app_id_util_pct")
+_APP_FIELDS = frozenset({"x-app-usage", "x-fb-ads-insights-throttle.app_id_util_pct"})
 
 
 @dataclass(frozen=True)
@@ -57,8 +64,14 @@ def _number(value: Any) -> float | None:
         return None
 
 
-def parse_usage(headers: Mapping[str, str]) -> Usage | None:
-    """The usage a response reports, or None when it carries no usage header."""
+def parse_usage(headers: Mapping[str, str], scope: str = "account") -> Usage | None:
+    """The usage a response reports in `scope`, or None when it carries no such figure.
+
+    "account": the ad account's own figures (what its `Pacer` paces by); "app": the app-wide
+    ones (`X-App-Usage`, `app_id_util_pct`), shared by every ad account of the app.
+    """
+    if scope not in ("account", "app"):
+        raise ValueError(f"scope must be account or app, got {scope!r}")
     lower = {k.lower(): v for k, v in headers.items()}
     figures: list[tuple[float, str]] = []
     regain: list[float] = []
@@ -67,8 +80,11 @@ def parse_usage(headers: Mapping[str, str]) -> Usage | None:
     def collect(header: str, entry: Mapping[str, Any], label: str) -> None:
         for name in _PERCENT_FIELDS:
             value = _number(entry.get(name))
-            if value is not None:
+            is_app = header == "x-app-usage" or f"{header}.{name}" in _APP_FIELDS
+            if value is not None and is_app == (scope == "app"):
                 figures.append((value, f"{label}.{name}"))
+        if scope == "app":
+            return  # Meta's wait estimates and reset times are the ad account's, not the app's
         minutes = _number(entry.get("estimated_time_to_regain_access"))
         if minutes:
             regain.append(minutes * 60)
@@ -170,3 +186,45 @@ class Pacer:
     @property
     def last(self) -> Usage | None:
         return self._last
+
+
+class AppPacer:
+    """The app-wide usage, shared by every client of a run; thread-safe.
+
+    Each client records its calls here and reports the app figures of each answer. From
+    `slowdown_pct` on, the pause a `Pacer` computes becomes the spacing between any two calls of
+    the app, whichever thread makes them: a call reserves the next free slot, so N threads
+    together make no more calls than one would. Below `slowdown_pct` the slots are free.
+    """
+
+    def __init__(self, slowdown_pct: float, window_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._pacer = Pacer(slowdown_pct, window_seconds, clock)
+        self._spacing = 0.0
+        self._last_slot = float("-inf")
+        self._next_slot = float("-inf")
+
+    def reserve(self) -> float:
+        """Seconds the caller must wait before its next call; the call is counted as made then."""
+        with self._lock:
+            now = self._clock()
+            slot = max(now, self._next_slot)
+            self._last_slot = slot
+            self._next_slot = slot + self._spacing
+            self._pacer._calls.append(slot)
+            return slot - now
+
+    def observe(self, usage: Usage | None) -> None:
+        if usage is None:
+            return
+        with self._lock:
+            self._pacer.observe(usage)
+            self._spacing = self._pacer.take_delay()
+            # the spacing counts from the last call made (or reserved), not from the previous slot;
+            # below the slowdown the next call may go at once
+            self._next_slot = self._last_slot + self._spacing if self._spacing else float("-inf")
+
+    @property
+    def last(self) -> Usage | None:
+        return self._pacer.last

@@ -10,6 +10,9 @@ Admin endpoints under `/__sandbox/` let tests and benchmarks change its behaviou
   POST   /__sandbox/faults         [{"kind": ..., "match": "insights", "times": 1, "skip": 0, ...}]
   DELETE /__sandbox/faults         remove all faults, forget requests and usage, restore the startup config
   POST   /__sandbox/config         {"latency_seconds": 0.2, "rate_limit_calls": 50, ...}
+Rate limits, as Meta's: `rate_limit_calls` per ad account in any `rate_limit_window_seconds`
+(the business-use-case limit, code 80000 beyond it) and `app_rate_limit_calls` for the whole app
+in any `app_rate_limit_window_seconds` (code 4 beyond it), both reported in the usage headers.
   GET    /__sandbox/requests       what was asked (secrets replaced by markers)
   GET    /__sandbox/truth?ad_account=act_1&level=ad&since=...&until=...
   GET    /__sandbox/organizations  the demo organizations, their ad accounts and tokens
@@ -86,6 +89,8 @@ class SandboxConfig:
     max_page_size: int = 1000
     rate_limit_calls: int = 100_000
     rate_limit_window_seconds: float = 300.0
+    app_rate_limit_calls: int = 1_000_000
+    app_rate_limit_window_seconds: float = 300.0
     async_job_seconds: float = 0.3
     async_fail_above_days: int = 0
     token_lifetime_seconds: int = 5_183_944
@@ -191,10 +196,11 @@ class Sandbox:
         config: SandboxConfig | None = None,
         *,
         bench_ads: int = 0,
+        bench_accounts: int = 0,
         faults: Iterable[dict[str, Any]] = (),
         clock: Any = time.time,
     ) -> None:
-        self.world = World(seed, bench_ads=bench_ads)
+        self.world = World(seed, bench_ads=bench_ads, bench_accounts=bench_accounts)
         self.config = config or SandboxConfig()
         self._startup_config = dataclasses.replace(self.config)  # what reset() returns to
         self._clock = clock
@@ -433,7 +439,8 @@ class Sandbox:
             code = int(o.get("code", 80000))
             minutes = int(o.get("regain_minutes", 1))
             subcode = o.get("subcode", {80000: 2446079, 17: 2446079, 613: 1487742, 4: 1504022}.get(code))
-            headers.update(self._usage_headers(100.0, 100.0, minutes, reset=minutes * 60.0))
+            app_pct = 100.0 if code == 4 else self._app_pct()
+            headers.update(self._usage_headers(100.0, app_pct, minutes, reset=minutes * 60.0))
             return GraphError(
                 int(o.get("http_status", 400)),
                 code,
@@ -566,22 +573,30 @@ class Sandbox:
             ),
         }
 
+    def _app_pct(self) -> float:
+        with self._lock:
+            return 100.0 * len(self._app_calls) / max(1, self.config.app_rate_limit_calls)
+
     def _account_usage(self, account: str, throttle: Fault | None) -> dict[str, str]:
-        """Count the call in a sliding window per ad account; refuse it when the window is full."""
+        """Count the call in a sliding window per ad account and one for the app; refuse it when
+        either is full (80000 for the ad account, 4 for the app, as Meta does)."""
         now = self._clock()
         window = self.config.rate_limit_window_seconds
         capacity = max(1, self.config.rate_limit_calls)
+        app_window = self.config.app_rate_limit_window_seconds
+        app_capacity = max(1, self.config.app_rate_limit_calls)
         with self._lock:
             calls = self._calls[account]
             while calls and calls[0] <= now - window:
                 calls.popleft()
-            while self._app_calls and self._app_calls[0] <= now - window:
+            while self._app_calls and self._app_calls[0] <= now - app_window:
                 self._app_calls.popleft()
+            app_pct = 100.0 * len(self._app_calls) / app_capacity
             if len(calls) >= capacity:
                 wait = calls[0] + window - now
                 headers = self._usage_headers(
                     100.0,
-                    100.0 * len(self._app_calls) / (capacity * 10),
+                    app_pct,
                     math.ceil(wait / 60),
                     calls[-1] + window - now,
                     account,
@@ -595,11 +610,16 @@ class Sandbox:
                     subcode=2446079,
                     headers=headers,
                 )
+            if len(self._app_calls) >= app_capacity:
+                headers = self._usage_headers(
+                    100.0 * len(calls) / capacity, 100.0, 0, (calls[-1] + window - now) if calls else 0.0, account
+                )
+                raise GraphError(400, 4, "(#4) Application request limit reached", transient=True, headers=headers)
             if throttle is None or throttle.kind != "throttle":
                 calls.append(now)
                 self._app_calls.append(now)
             pct = 100.0 * len(calls) / capacity
-            app_pct = 100.0 * len(self._app_calls) / (capacity * 10)
+            app_pct = 100.0 * len(self._app_calls) / app_capacity
             reset = (calls[-1] + window - now) if calls else 0.0
         return self._usage_headers(pct, app_pct, 0, reset, account)
 

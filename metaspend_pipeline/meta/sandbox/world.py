@@ -181,12 +181,22 @@ _ORGANIZATIONS = (
 )
 BENCH_ACCOUNT = "act_9000000001"
 BENCH_ORGANIZATION = "bench-org"
+BENCH_ACCOUNTS_ADS = 200  # ads in each of the `bench_accounts` accounts unless `bench_ads` says otherwise
+
+
+def bench_account_id(number: int) -> str:
+    """The `number`th (1-based) of the many benchmark ad accounts."""
+    return f"act_91{number:08d}"
+
+
+def bench_organization_id(number: int) -> str:
+    return f"bench-org-{number:03d}"
 
 
 class World:
     """The sandbox's organizations and their ad accounts, derived from `seed`."""
 
-    def __init__(self, seed: int = 0, *, bench_ads: int = 0) -> None:
+    def __init__(self, seed: int = 0, *, bench_ads: int = 0, bench_accounts: int = 0) -> None:
         self.seed = seed
         self.accounts: dict[str, SandboxAdAccount] = {}
         for prefix, name, currency, zone, offset, campaigns, adsets, ads in _ACCOUNT_SHAPES:
@@ -197,6 +207,13 @@ class World:
             adsets = max(1, bench_ads // per_adset)
             self._add_account(BENCH_ACCOUNT, "Benchmark", "USD", "UTC", Decimal("0"), max(1, adsets // 5), 5, per_adset)
             organizations.append((BENCH_ORGANIZATION, (BENCH_ACCOUNT,)))
+        # many accounts of the same shape, one organization each, after (and apart from) the others
+        ads = bench_ads or BENCH_ACCOUNTS_ADS
+        for number in range(1, bench_accounts + 1):
+            account = bench_account_id(number)
+            adsets = max(1, ads // 10)
+            self._add_account(account, f"Benchmark {number}", "USD", "UTC", Decimal("0"), max(1, adsets // 5), 5, 10)
+            organizations.append((bench_organization_id(number), (account,)))
         self.organizations = tuple(
             SandboxOrganization(org, self._token_for(org), tuple(accounts)) for org, accounts in organizations
         )
