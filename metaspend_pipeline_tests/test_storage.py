@@ -6,11 +6,11 @@ import dataclasses
 import datetime as dt
 import threading
 from decimal import Decimal
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
+from metaspend_pipeline.meta.client import InsightRow
 from metaspend_pipeline.storage import raw as raw_store
 from metaspend_pipeline.storage import spend as spend_store
 from metaspend_pipeline.storage.bulk import load_rows
@@ -20,24 +20,14 @@ DAY = dt.date(2026, 10, 1)
 NOW = dt.datetime(2026, 10, 20, 6, 0, tzinfo=dt.UTC)
 
 
-@dataclasses.dataclass(frozen=True)
-class Row:
-    """A parsed row as the client hands it over (the fields `raw_store.ParsedRow` asks for)."""
-
-    date: dt.date
-    campaign_id: str | None
-    adset_id: str | None
-    ad_id: str | None
-    currency: str
-    spend: Decimal
-    impressions: int | None
-    clicks: int | None
-    raw: dict[str, Any]
+Row = InsightRow  # a parsed row, as the client hands it to the raw store
 
 
 def ad_rows(n: int, spend: str = "1.00") -> list[Row]:
     return [
         Row(
+            ad_account_id="act_1",
+            level="ad",
             date=DAY + dt.timedelta(days=i % 3),
             campaign_id="1",
             adset_id="2",
