@@ -98,6 +98,11 @@ def refresh_spend(
         sa.literal(now, t.c.updated_at.type).label("updated_at"),
     ).where(scope)
     statement = _insert(conn)(t).from_select([*columns, "created_at", "updated_at"], source)
+    if not _has_rows(conn, organization_id, ad_account_ids, since, until):
+        # a first load of the scope (a backfill): nothing to update or delete, and no other writer
+        # (the organization's lock is held), so a plain insert, without the per-row conflict check
+        stats.written = conn.execute(statement).rowcount
+        return stats
     statement = statement.on_conflict_do_update(
         index_elements=list(SPEND_KEY),
         set_={**{c: statement.excluded[c] for c in VALUE_COLUMNS}, "updated_at": statement.excluded.updated_at},
@@ -135,6 +140,20 @@ def refresh_spend(
     ).rowcount
 
     return stats
+
+
+def _has_rows(
+    conn: sa.Connection, organization_id: str, ad_account_ids: Sequence[str], since: dt.date, until: dt.date
+) -> bool:
+    t = meta_spend_daily
+    query = (
+        sa.select(sa.literal(1))
+        .where(t.c.organization_id == organization_id)
+        .where(t.c.ad_account_id.in_(list(ad_account_ids)))
+        .where(t.c.date.between(since, until))
+        .limit(1)
+    )
+    return conn.execute(query).first() is not None
 
 
 def spend_summary(
