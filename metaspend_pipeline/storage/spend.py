@@ -101,7 +101,8 @@ def refresh_spend(
     if not _has_rows(conn, organization_id, ad_account_ids, since, until):
         # a first load of the scope (a backfill): nothing to update or delete, and no other writer
         # (the organization's lock is held), so a plain insert, without the per-row conflict check
-        stats.written = conn.execute(statement).rowcount
+        conn.execute(statement)
+        stats.written = stats.staged
         return stats
     statement = statement.on_conflict_do_update(
         index_elements=list(SPEND_KEY),
