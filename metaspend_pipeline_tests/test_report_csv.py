@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from metaspend_pipeline.cli import cli
 from metaspend_pipeline.storage import db
+from metaspend_pipeline.storage import raw as raw_store
 from metaspend_pipeline.storage.schema import meta_roas_by_campaign
 
 DAY = dt.date(2026, 10, 4)
@@ -50,6 +51,8 @@ def test_formula_cells_are_quoted_and_numbers_stay_numbers(env: dict[str, str]) 
     ]
     with engine.begin() as conn:
         conn.execute(sa.insert(meta_roas_by_campaign), rows)
+        # the day was loaded (a successful fetch covers it), so the report has something to say
+        raw_store.log_fetch(conn, "run-1", raw_store.FetchOutcome("acme", "act_1", DAY, DAY, "OK"))
     result = CliRunner().invoke(
         cli,
         ["roas", "--org", "acme", "--group-by", "campaign", "--from", str(DAY), "--to", str(DAY), "--format", "csv"],
