@@ -203,8 +203,10 @@ def _materialize(since: dt.date, until: dt.date):  # type: ignore[no-untyped-def
     }
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     with dg.DagsterInstance.get() as instance:
-        return defs.resolve_job_def("meta_spend_job").execute_in_process(
-            instance=instance, tags=tags, run_config=quiet, raise_on_error=False
+        return (
+            defs()
+            .resolve_job_def("meta_spend_job")
+            .execute_in_process(instance=instance, tags=tags, run_config=quiet, raise_on_error=False)
         )
 
 

@@ -111,8 +111,10 @@ def test_a_range_costs_pages_not_days(pipeline: Pipeline) -> None:
 def test_a_single_partition(pipeline: Pipeline) -> None:
     from metaspend_pipeline.definitions import defs
 
-    result = defs.resolve_job_def("meta_spend_job").execute_in_process(
-        partition_key="2026-10-03", resources=pipeline.resources
+    result = (
+        defs()
+        .resolve_job_def("meta_spend_job")
+        .execute_in_process(partition_key="2026-10-03", resources=pipeline.resources)
     )
     assert result.success
     assert sort_rows(spend_rows(pipeline.engine)) == truth_rows(pipeline, start="2026-10-03", end="2026-10-03")
