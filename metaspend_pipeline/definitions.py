@@ -6,10 +6,15 @@ import os
 
 import dagster as dg
 
-from metaspend_pipeline.assets import lead, meta_raw_insights, meta_roas, meta_spend_daily, sale
+from metaspend_pipeline.assets import meta_raw_insights, meta_roas, meta_spend_daily, product_tables
 from metaspend_pipeline.assets.common import dialect_of, table_schema
 from metaspend_pipeline.checks import asset_checks, build_spend_freshness_policy
-from metaspend_pipeline.jobs import meta_spend_checks_job, meta_spend_job, meta_token_refresh_job
+from metaspend_pipeline.jobs import (
+    meta_spend_checks_job,
+    meta_spend_job,
+    meta_token_refresh_job,
+    product_tables_observe_job,
+)
 from metaspend_pipeline.partitions import build_spend_partitions
 from metaspend_pipeline.resources import MetaAdsResource, WarehouseResource
 from metaspend_pipeline.schedules import build_spend_schedule, build_token_refresh_schedule
@@ -52,12 +57,10 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     warehouse = WarehouseResource()
     return dg.Definitions(
         assets=[
-            with_settings(lead),
-            with_settings(sale),
-            *(a.map_asset_specs(with_settings) for a in (meta_raw_insights, meta_spend_daily, meta_roas)),
+            a.map_asset_specs(with_settings) for a in (product_tables, meta_raw_insights, meta_spend_daily, meta_roas)
         ],
         asset_checks=asset_checks,
-        jobs=[meta_spend_job, meta_spend_checks_job, meta_token_refresh_job],
+        jobs=[meta_spend_job, meta_spend_checks_job, meta_token_refresh_job, product_tables_observe_job],
         schedules=[build_spend_schedule(settings), build_token_refresh_schedule(settings)],
         resources={
             "warehouse": warehouse,

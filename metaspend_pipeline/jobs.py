@@ -24,6 +24,12 @@ meta_spend_checks_job = dg.define_asset_job(
     description="The spend and ROAS checks alone, over a partition range: nothing is fetched or rewritten.",
 )
 
+product_tables_observe_job = dg.define_asset_job(
+    "product_tables_observe_job",
+    selection=dg.AssetSelection.assets("lead", "sale"),
+    description="Observe the product's lead and sale tables: row count, latest row, data version.",
+)
+
 
 @dg.op(
     description="Extend every token that expires within META_TOKEN_REFRESH_WITHIN_DAYS (7) days.",

@@ -41,6 +41,7 @@ def test_definitions_load_with_the_contract_names(env: dict[str, str]) -> None:
         "meta_spend_job",
         "meta_spend_checks_job",
         "meta_token_refresh_job",
+        "product_tables_observe_job",
     }
     assert {s.name for s in repository.schedule_defs} == {"meta_spend_schedule", "meta_token_refresh_schedule"}
     assert {s.name for s in repository.sensor_defs} == set()  # freshness is a policy, evaluated by the daemon

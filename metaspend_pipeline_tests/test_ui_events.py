@@ -129,3 +129,33 @@ def test_the_run_emits_the_column_schema_of_the_database_in_use(pipeline: Pipeli
     assert columns["spend"].type == expected
     assert columns["spend"].description == meta_spend_daily.c.spend.comment
     assert all(c.description for c in schema.columns)
+
+
+def test_lead_and_sale_are_observed_with_their_latest_rows(pipeline: Pipeline) -> None:
+    from metaspend_pipeline.definitions import defs
+
+    with pipeline.engine.begin() as conn:
+        for i, hour in enumerate((9, 17)):
+            conn.execute(
+                sa.text("INSERT INTO lead (id, organization_id, created_at) VALUES (:id, 'demo-org-1', :at)"),
+                {"id": f"l{i}", "at": dt.datetime(2026, 10, 2, hour, tzinfo=dt.UTC)},
+            )
+        conn.execute(
+            sa.text(
+                "INSERT INTO sale (id, organization_id, lead_id, amount, currency, closed_at) "
+                "VALUES ('s1', 'demo-org-1', 'l0', '5.00', 'USD', :at)"
+            ),
+            {"at": dt.datetime(2026, 10, 4, 8, 30, tzinfo=dt.UTC)},
+        )
+    job = defs().resolve_job_def("product_tables_observe_job")
+    with dg.instance_for_test() as instance:
+        assert job.execute_in_process(
+            instance=instance, resources={"warehouse": pipeline.resources["warehouse"]}
+        ).success
+        lead = instance.fetch_observations(dg.AssetKey("lead"), limit=1).records[0].asset_observation
+        sale = instance.fetch_observations(dg.AssetKey("sale"), limit=1).records[0].asset_observation
+    assert lead.metadata["dagster/row_count"].value == 2
+    assert lead.metadata["latest_created_at"].value == dt.datetime(2026, 10, 2, 17, tzinfo=dt.UTC).timestamp()
+    assert lead.data_version == "2:2026-10-02T17:00:00+00:00"
+    assert sale.metadata["dagster/row_count"].value == 1
+    assert sale.metadata["latest_closed_at"].value == dt.datetime(2026, 10, 4, 8, 30, tzinfo=dt.UTC).timestamp()
