@@ -203,60 +203,57 @@ def _launch(since: dt.date, until: dt.date) -> list[tuple[Any, list[Any]]]:
     code location and launched with the instance's run launcher, as `dagster job launch` and the UI
     do: the runs are listed under their jobs in the UI and can be re-executed there."""
     import dagster as dg
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._core.workspace.load_target import ModuleTarget
 
     range_tags = {
         "dagster/asset_partition_range_start": since.isoformat(),
         "dagster/asset_partition_range_end": until.isoformat(),
         "metaspend/purpose": "demo",
     }
-    with dg.DagsterInstance.get() as instance:
+    target = ModuleTarget(module_name=LOCATION, attribute=None, working_directory=os.getcwd(), location_name=LOCATION)
+    with dg.DagsterInstance.get() as instance, WorkspaceProcessContext(instance, target) as process_context:
+        workspace = process_context.create_request_context()
         return [
-            _launch_and_wait(instance, "product_tables_observe_job", {"metaspend/purpose": "demo"}),
-            _launch_and_wait(instance, "meta_spend_job", range_tags),
+            _launch_and_wait(instance, workspace, "product_tables_observe_job", {"metaspend/purpose": "demo"}),
+            _launch_and_wait(instance, workspace, "meta_spend_job", range_tags),
         ]
 
 
-def _launch_and_wait(instance: Any, job_name: str, tags: dict[str, str]) -> tuple[Any, list[Any]]:
+def _launch_and_wait(instance: Any, workspace: Any, job_name: str, tags: dict[str, str]) -> tuple[Any, list[Any]]:
     """One run of `job_name` launched through the instance; the finished run and its check evaluations."""
     import dagster as dg
     from dagster._core.definitions.selector import JobSubsetSelector
-    from dagster._core.workspace.context import WorkspaceProcessContext
-    from dagster._core.workspace.load_target import ModuleTarget
 
-    target = ModuleTarget(module_name=LOCATION, attribute=None, working_directory=os.getcwd(), location_name=LOCATION)
-    with WorkspaceProcessContext(instance, target) as process_context:
-        workspace = process_context.create_request_context()
-        location = workspace.get_code_location(LOCATION)
-        [repository] = location.get_repositories().values()
-        job = location.get_job(
-            JobSubsetSelector(
-                location_name=LOCATION, repository_name=repository.name, job_name=job_name, op_selection=None
-            )
-        )
-        plan = location.get_execution_plan(job, {}, step_keys_to_execute=None, known_state=None, instance=instance)
-        run = instance.create_run(
-            job_name=job_name,
-            run_id=None,
-            run_config={},
-            resolved_op_selection=None,
-            step_keys_to_execute=None,
-            op_selection=None,
-            status=None,
-            root_run_id=None,
-            parent_run_id=None,
-            tags=tags,
-            job_snapshot=job.job_snapshot,
-            execution_plan_snapshot=plan.execution_plan_snapshot,
-            parent_job_snapshot=job.parent_job_snapshot,
-            remote_job_origin=job.get_remote_origin(),
-            job_code_origin=job.get_python_origin(),
-            asset_selection=None,
-            asset_check_selection=None,
-            asset_graph=repository.asset_graph,
-        )
-        instance.launch_run(run.run_id, workspace)
-        while not (run := instance.get_run_by_id(run.run_id)).is_finished:
-            time.sleep(0.5)
+    location = workspace.get_code_location(LOCATION)
+    [repository] = location.get_repositories().values()
+    job = location.get_job(
+        JobSubsetSelector(location_name=LOCATION, repository_name=repository.name, job_name=job_name, op_selection=None)
+    )
+    plan = location.get_execution_plan(job, {}, step_keys_to_execute=None, known_state=None, instance=instance)
+    run = instance.create_run(
+        job_name=job_name,
+        run_id=None,
+        run_config={},
+        resolved_op_selection=None,
+        step_keys_to_execute=None,
+        op_selection=None,
+        status=None,
+        root_run_id=None,
+        parent_run_id=None,
+        tags=tags,
+        job_snapshot=job.job_snapshot,
+        execution_plan_snapshot=plan.execution_plan_snapshot,
+        parent_job_snapshot=job.parent_job_snapshot,
+        remote_job_origin=job.get_remote_origin(),
+        job_code_origin=job.get_python_origin(),
+        asset_selection=None,
+        asset_check_selection=None,
+        asset_graph=repository.asset_graph,
+    )
+    instance.launch_run(run.run_id, workspace)
+    while not (run := instance.get_run_by_id(run.run_id)).is_finished:
+        time.sleep(0.5)
     evaluations = [
         record.get_dagster_event().event_specific_data
         for record in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
