@@ -133,3 +133,23 @@ def test_dagster_definitions_validate() -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Validation successful" in proc.stdout + proc.stderr
+
+
+def test_a_shells_settings_at_import_do_not_stick() -> None:
+    """Importing the package with META_* set, then building without them: nothing was captured."""
+    code = (
+        "import os\n"
+        "import metaspend_pipeline.definitions as d, metaspend_pipeline.checks, metaspend_pipeline.schedules\n"
+        "del os.environ['META_SPEND_START_DATE'], os.environ['METASPEND_FRESHNESS_DEADLINE_CRON']\n"
+        "defs = d.defs()\n"
+        "print(defs.resolve_assets_def('meta_spend_daily').partitions_def.get_first_partition_key())\n"
+        "print(defs.resolve_assets_def('meta_spend_daily').specs_by_key[d.dg.AssetKey('meta_spend_daily')]"
+        ".freshness_policy.deadline_cron)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("META_", "METASPEND_"))}
+    env.update({"META_SPEND_START_DATE": "2025-06-01", "METASPEND_FRESHNESS_DEADLINE_CRON": "0 3 * * *"})
+    proc = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", code], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["2024-01-01", "0 9 * * *"]
