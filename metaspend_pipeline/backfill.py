@@ -94,7 +94,8 @@ def _definitions() -> dg.Definitions:
         # The project's own beta and superseded APIs warn on import; the CLI's output stays clean.
         warnings.simplefilter("ignore")
         from metaspend_pipeline.definitions import defs
-    return defs
+
+        return defs()
 
 
 def _spend_assets() -> list[dg.AssetKey]:

@@ -4,7 +4,8 @@
   after every other organization's data has been written through all the assets.
 - `meta_spend_daily`: levels reconcile (ad = ad set = campaign = account total, per ad account
   and day, within one cent); no NULL keys for the level; one currency per ad account; and
-  yesterday's partition present by the deadline (METASPEND_FRESHNESS_DEADLINE_CRON).
+  yesterday's partition materialized (`yesterday_loaded`), beside the asset's freshness policy
+  (METASPEND_FRESHNESS_DEADLINE_CRON), which a backfill of old days alone would satisfy.
 - each ROAS table: no group whose sales are in another currency than its spend.
 """
 
@@ -12,6 +13,7 @@ import datetime as dt
 from collections.abc import Iterator, Sequence
 
 import dagster as dg
+import sqlalchemy as sa
 from pydantic import Field
 
 from metaspend_pipeline import validation
@@ -23,6 +25,7 @@ from metaspend_pipeline.settings import Settings
 from metaspend_pipeline.storage import raw as raw_store
 from metaspend_pipeline.storage.db import utcnow
 from metaspend_pipeline.storage.schema import ROAS_GROUPS
+from metaspend_pipeline.storage.schema import meta_spend_daily as spend_table
 
 SHOWN = 20  # findings listed in a check's description; all are counted
 DEFAULT_DAYS = 31  # the range a check covers when it runs without a partition
@@ -179,23 +182,47 @@ def meta_roas_checks(
                 yield _result("no_currency_mismatch", ROAS_KEYS[group], findings, since, until)
 
 
-_settings = Settings.from_env()
-freshness_checks = dg.build_time_partition_freshness_checks(
-    assets=[meta_spend_daily],
-    deadline_cron=_settings.freshness_deadline_cron,
-    timezone=_settings.schedule_timezone,
-    severity=dg.AssetCheckSeverity.ERROR,
+@dg.asset_check(
+    asset=meta_spend_daily,
+    name="yesterday_loaded",
+    description="Passes when yesterday's partition (UTC) of meta_spend_daily is materialized: the asset's "
+    "freshness policy looks at the latest materialization of any day, which a backfill of old days renews.",
 )
-freshness_sensor = dg.build_sensor_for_freshness_checks(
-    freshness_checks=freshness_checks,
-    name="meta_spend_freshness_sensor",
-    default_status=dg.DefaultSensorStatus.RUNNING if _settings.spend_enabled else dg.DefaultSensorStatus.STOPPED,
-)
+def yesterday_loaded(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    yesterday = utcnow().date() - dt.timedelta(days=1)
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=meta_spend_daily.key, asset_partitions=[yesterday.isoformat()]), limit=1
+    ).records
+    with warehouse.engine().connect() as conn:
+        rows = conn.scalar(sa.select(sa.func.count()).where(spend_table.c.date == yesterday))
+    metadata: dict[str, dg.MetadataValue] = {
+        "partition": dg.MetadataValue.text(yesterday.isoformat()),
+        "rows": dg.MetadataValue.int(rows or 0),
+    }
+    if records:
+        metadata["loaded_at"] = dg.MetadataValue.timestamp(records[0].timestamp)
+    return dg.AssetCheckResult(
+        passed=bool(records),
+        severity=dg.AssetCheckSeverity.WARN,
+        description=f"yesterday's partition {yesterday} is "
+        + ("materialized" if records else "not materialized: run meta_spend_job for it"),
+        metadata=metadata,
+    )
+
+
+def build_spend_freshness_policy(settings: Settings) -> dg.FreshnessPolicy:
+    """meta_spend_daily materialized in the 24 hours before each METASPEND_FRESHNESS_DEADLINE_CRON tick."""
+    return dg.FreshnessPolicy.cron(
+        deadline_cron=settings.freshness_deadline_cron,
+        lower_bound_delta=dt.timedelta(hours=24),
+        timezone=settings.schedule_timezone,
+    )
+
 
 asset_checks = [
     every_organization_fetched,
     every_organization_written,
     meta_spend_daily_checks,
     meta_roas_checks,
-    *freshness_checks,
+    yesterday_loaded,
 ]

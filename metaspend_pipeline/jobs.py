@@ -4,7 +4,7 @@ import dagster as dg
 
 from metaspend_pipeline import token_refresh
 from metaspend_pipeline.assets import ROAS_KEYS, meta_raw_insights, meta_spend_daily
-from metaspend_pipeline.checks import freshness_checks
+from metaspend_pipeline.checks import yesterday_loaded
 from metaspend_pipeline.redaction import redact
 from metaspend_pipeline.resources import MetaAdsResource
 from metaspend_pipeline.settings import Settings
@@ -14,14 +14,20 @@ SPEND_ASSETS = [meta_raw_insights.key, meta_spend_daily.key, *ROAS_KEYS.values()
 
 meta_spend_job = dg.define_asset_job(
     "meta_spend_job",
-    selection=dg.AssetSelection.assets(*SPEND_ASSETS) - dg.AssetSelection.checks(*freshness_checks),
+    selection=dg.AssetSelection.assets(*SPEND_ASSETS),
     description="Raw insights, daily spend and ROAS for a partition or a partition range, with their checks.",
 )
 
 meta_spend_checks_job = dg.define_asset_job(
     "meta_spend_checks_job",
-    selection=dg.AssetSelection.checks_for_assets(*SPEND_ASSETS) - dg.AssetSelection.checks(*freshness_checks),
+    selection=dg.AssetSelection.checks_for_assets(*SPEND_ASSETS) - dg.AssetSelection.checks(yesterday_loaded),
     description="The spend and ROAS checks alone, over a partition range: nothing is fetched or rewritten.",
+)
+
+product_tables_observe_job = dg.define_asset_job(
+    "product_tables_observe_job",
+    selection=dg.AssetSelection.assets("lead", "sale"),
+    description="Observe the product's lead and sale tables: row count, latest row, data version.",
 )
 
 

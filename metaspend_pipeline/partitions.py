@@ -8,13 +8,19 @@ import dagster as dg
 
 from metaspend_pipeline.settings import Settings
 
-_settings = Settings.from_env()
 
-meta_spend_partitions = dg.DailyPartitionsDefinition(
-    start_date=_settings.spend_start_date.isoformat(),
-    timezone="UTC",
-    end_offset=0,  # the last partition is yesterday: today is not over anywhere yet
-)
+def build_spend_partitions(settings: Settings) -> dg.DailyPartitionsDefinition:
+    """One partition per day from the settings' META_SPEND_START_DATE to yesterday (UTC)."""
+    return dg.DailyPartitionsDefinition(
+        start_date=settings.spend_start_date.isoformat(),
+        timezone="UTC",
+        end_offset=0,  # the last partition is yesterday: today is not over anywhere yet
+    )
+
+
+# The partitions the assets are declared with: the defaults, whatever the environment says at import.
+# `definitions.build_definitions` gives every asset the partitions of the settings it is built from.
+meta_spend_partitions = build_spend_partitions(Settings.from_env({}))
 
 # Partition ranges run as one run each: the only policy `dagster asset materialize
 # --partition-range` accepts, and the one that turns a range into one set of Meta requests

@@ -12,8 +12,6 @@ from metaspend_pipeline.shards import SHARD_TAG, all_shards
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 
-_settings = Settings.from_env()
-
 
 def _range_tags(start: dt.date, end: dt.date) -> dict[str, str]:
     return {RANGE_START: start.isoformat(), RANGE_END: end.isoformat()}
@@ -102,7 +100,3 @@ def build_token_refresh_schedule(settings: Settings) -> dg.ScheduleDefinition:
         return dg.RunRequest(run_key=f"meta_token_refresh:{context.scheduled_execution_time:%Y-%m-%dT%H:%M}")
 
     return meta_token_refresh_schedule
-
-
-meta_spend_schedule = build_spend_schedule(_settings)
-meta_token_refresh_schedule = build_token_refresh_schedule(_settings)

@@ -18,9 +18,13 @@ CHECK_RANGE = {"config": {"since": START, "until": END}}
 
 
 def run_checks(pipeline: Pipeline) -> dict[tuple[str, str], dg.AssetCheckEvaluation]:
-    result = defs.resolve_job_def("meta_spend_checks_job").execute_in_process(
-        resources={"warehouse": pipeline.resources["warehouse"]},
-        run_config={"ops": {"meta_spend_daily_checks": CHECK_RANGE, "meta_roas_checks": CHECK_RANGE}},
+    result = (
+        defs()
+        .resolve_job_def("meta_spend_checks_job")
+        .execute_in_process(
+            resources={"warehouse": pipeline.resources["warehouse"]},
+            run_config={"ops": {"meta_spend_daily_checks": CHECK_RANGE, "meta_roas_checks": CHECK_RANGE}},
+        )
     )
     return {(e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()}
 
@@ -113,24 +117,27 @@ def test_roas_currency_mismatch_is_reported(pipeline: Pipeline) -> None:
         assert f"organization demo-org-1, 2026-10-02: {group} {object_id}" in evaluation.description
 
 
-def test_yesterday_missing_fails_the_freshness_check(pipeline: Pipeline) -> None:
-    """The deadline check: not materialized yet, it fails; materialized, it passes."""
-    from metaspend_pipeline.checks import freshness_checks
+def test_yesterday_loaded_is_not_fooled_by_a_backfill_of_older_days(pipeline: Pipeline) -> None:
+    """The freshness policy sees any partition's materialization; this check looks at yesterday's."""
+    today = dt.datetime.now(dt.UTC).date()
+    yesterday, older = today - dt.timedelta(days=1), today - dt.timedelta(days=3)
+    job = defs().resolve_job_def("meta_spend_job")
 
-    checks_defs = dg.Definitions(
-        assets=[defs.resolve_assets_def("meta_spend_daily")],
-        asset_checks=freshness_checks,
-        jobs=[dg.define_asset_job("freshness", selection=dg.AssetSelection.checks(*freshness_checks))],
-    )
-    now = dt.datetime.now(dt.UTC)
-    # the deadline is 09:00 UTC: after it, yesterday must be there; before it, the day before
-    due = (now.date() - dt.timedelta(days=1 if now.hour >= 9 else 2)).isoformat()
-    not_due = (now.date() - dt.timedelta(days=2 if now.hour >= 9 else 3)).isoformat()
-    job = checks_defs.resolve_job_def("freshness")
+    def yesterday_loaded(partition: dt.date, instance: dg.DagsterInstance) -> dg.AssetCheckEvaluation:
+        result = job.execute_in_process(
+            partition_key=partition.isoformat(), resources=pipeline.resources, instance=instance
+        )
+        assert result.success
+        [evaluation] = [e for e in result.get_asset_check_evaluations() if e.check_name == "yesterday_loaded"]
+        return evaluation
+
     with dg.instance_for_test() as instance:
-        assert pipeline.run(not_due, instance=instance).success
-        [before] = job.execute_in_process(instance=instance).get_asset_check_evaluations()
-        assert not before.passed  # an older day does not make it fresh
-        assert pipeline.run(due, instance=instance).success
-        [after] = job.execute_in_process(instance=instance).get_asset_check_evaluations()
-        assert after.passed
+        before = yesterday_loaded(older, instance)
+        assert not before.passed
+        assert before.metadata["partition"].value == yesterday.isoformat()
+        assert before.metadata["rows"].value == 0
+        after = yesterday_loaded(yesterday, instance)
+    with pipeline.engine.connect() as conn:
+        rows = conn.scalar(sa.select(sa.func.count()).where(meta_spend_daily.c.date == yesterday))
+    assert after.passed
+    assert after.metadata["rows"].value == rows > 0

@@ -2,55 +2,122 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import dagster as dg
+import sqlalchemy as sa
 
-from metaspend_pipeline.definitions import defs
-from metaspend_pipeline.partitions import meta_spend_partitions
+from metaspend_pipeline.definitions import build_definitions, defs
+from metaspend_pipeline.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ["meta_raw_insights", "meta_spend_daily", "meta_roas_by_campaign", "meta_roas_by_adset", "meta_roas_by_ad"]
+CHECKS = {
+    ("meta_raw_insights", "every_organization_fetched"),
+    ("meta_spend_daily", "every_organization_written"),
+    ("meta_spend_daily", "levels_reconcile"),
+    ("meta_spend_daily", "keys_match_level"),
+    ("meta_spend_daily", "one_currency_per_ad_account"),
+    ("meta_spend_daily", "yesterday_loaded"),
+    *(
+        (f"meta_roas_by_{g}", name)
+        for g in ("campaign", "adset", "ad")
+        for name in ("every_organization_written", "no_currency_mismatch")
+    ),
+}
 
 
-def test_definitions_load_with_the_contract_names() -> None:
-    graph = defs.resolve_asset_graph()
-    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert set(ASSETS) | {"lead", "sale"} <= keys
-    for name in ("meta_spend_job", "meta_spend_checks_job", "meta_token_refresh_job"):
-        defs.resolve_job_def(name)
-    for name in ("meta_spend_schedule", "meta_token_refresh_schedule"):
-        defs.resolve_schedule_def(name)
-    defs.resolve_sensor_def("meta_spend_freshness_sensor")
-    assert {"warehouse", "meta"} <= set(defs.resources or {})
+def test_definitions_load_with_the_contract_names(env: dict[str, str]) -> None:
+    definitions = defs()
+    graph = definitions.resolve_asset_graph()
+    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == set(ASSETS) | {"lead", "sale"}
+    assert {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys} == CHECKS
+    repository = definitions.get_repository_def()
+    assert {j.name for j in repository.get_all_jobs() if not j.name.startswith("__")} == {
+        "meta_spend_job",
+        "meta_spend_checks_job",
+        "meta_token_refresh_job",
+        "product_tables_observe_job",
+    }
+    assert {s.name for s in repository.schedule_defs} == {"meta_spend_schedule", "meta_token_refresh_schedule"}
+    assert {s.name for s in repository.sensor_defs} == set()  # freshness is a policy, evaluated by the daemon
+    assert set(definitions.resources or {}) == {"warehouse", "meta"}
 
 
-def test_the_five_assets_share_partitions_and_run_ranges_in_one_run() -> None:
-    graph = defs.resolve_asset_graph()
+def test_the_five_assets_share_partitions_and_run_ranges_in_one_run(env: dict[str, str]) -> None:
+    graph = defs().resolve_asset_graph()
+    partitions = graph.get(dg.AssetKey("meta_spend_daily")).partitions_def
     for name in ASSETS:
         node = graph.get(dg.AssetKey(name))
-        assert node.partitions_def == meta_spend_partitions, name
+        assert node.partitions_def == partitions, name
         assert node.backfill_policy == dg.BackfillPolicy.single_run(), name
         assert node.group_name == "meta_spend"
         assert node.description
+        assert node.owners == ["team:data-engineering"], name
+        assert node.code_version, name
+        assert node.tags.get("source") == "meta", name
     assert not graph.get(dg.AssetKey("lead")).is_materializable  # the product's table: external
     roas = graph.get(dg.AssetKey("meta_roas_by_ad"))
     assert {k.to_user_string() for k in roas.parent_keys} == {"meta_spend_daily", "lead", "sale"}
 
 
-def test_meta_fetches_are_bounded_by_the_meta_api_pool() -> None:
-    assert defs.resolve_assets_def("meta_raw_insights").node_def.pool == "meta_api"
+def test_meta_fetches_are_bounded_by_the_meta_api_pool(env: dict[str, str]) -> None:
+    assert defs().resolve_assets_def("meta_raw_insights").node_def.pool == "meta_api"
 
 
-def test_the_partitions_end_yesterday() -> None:
+def test_the_partitions_end_yesterday(env: dict[str, str]) -> None:
     import datetime as dt
 
-    last = meta_spend_partitions.get_last_partition_key()
-    assert last == (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)).isoformat()
-    assert meta_spend_partitions.get_first_partition_key() == "2024-01-01"
+    partitions = defs().resolve_assets_def("meta_spend_daily").partitions_def
+    assert partitions.get_last_partition_key() == (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)).isoformat()
+    assert partitions.get_first_partition_key() == "2024-01-01"
+
+
+def test_settings_are_read_when_the_definitions_are_built(env: dict[str, str], monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Not when the modules were imported (above, before this test set anything)."""
+    import datetime as dt
+
+    monkeypatch.setenv("META_SPEND_START_DATE", "2025-03-01")
+    monkeypatch.setenv("META_SPEND_LOOKBACK_DAYS", "5")
+    monkeypatch.setenv("METASPEND_FRESHNESS_DEADLINE_CRON", "30 11 * * *")
+    definitions = defs()
+    spec = definitions.resolve_assets_def("meta_spend_daily").specs_by_key[dg.AssetKey("meta_spend_daily")]
+    for name in ASSETS:
+        assert definitions.resolve_assets_def(name).partitions_def.get_first_partition_key() == "2025-03-01", name
+    assert definitions.resolve_job_def("meta_spend_job").partitions_def.get_first_partition_key() == "2025-03-01"
+    assert spec.freshness_policy == dg.FreshnessPolicy.cron(
+        deadline_cron="30 11 * * *", lower_bound_delta=dt.timedelta(hours=24)
+    )
+    schedule = definitions.resolve_schedule_def("meta_spend_schedule")
+    [request, *_] = (
+        schedule.evaluate_tick(
+            dg.build_schedule_context(scheduled_execution_time=dt.datetime(2026, 11, 25, 6, tzinfo=dt.UTC))
+        ).run_requests
+        or []
+    )
+    assert request.tags["dagster/asset_partition_range_start"] == "2026-11-19"  # yesterday and the 5 days before
+
+
+def test_the_column_schema_follows_the_configured_database(env: dict[str, str], monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from metaspend_pipeline.storage.schema import meta_spend_daily
+
+    def spend_type(database_url: str) -> str:
+        settings = dataclasses.replace(Settings.from_env(), database_url=database_url)
+        graph = build_definitions(settings).resolve_asset_graph()
+        schema = graph.get(dg.AssetKey("meta_spend_daily")).metadata["dagster/column_schema"]
+        columns = {c.name: c for c in schema.columns}
+        assert columns["spend"].description == meta_spend_daily.c.spend.comment
+        assert all(c.description for c in schema.columns)
+        return columns["spend"].type
+
+    assert spend_type("postgresql+psycopg://u@h/db") == "NUMERIC(18, 2)"
+    assert spend_type("sqlite:///x.db") == meta_spend_daily.c.spend.type.compile(dialect=sa.dialects.sqlite.dialect())
+    monkeypatch.delenv("METASPEND_DATABASE_URL")
+    assert Settings.from_env().database_url.startswith("sqlite:")  # unset: the embedded SQLite
 
 
 def test_dagster_definitions_validate() -> None:
@@ -66,3 +133,23 @@ def test_dagster_definitions_validate() -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Validation successful" in proc.stdout + proc.stderr
+
+
+def test_a_shells_settings_at_import_do_not_stick() -> None:
+    """Importing the package with META_* set, then building without them: nothing was captured."""
+    code = (
+        "import os\n"
+        "import metaspend_pipeline.definitions as d, metaspend_pipeline.checks, metaspend_pipeline.schedules\n"
+        "del os.environ['META_SPEND_START_DATE'], os.environ['METASPEND_FRESHNESS_DEADLINE_CRON']\n"
+        "defs = d.defs()\n"
+        "print(defs.resolve_assets_def('meta_spend_daily').partitions_def.get_first_partition_key())\n"
+        "print(defs.resolve_assets_def('meta_spend_daily').specs_by_key[d.dg.AssetKey('meta_spend_daily')]"
+        ".freshness_policy.deadline_cron)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("META_", "METASPEND_"))}
+    env.update({"META_SPEND_START_DATE": "2025-06-01", "METASPEND_FRESHNESS_DEADLINE_CRON": "0 3 * * *"})
+    proc = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", code], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["2024-01-01", "0 9 * * *"]

@@ -73,6 +73,7 @@ def test_the_demo_runs_the_pipeline_and_prints_roas(tmp_path: Path) -> None:
     out = outputs[-1]
     assert "connected demo-org-1: act_1000000001, act_1000000002 (token encrypted)" in out
     assert "check meta_spend_daily.levels_reconcile: passed" in out
+    assert "check meta_spend_daily.yesterday_loaded: passed" in out
     report = out.split("==> ROAS of demo-org-1 by campaign", 1)[1]
     assert "campaignId" in report
     assert " USD" in report
@@ -80,8 +81,14 @@ def test_the_demo_runs_the_pipeline_and_prints_roas(tmp_path: Path) -> None:
     home = work / ".metaspend" / "dagster"
     with dg.DagsterInstance.from_config(str(home)) as instance:
         runs = instance.get_runs()
-        assert len(runs) == 2
+        assert sorted(r.job_name for r in runs) == ["meta_spend_job"] * 2 + ["product_tables_observe_job"] * 2
         assert all(r.is_success for r in runs)
+        # launched from the code location, as the UI does: listed under the job, re-executable there
+        for run in runs:
+            origin = run.remote_job_origin
+            assert origin is not None and origin.job_name == run.job_name
+            assert origin.location_name == "metaspend_pipeline.definitions"
+        assert instance.fetch_observations(dg.AssetKey("lead"), limit=1).records
     assert "EAAsbx" not in "".join(outputs)  # the sandbox's tokens are never printed
 
     assert _snapshot(production) == production_before  # byte for byte

@@ -28,7 +28,7 @@ def ranges(requests: list[dg.RunRequest]) -> list[tuple[str, str, object]]:
 
 
 def test_a_tick_fetches_yesterday_and_the_lookback_and_recomputes_roas() -> None:
-    requests = tick(defs.resolve_schedule_def("meta_spend_schedule"), dt.datetime(2026, 11, 25, 6, tzinfo=dt.UTC))
+    requests = tick(defs().resolve_schedule_def("meta_spend_schedule"), dt.datetime(2026, 11, 25, 6, tzinfo=dt.UTC))
     assert ranges(requests) == [
         ("2026-11-21", "2026-11-24", None),  # yesterday and the 3 days before it, every asset
         ("2026-10-28", "2026-11-20", sorted(map(str, ROAS_KEYS.values()))),  # ROAS alone: 28 days in all
@@ -92,7 +92,7 @@ def test_crons_come_from_the_environment() -> None:
 
 def test_token_refresh_tick_requests_one_run() -> None:
     [request] = tick(
-        defs.resolve_schedule_def("meta_token_refresh_schedule"), dt.datetime(2026, 11, 25, 5, tzinfo=dt.UTC)
+        defs().resolve_schedule_def("meta_token_refresh_schedule"), dt.datetime(2026, 11, 25, 5, tzinfo=dt.UTC)
     )
     assert request.run_key == "meta_token_refresh:2026-11-25T05:00"
 

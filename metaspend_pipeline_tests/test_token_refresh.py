@@ -36,8 +36,10 @@ def run_refresh(pipeline: Pipeline, sandbox: Sandbox, instance: dg.DagsterInstan
         app_secret=sandbox.config.app_secret,
         retry_base_delay_seconds=0.001,
     )
-    return defs.resolve_job_def("meta_token_refresh_job").execute_in_process(
-        resources={"meta": meta}, instance=instance, raise_on_error=False
+    return (
+        defs()
+        .resolve_job_def("meta_token_refresh_job")
+        .execute_in_process(resources={"meta": meta}, instance=instance, raise_on_error=False)
     )
 
 
@@ -88,8 +90,10 @@ def test_refresh_extends_exactly_the_expiring_tokens(pipeline: Pipeline, sandbox
 
 def test_refresh_without_app_credentials_says_what_is_missing(pipeline: Pipeline) -> None:
     connect(pipeline, "soon", "EAAsoon" + "5" * 30, 1)
-    result = defs.resolve_job_def("meta_token_refresh_job").execute_in_process(
-        resources={"meta": pipeline.resources["meta"]}, raise_on_error=False
+    result = (
+        defs()
+        .resolve_job_def("meta_token_refresh_job")
+        .execute_in_process(resources={"meta": pipeline.resources["meta"]}, raise_on_error=False)
     )
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")

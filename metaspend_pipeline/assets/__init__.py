@@ -3,7 +3,7 @@ two source tables, as thin Dagster functions over the plain modules of the packa
 
 from metaspend_pipeline.assets.raw import meta_raw_insights
 from metaspend_pipeline.assets.roas import ROAS_KEYS, meta_roas
-from metaspend_pipeline.assets.sources import lead, sale
+from metaspend_pipeline.assets.sources import lead, product_tables, sale
 from metaspend_pipeline.assets.spend import meta_spend_daily
 
-__all__ = ["ROAS_KEYS", "lead", "meta_raw_insights", "meta_roas", "meta_spend_daily", "sale"]
+__all__ = ["ROAS_KEYS", "lead", "meta_raw_insights", "meta_roas", "meta_spend_daily", "product_tables", "sale"]

@@ -18,6 +18,8 @@ from metaspend_pipeline.storage import raw as raw_store
 from metaspend_pipeline.storage.accounts import normalize_ad_account_id, validate_organization_id
 
 GROUP = "meta_spend"
+OWNERS = ["team:data-engineering"]
+TAGS = {"domain": "marketing", "source": "meta"}
 # metadata of a step's materialization naming the organizations it could not write
 ORGANIZATIONS_FAILED = "organizations_failed"
 
@@ -68,17 +70,24 @@ def fetched_in_run(conn: sa.Connection, run_id: str) -> dict[str, list[str]] | N
     return scope
 
 
-def table_schema(table: sa.Table) -> dg.TableSchema:
+def table_schema(table: sa.Table, dialect: sa.Dialect) -> dg.TableSchema:
+    """The table's columns as the database in use types them, with their COMMENTs as descriptions."""
     return dg.TableSchema(
         columns=[
             dg.TableColumn(
                 c.name,
-                str(c.type.compile(dialect=sa.dialects.postgresql.dialect())),
+                str(c.type.compile(dialect=dialect)),
+                description=c.comment,
                 constraints=dg.TableColumnConstraints(nullable=bool(c.nullable)),
             )
             for c in table.columns
         ]
     )
+
+
+def dialect_of(database_url: str) -> sa.Dialect:
+    """The SQL dialect of a database URL, without connecting (SQLite for the embedded default)."""
+    return sa.make_url(database_url).get_dialect()()
 
 
 def money_metadata(prefix: str, amounts: Mapping[str, Decimal]) -> dict[str, Any]:
@@ -88,23 +97,28 @@ def money_metadata(prefix: str, amounts: Mapping[str, Decimal]) -> dict[str, Any
     }
 
 
-def log_daily_materializations(
+def add_daily_metadata(
     context: dg.AssetExecutionContext,
     asset_key: dg.AssetKey,
     days: list[dt.date],
     per_day: Mapping[dt.date, Mapping[str, Any]],
-    run_level: Mapping[str, Any],
 ) -> None:
-    """One materialization per partition with that day's own numbers, after the range's result,
-    so the UI plots each day's rows and spend instead of the range's totals."""
+    """Each day's own numbers on that day's materialization. Dagster records one materialization per
+    partition of a range result; metadata scoped to a partition lands on that partition's event alone,
+    so the UI plots each day's rows and spend (a day without rows shows 0)."""
     for day in days:
-        context.log_event(
-            dg.AssetMaterialization(
-                asset_key=asset_key,
-                partition=day.isoformat(),
-                metadata={**dict(per_day.get(day, {})), **dict(run_level)},
-            )
-        )
+        numbers = per_day.get(day) or {"dagster/row_count": dg.MetadataValue.int(0)}
+        context.add_asset_metadata(dict(numbers), asset_key=asset_key, partition_key=day.isoformat())
+
+
+def record_run_level(context: dg.AssetExecutionContext, asset_key: dg.AssetKey, run_level: Mapping[str, Any]) -> None:
+    """Numbers of the whole run (requests, accounts, waits) on one observation without a partition,
+    and in the run's log: they are not any one day's, so they are kept off the per-day events."""
+    context.log.info(
+        f"{asset_key.to_user_string()}: "
+        + ", ".join(f"{name}={getattr(value, 'value', value)}" for name, value in run_level.items())
+    )
+    context.log_event(dg.AssetObservation(asset_key=asset_key, metadata=dict(run_level)))
 
 
 def daily_metadata(

@@ -8,10 +8,13 @@ import dagster as dg
 from metaspend_pipeline import ingest
 from metaspend_pipeline.assets.common import (
     GROUP,
+    OWNERS,
+    TAGS,
     MetaSpendConfig,
+    add_daily_metadata,
     daily_metadata,
-    log_daily_materializations,
     range_summary,
+    record_run_level,
     run_shard,
     table_schema,
 )
@@ -28,6 +31,9 @@ from metaspend_pipeline.storage.schema import meta_raw_insights as raw_table
     pool="meta_api",
     group_name=GROUP,
     kinds={"meta", "python", "sql"},
+    owners=OWNERS,
+    tags=TAGS,
+    code_version="1",
     description=(
         "Meta's insight rows as received (JSON), per organization, ad account, level (account, campaign, "
         "ad set, ad) and day. A range is fetched with time_increment=1 in windows of META_FETCH_WINDOW_DAYS "
@@ -38,7 +44,7 @@ from metaspend_pipeline.storage.schema import meta_raw_insights as raw_table
         "says how much of the time went to waiting on Meta (meta_wait_share of the threads' time). With a shard "
         "(run tag metaspend/shard or config shard, i/N), only that shard's organizations."
     ),
-    metadata={"dagster/column_schema": table_schema(raw_table), "dagster/table_name": "meta_raw_insights"},
+    metadata={"dagster/table_name": "meta_raw_insights"},
 )
 def meta_raw_insights(
     context: dg.AssetExecutionContext, config: MetaSpendConfig, meta: MetaAdsResource
@@ -106,18 +112,14 @@ def meta_raw_insights(
         "fetch_wall_seconds": dg.MetadataValue.float(round(report.fetch_wall_seconds, 3)),
         "meta_wait_seconds": dg.MetadataValue.float(round(report.meta_wait_seconds, 3)),
         "meta_wait_share": dg.MetadataValue.float(round(report.meta_wait_share, 3)),
-        "dagster/column_schema": table_schema(raw_table),
+        "totals": range_summary(report.rows_by_day_level, report.spend_by_day_currency),
+        "partition_range": dg.MetadataValue.text(f"{since}..{until}"),
     }
     if shard is not None:
         run_level["shard"] = dg.MetadataValue.text(str(shard))
     if report.failures:
         run_level["organizations_failed"] = dg.MetadataValue.text(", ".join(report.failed_organizations))
-    yield dg.MaterializeResult(
-        metadata={
-            **run_level,
-            "totals": range_summary(report.rows_by_day_level, report.spend_by_day_currency),
-            "partition_range": dg.MetadataValue.text(f"{since}..{until}"),
-        }
-    )
+    record_run_level(context, context.asset_key, run_level)
     per_day = daily_metadata(report.rows_by_day_level, report.spend_by_day_currency)
-    log_daily_materializations(context, context.asset_key, days(since, until), per_day, run_level)
+    add_daily_metadata(context, context.asset_key, days(since, until), per_day)
+    yield dg.MaterializeResult(metadata={"dagster/column_schema": table_schema(raw_table, engine.dialect)})

@@ -1,19 +1,26 @@
 """`meta_roas_by_campaign`, `meta_roas_by_adset`, `meta_roas_by_ad`: leads, sales, revenue, spend
 and the dashboard's ratios per organization, day and group, computed in one step."""
 
+import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from decimal import Decimal
 from typing import Any
 
 import dagster as dg
+import sqlalchemy as sa
 
 from metaspend_pipeline import roas
 from metaspend_pipeline.assets.common import (
     GROUP,
     ORGANIZATIONS_FAILED,
+    OWNERS,
+    TAGS,
     MetaSpendConfig,
+    add_daily_metadata,
     fetched_in_run,
-    log_daily_materializations,
+    money_metadata,
+    record_run_level,
     run_shard,
     table_schema,
 )
@@ -23,6 +30,7 @@ from metaspend_pipeline.partitions import days, meta_spend_backfill_policy, meta
 from metaspend_pipeline.resources import WarehouseResource
 from metaspend_pipeline.settings import Settings
 from metaspend_pipeline.storage import roas as roas_store
+from metaspend_pipeline.storage.money import money_sum, read_money_sum
 from metaspend_pipeline.storage.schema import ROAS_GROUPS, ROAS_TABLES
 
 ROAS_KEYS = {group: dg.AssetKey(f"meta_roas_by_{group}") for group in ROAS_GROUPS}
@@ -36,6 +44,9 @@ def _spec(group: str) -> dg.AssetSpec:
         partitions_def=meta_spend_partitions,
         group_name=GROUP,
         kinds={"python", "sql"},
+        owners=OWNERS,
+        tags=TAGS,
+        code_version="1",
         description=(
             f"ROAS by {_LABEL[group]}: one row per (organization_id, date, {group}_id) with leads_count, "
             "sales_count, revenue, spend, avg_ticket, conversion_rate and roas. Spend from meta_spend_daily at "
@@ -43,10 +54,7 @@ def _spec(group: str) -> dg.AssetSpec:
             "sales on the lead's day. Ratios are NULL where their denominator is 0, roas also when revenue is "
             "0; sales in another currency than the spend's are not mixed in (revenue_currency_mismatch)."
         ),
-        metadata={
-            "dagster/column_schema": table_schema(ROAS_TABLES[group]),
-            "dagster/table_name": f"meta_roas_by_{group}",
-        },
+        metadata={"dagster/table_name": f"meta_roas_by_{group}"},
     )
 
 
@@ -77,26 +85,60 @@ def meta_roas(
         roas.refresh_organization(engine, organization_id, since, until, window_days, report, groups)
     failed = {ORGANIZATIONS_FAILED: dg.MetadataValue.text("; ".join(report.failures.values()))}
     for group in groups:
-        yield dg.MaterializeResult(
-            asset_key=ROAS_KEYS[group],
-            metadata={
-                **(failed if report.failures else {}),
+        key = ROAS_KEYS[group]
+        record_run_level(
+            context,
+            key,
+            {
                 "organizations": dg.MetadataValue.int(len(organizations)),
                 "rows_in_run": dg.MetadataValue.int(report.rows_by_group[group]),
-                "dagster/column_schema": table_schema(ROAS_TABLES[group]),
                 "currency_mismatches": dg.MetadataValue.int(report.mismatches_by_group[group]),
                 "partition_range": dg.MetadataValue.text(f"{since}..{until}"),
             },
         )
-    for group in groups:
-        per_day: dict[Any, dict[str, Any]] = defaultdict(dict)
+        with engine.connect() as conn:
+            money = money_by_day(conn, group, organizations, since, until)
+        per_day: dict[dt.date, dict[str, Any]] = defaultdict(dict)
         for (day, g), count in report.rows_by_day_group.items():
             if g == group:
                 per_day[day]["dagster/row_count"] = dg.MetadataValue.int(count)
-        log_daily_materializations(
-            context,
-            ROAS_KEYS[group],
-            days(since, until),
-            per_day,
-            {"organizations": dg.MetadataValue.int(len(organizations))},
+        for day, by_currency in money.items():
+            per_day[day].update(money_metadata("spend", {c: m[0] for c, m in by_currency.items()}))
+            per_day[day].update(money_metadata("revenue", {c: m[1] for c, m in by_currency.items()}))
+            per_day[day].update(
+                {
+                    f"roas_{currency}": dg.MetadataValue.float(float(revenue / spend))
+                    for currency, (spend, revenue) in sorted(by_currency.items())
+                    if spend
+                }
+            )
+        add_daily_metadata(context, key, days(since, until), per_day)
+        yield dg.MaterializeResult(
+            asset_key=key,
+            metadata={
+                "dagster/column_schema": table_schema(ROAS_TABLES[group], engine.dialect),
+                **(failed if report.failures else {}),
+            },
         )
+
+
+def money_by_day(
+    conn: sa.Connection, group: str, organizations: Sequence[str], since: dt.date, until: dt.date
+) -> dict[dt.date, dict[str, tuple[Decimal, Decimal]]]:
+    """Each day's spend and revenue per currency over the run's organizations, summed exactly in one
+    query (a revenue left NULL for a currency mismatch counts as none)."""
+    t = ROAS_TABLES[group]
+    query = (
+        sa.select(
+            t.c.date,
+            t.c.currency,
+            money_sum(conn, t.c.spend),
+            money_sum(conn, t.c.revenue),
+        )
+        .where(t.c.date.between(since, until), t.c.organization_id.in_(list(organizations)))
+        .group_by(t.c.date, t.c.currency)
+    )
+    out: dict[dt.date, dict[str, tuple[Decimal, Decimal]]] = defaultdict(dict)
+    for day, currency, spend, revenue in conn.execute(query):
+        out[day][currency] = (read_money_sum(spend), read_money_sum(revenue))
+    return out

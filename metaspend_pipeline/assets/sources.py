@@ -1,10 +1,14 @@
-"""The product's own tables, written by its application and only read here."""
+"""The product's own tables, written by its application and only read here: observed (row count,
+latest row), never materialized."""
 
-from __future__ import annotations
+import datetime as dt
+from collections.abc import Iterator
 
 import dagster as dg
+import sqlalchemy as sa
 
-from metaspend_pipeline.assets.common import table_schema
+from metaspend_pipeline.assets.common import OWNERS
+from metaspend_pipeline.resources import WarehouseResource
 from metaspend_pipeline.storage.schema import lead as lead_table
 from metaspend_pipeline.storage.schema import sale as sale_table
 
@@ -12,16 +16,49 @@ lead = dg.AssetSpec(
     "lead",
     group_name="product",
     kinds={"sql"},
+    owners=OWNERS,
+    tags={"domain": "product"},
     description="Leads, written by the product's application: each carries the campaign, ad set and ad "
     "it came from. Read by the ROAS assets; never written here.",
-    metadata={"dagster/column_schema": table_schema(lead_table), "dagster/table_name": "lead"},
+    metadata={"dagster/table_name": "lead"},
 )
 
 sale = dg.AssetSpec(
     "sale",
     group_name="product",
     kinds={"sql"},
+    owners=OWNERS,
+    tags={"domain": "product"},
     description="Sales, written by the product's application, each tied to a lead; its amount and "
     "currency are the revenue of ROAS. Read here; never written.",
-    metadata={"dagster/column_schema": table_schema(sale_table), "dagster/table_name": "sale"},
+    metadata={"dagster/table_name": "sale"},
 )
+
+
+@dg.multi_observable_source_asset(specs=[lead, sale], can_subset=True, name="product_tables")
+def product_tables(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> Iterator[dg.ObserveResult]:
+    """Row count and latest lead created / sale closed, so the UI shows how fresh the product's tables are."""
+    with warehouse.engine().connect() as conn:
+        for key, table, latest_column in ((lead.key, lead_table, "created_at"), (sale.key, sale_table, "closed_at")):
+            if key not in context.selected_asset_keys:
+                continue
+            rows, latest = conn.execute(
+                sa.select(sa.func.count(), sa.func.max(table.c[latest_column])).select_from(table)
+            ).one()
+            latest_at = _utc(latest)
+            metadata: dict[str, dg.MetadataValue] = {"dagster/row_count": dg.MetadataValue.int(rows)}
+            if latest_at is not None:
+                metadata[f"latest_{latest_column}"] = dg.MetadataValue.timestamp(latest_at)
+            yield dg.ObserveResult(
+                asset_key=key,
+                metadata=metadata,
+                data_version=dg.DataVersion(f"{rows}:{latest_at.isoformat() if latest_at else '-'}"),
+            )
+
+
+def _utc(value: dt.datetime | str | None) -> dt.datetime | None:
+    """A timestamp read back as an aware UTC datetime (SQLite's MAX returns text)."""
+    if value is None:
+        return None
+    moment = dt.datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)

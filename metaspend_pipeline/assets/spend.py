@@ -9,11 +9,14 @@ from metaspend_pipeline import normalize
 from metaspend_pipeline.assets.common import (
     GROUP,
     ORGANIZATIONS_FAILED,
+    OWNERS,
+    TAGS,
     MetaSpendConfig,
+    add_daily_metadata,
     daily_metadata,
     fetched_in_run,
-    log_daily_materializations,
     range_summary,
+    record_run_level,
     run_shard,
     table_schema,
 )
@@ -31,6 +34,9 @@ from metaspend_pipeline.storage.schema import meta_spend_daily as spend_table
     deps=[meta_raw_insights],
     group_name=GROUP,
     kinds={"python", "sql"},
+    owners=OWNERS,
+    tags=TAGS,
+    code_version="1",
     description=(
         "Daily spend, impressions and clicks per organization at CAMPAIGN, ADSET and AD level, in the ad "
         "account's currency and dates, money as exact decimals. Rebuilt from meta_raw_insights: each "
@@ -38,7 +44,7 @@ from metaspend_pipeline.storage.schema import meta_spend_daily as spend_table
         "identical rows and rows of objects Meta no longer returns are removed. One organization's failure "
         "does not stop the others; the check every_organization_written names it."
     ),
-    metadata={"dagster/column_schema": table_schema(spend_table), "dagster/table_name": "meta_spend_daily"},
+    metadata={"dagster/table_name": "meta_spend_daily"},
 )
 def meta_spend_daily(
     context: dg.AssetExecutionContext, config: MetaSpendConfig, warehouse: WarehouseResource
@@ -60,21 +66,28 @@ def meta_spend_daily(
         if accounts:
             normalize.normalize_organization(engine, organization_id, accounts, since, until, window_days, report)
 
-    run_level = {
-        "organizations": dg.MetadataValue.int(len(scope)),
-        "dagster/column_schema": table_schema(spend_table),
-    }
-    if report.failures:
-        run_level[ORGANIZATIONS_FAILED] = dg.MetadataValue.text("; ".join(report.failures.values()))
-    yield dg.MaterializeResult(
-        metadata={
-            **run_level,
+    record_run_level(
+        context,
+        context.asset_key,
+        {
+            "organizations": dg.MetadataValue.int(len(scope)),
             "totals": range_summary(report.rows_by_day_level, report.spend_by_day_currency),
             "rows_written": dg.MetadataValue.int(report.written),
             "rows_unchanged": dg.MetadataValue.int(report.unchanged),
             "rows_deleted": dg.MetadataValue.int(report.deleted),
             "partition_range": dg.MetadataValue.text(f"{since}..{until}"),
+        },
+    )
+    add_daily_metadata(
+        context,
+        context.asset_key,
+        days(since, until),
+        daily_metadata(report.rows_by_day_level, report.spend_by_day_currency),
+    )
+    failed = {ORGANIZATIONS_FAILED: dg.MetadataValue.text("; ".join(report.failures.values()))}
+    yield dg.MaterializeResult(
+        metadata={
+            "dagster/column_schema": table_schema(spend_table, engine.dialect),
+            **(failed if report.failures else {}),
         }
     )
-    per_day = daily_metadata(report.rows_by_day_level, report.spend_by_day_currency)
-    log_daily_materializations(context, context.asset_key, days(since, until), per_day, run_level)
