@@ -61,7 +61,7 @@ def tick(url: str, db_url: str, scheduled: dt.datetime) -> dict[str, Any]:
     schedule = build_spend_schedule(Settings.from_env())
     data = schedule.evaluate_tick(dg.build_schedule_context(scheduled_execution_time=scheduled))
     runs = []
-    job = defs.resolve_job_def("meta_spend_job")
+    job = defs().resolve_job_def("meta_spend_job")
     with dg.instance_for_test() as instance:
         for request in data.run_requests or []:
             run_started = time.monotonic()

@@ -123,7 +123,7 @@ def test_each_shards_run_writes_and_computes_roas_only_for_its_organizations(pip
     shard0 = [o for o in organizations if owner(o, 2) == 0]
     shard1 = [o for o in organizations if owner(o, 2) == 1]
     assert shard0 and shard1
-    job = defs.resolve_job_def("meta_spend_job")
+    job = defs().resolve_job_def("meta_spend_job")
     range_tags = {"dagster/asset_partition_range_start": START, "dagster/asset_partition_range_end": END}
 
     first = job.execute_in_process(tags={**range_tags, SHARD_TAG: "0/2"}, resources=pipeline.resources)
@@ -170,7 +170,7 @@ def test_each_shards_run_writes_and_computes_roas_only_for_its_organizations(pip
 
 
 def test_a_shard_tag_and_config_that_disagree_fail_the_run(pipeline: Pipeline) -> None:
-    job = defs.resolve_job_def("meta_spend_job")
+    job = defs().resolve_job_def("meta_spend_job")
     result = job.execute_in_process(
         tags={
             "dagster/asset_partition_range_start": START,
