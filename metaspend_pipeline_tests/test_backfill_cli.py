@@ -12,6 +12,7 @@ import dagster as dg
 import pytest
 
 from metaspend_pipeline_tests.conftest import Pipeline
+from metaspend_pipeline_tests.dates import iso
 from metaspend_pipeline_tests.test_assets import sort_rows, spend_rows, truth_rows
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +38,7 @@ def test_cli_backfill_of_one_newly_connected_organization(pipeline: Pipeline, tm
             "--select",
             "meta_raw_insights*",
             "--partition-range",
-            "2026-10-01...2026-10-03",
+            f"{iso(1)}...{iso(3)}",
             "--config-json",
             json.dumps(config),
             "-m",
@@ -51,14 +52,14 @@ def test_cli_backfill_of_one_newly_connected_organization(pipeline: Pipeline, tm
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert sort_rows(spend_rows(pipeline.engine)) == truth_rows(pipeline, ["demo-org-2"], "2026-10-01", "2026-10-03")
+    assert sort_rows(spend_rows(pipeline.engine)) == truth_rows(pipeline, ["demo-org-2"], iso(1), iso(3))
     with dg.DagsterInstance.from_config(str(home)) as instance:
         [run] = instance.get_runs()
-        assert run.tags["dagster/asset_partition_range_start"] == "2026-10-01"
+        assert run.tags["dagster/asset_partition_range_start"] == iso(1)
         assert instance.get_materialized_partitions(dg.AssetKey("meta_roas_by_ad")) == {
-            "2026-10-01",
-            "2026-10-02",
-            "2026-10-03",
+            iso(1),
+            iso(2),
+            iso(3),
         }
     for org in pipeline.sandbox.world.organizations:
         assert org.token not in proc.stdout + proc.stderr

@@ -21,10 +21,10 @@ def test_definitions_load_with_the_contract_names() -> None:
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert set(ASSETS) | {"lead", "sale"} <= keys
     for name in ("meta_spend_job", "meta_spend_checks_job", "meta_token_refresh_job"):
-        defs.resolve_job_def(name)
+        assert defs.resolve_job_def(name).name == name
     for name in ("meta_spend_schedule", "meta_token_refresh_schedule"):
-        defs.resolve_schedule_def(name)
-    defs.resolve_sensor_def("meta_spend_freshness_sensor")
+        assert defs.resolve_schedule_def(name).name == name
+    assert defs.resolve_sensor_def("meta_spend_freshness_sensor").name == "meta_spend_freshness_sensor"
     assert {"warehouse", "meta"} <= set(defs.resources or {})
 
 

@@ -42,9 +42,10 @@ from metaspend_pipeline_tests._dagster_processes import (
     wait_for,
 )
 from metaspend_pipeline_tests.conftest import IN_CI, Pipeline, _fresh_postgres, _fresh_sqlite
+from metaspend_pipeline_tests.dates import iso
 from metaspend_pipeline_tests.test_assets import sort_rows, spend_rows, truth_rows
 
-START, END = "2026-10-01", "2026-10-03"
+START, END = iso(1), iso(3)
 LOCKED_ORG = "demo-org-2"
 # The server binaries of the newest PostgreSQL installed (Debian's layout), for a throwaway cluster.
 PG_BIN = max(Path("/usr/lib/postgresql").glob("*/bin/initdb"), default=Path("/usr/lib/postgresql/15/bin/initdb")).parent
