@@ -52,12 +52,15 @@ PG_BIN = max(Path("/usr/lib/postgresql").glob("*/bin/initdb"), default=Path("/us
 
 
 @pytest.fixture
-def key(monkeypatch: pytest.MonkeyPatch, encryption_key: str) -> str:
-    """Nothing of the project's settings inherited, and this test's token encryption key."""
+def key(monkeypatch: pytest.MonkeyPatch, encryption_key: str, sandbox_server: SandboxServer) -> str:
+    """Nothing of the project's settings inherited, this test's token encryption key, and the
+    sandbox as Meta for the runs in this process (they must not depend on an earlier test's env)."""
     for name in list(os.environ):
         if name.startswith(("META_", "METASPEND_")):
             monkeypatch.delenv(name)
     monkeypatch.setenv("META_TOKEN_ENCRYPTION_KEY", encryption_key)
+    monkeypatch.setenv("METASPEND_ENV", "development")
+    monkeypatch.setenv("META_GRAPH_API_URL", sandbox_server.url)
     return encryption_key
 
 
