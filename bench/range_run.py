@@ -89,8 +89,10 @@ def _run(url: str, sandbox_url: str, days: int, ads: int) -> dict[str, Any]:
     }
     started = time.perf_counter()
     with dg.DagsterInstance.ephemeral() as instance:
-        result = defs().resolve_job_def("meta_spend_job").execute_in_process(
-            instance=instance, tags=tags, run_config=run_config, raise_on_error=False
+        result = (
+            defs()
+            .resolve_job_def("meta_spend_job")
+            .execute_in_process(instance=instance, tags=tags, run_config=run_config, raise_on_error=False)
         )
         wall = time.perf_counter() - started
         steps: dict[str, float] = {}

@@ -11,7 +11,10 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 
-DAY = "2026-10-05"
+from metaspend_pipeline_tests.dates import iso
+
+DAY = iso(5)
+DOC_DAY = "2026-10-05"  # the day the page shows: DAY moves with the clock, the page does not
 USD_ACCOUNT = "act_1000000001"
 JPY_ACCOUNT = "act_3000000002"
 ARABIC_INDIC = "\u0661\u0662.\u0665\u0660"  # 12.50 in Arabic-Indic digits, which str.isdigit() accepts
@@ -185,7 +188,8 @@ def render() -> str:
         "|---|---|---|---|",
     ]
     for case in META_VALUES:
-        lines.append(f"| `{case.field}` | `{case.value!r}` ({case.account}) | {_cell(case.full_message)} | untouched |")
+        message = _cell(case.full_message).replace(DAY, DOC_DAY)
+        lines.append(f"| `{case.field}` | `{case.value!r}` ({case.account}) | {message} | untouched |")
     lines += [
         "",
         "## Environment",

@@ -1,12 +1,18 @@
 """Fixtures on real parts: a migrated SQLite file and a migrated PostgreSQL database per test.
 
 PostgreSQL runs when METASPEND_TEST_POSTGRES_URL is set or a server answers on 127.0.0.1:5432;
-with CI=true its tests must run, so an unreachable server fails them instead of skipping.
+with CI=true its tests must run, so an unreachable server fails them instead of skipping, and so
+does every other skip: under CI=true nothing is skipped silently.
+
+The suite runs in parallel (pytest-xdist): every fixture is per process (databases named after the
+worker's pid, the sandbox on port 0, Dagster homes and warehouses under tmp_path), and the slow
+end-to-end tests are collected first so that no worker ends the run alone on one of them.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -169,6 +175,63 @@ def env(monkeypatch: pytest.MonkeyPatch, db_url: str, encryption_key: str, tmp_p
         monkeypatch.setenv(name, value)
     monkeypatch.chdir(tmp_path)
     return values
+
+
+# --- the run as a whole: slow tests first, no silent skip in CI, tests per backend -------------------
+
+# Tests that start Dagster processes or clusters take tens of seconds each: started first, they
+# overlap with the many short tests instead of ending the run alone on one worker.
+SLOW_FILES = ("test_production_instance.py", "test_faults.py", "test_dagster_dev.py", "test_demo.py")
+
+
+def _slowness(item: pytest.Item) -> int:
+    if item.path.name in SLOW_FILES:
+        return 0
+    if item.get_closest_marker("e2e") is not None:
+        return 1
+    return 2
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    items.sort(key=_slowness)  # stable: the order inside each group stays the collection order
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    """Under CI=true a skip is a failure: a test that cannot run there is a broken environment."""
+    report = yield
+    if IN_CI and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI=true, where every test must run: {reason}"
+    return report
+
+
+_BACKEND_ID = re.compile(r"\[(.*)\]$")
+
+
+def _backend(report: pytest.TestReport) -> str | None:
+    if "postgres" in report.keywords:  # the `postgres` marker, set by the db_url parameter too
+        return "postgres"
+    ids = _BACKEND_ID.search(report.nodeid)
+    if ids and "sqlite" in ids.group(1).split("-"):
+        return "sqlite"
+    return None
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:  # type: ignore[no-untyped-def]
+    """How many tests passed on each backend (works under xdist: the reports reach the controller)."""
+    passed = [r for r in terminalreporter.stats.get("passed", []) if r.when == "call"]
+    counts = {"sqlite": 0, "postgres": 0}
+    for report in passed:
+        backend = _backend(report)
+        if backend is not None:
+            counts[backend] += 1
+    terminalreporter.write_sep("-", "tests passed per backend")
+    terminalreporter.write_line(
+        f"sqlite: {counts['sqlite']}, postgres: {counts['postgres']}, "
+        f"backend-independent: {len(passed) - counts['sqlite'] - counts['postgres']}"
+    )
 
 
 # --- the Meta sandbox ----------------------------------------------------------------------------

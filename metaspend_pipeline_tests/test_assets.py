@@ -16,8 +16,9 @@ from metaspend_pipeline.storage.schema import (
     meta_spend_daily,
 )
 from metaspend_pipeline_tests.conftest import Pipeline
+from metaspend_pipeline_tests.dates import day, iso
 
-START, END = "2026-10-01", "2026-10-07"
+START, END = iso(1), iso(7)
 LEVELS = {"CAMPAIGN": "campaign", "ADSET": "adset", "AD": "ad"}
 
 
@@ -90,7 +91,7 @@ def test_a_range_equals_the_sandbox_truth_at_every_level(pipeline: Pipeline) -> 
             sa.select(sa.func.count()).select_from(meta_raw_insights).where(meta_raw_insights.c.level == "ACCOUNT")
         ).scalar_one()
     expected = sum(
-        len(pipeline.sandbox.world.truth(a, "account", dt.date(2026, 10, 1), dt.date(2026, 10, 7)))
+        len(pipeline.sandbox.world.truth(a, "account", day(1), day(7)))
         for o in pipeline.sandbox.world.organizations
         for a in o.ad_accounts
     )
@@ -100,7 +101,7 @@ def test_a_range_equals_the_sandbox_truth_at_every_level(pipeline: Pipeline) -> 
 
 def test_a_range_costs_pages_not_days(pipeline: Pipeline) -> None:
     """Seven days cost one request series per level, not one per day."""
-    pipeline.run(START, END)
+    assert pipeline.run(START, END).success
     insight_calls = [
         r for r in pipeline.sandbox.requests_log() if r["path"].endswith("/insights") and r["method"] == "GET"
     ]
@@ -112,16 +113,14 @@ def test_a_single_partition(pipeline: Pipeline) -> None:
     from metaspend_pipeline.definitions import defs
 
     result = (
-        defs()
-        .resolve_job_def("meta_spend_job")
-        .execute_in_process(partition_key="2026-10-03", resources=pipeline.resources)
+        defs().resolve_job_def("meta_spend_job").execute_in_process(partition_key=iso(3), resources=pipeline.resources)
     )
     assert result.success
-    assert sort_rows(spend_rows(pipeline.engine)) == truth_rows(pipeline, start="2026-10-03", end="2026-10-03")
+    assert sort_rows(spend_rows(pipeline.engine)) == truth_rows(pipeline, start=iso(3), end=iso(3))
 
 
 def test_a_rerun_leaves_identical_rows(pipeline: Pipeline) -> None:
-    pipeline.run(START, END)
+    assert pipeline.run(START, END).success
     t = meta_spend_daily
     with pipeline.engine.connect() as conn:
         before = conn.execute(sa.select(t).order_by(t.c.id)).all()
@@ -135,12 +134,12 @@ def test_a_rerun_leaves_identical_rows(pipeline: Pipeline) -> None:
 
 
 def test_rows_meta_no_longer_returns_are_removed(pipeline: Pipeline) -> None:
-    pipeline.run(START, END)
+    assert pipeline.run(START, END).success
     now = dt.datetime.now(dt.UTC)
     ghost = {
         "organization_id": "demo-org-1",
         "provider": "INSTAGRAM",
-        "date": dt.date(2026, 10, 2),
+        "date": day(2),
         "level": "AD",
         "ad_account_id": "act_1000000001",
         "campaign_id": "1",
@@ -166,7 +165,7 @@ def test_rows_meta_no_longer_returns_are_removed(pipeline: Pipeline) -> None:
 def test_an_expired_token_fails_only_its_organization(pipeline: Pipeline) -> None:
     """demo-org-2's token is rejected: its account becomes NEEDS_REAUTH, the run fails naming it,
     and demo-org-1 and demo-org-3 are written through every asset."""
-    pipeline.run(START, START)
+    assert pipeline.run(START, START).success
     before_org2 = spend_rows(pipeline.engine, "demo-org-2")
     org2 = next(o for o in pipeline.sandbox.world.organizations if o.organization_id == "demo-org-2")
     pipeline.sandbox.add_token(org2.token, "demo-org-2", revoked=True)
@@ -179,7 +178,7 @@ def test_an_expired_token_fails_only_its_organization(pipeline: Pipeline) -> Non
         assert "organization demo-org-2, ad account act_2000000001" in failure_text(result)
         assert "NEEDS_REAUTH" in failure_text(result)
         materialized = instance.get_materialized_partitions(dg.AssetKey("meta_roas_by_campaign"))
-        assert "2026-10-07" in materialized
+        assert iso(7) in materialized
         records = instance.all_logs(result.run_id)
     assert org2.token not in "\n".join(r.user_message or "" for r in records)
 
@@ -208,7 +207,7 @@ def test_a_token_past_its_stored_expiry_marks_the_account_needs_reauth(pipeline:
         conn.execute(
             oauth_token.update()
             .where(oauth_token.c.connected_account_id == account_id)
-            .values(expires_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+            .values(expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=1))
         )
     result = pipeline.run(START, START)
     assert not result.success
@@ -242,7 +241,7 @@ def test_a_malformed_stored_token_fails_only_its_organization(pipeline: Pipeline
 
 
 def test_a_meta_error_on_one_ad_account_keeps_what_was_there(pipeline: Pipeline) -> None:
-    pipeline.run(START, END)
+    assert pipeline.run(START, END).success
     before = spend_rows(pipeline.engine, "demo-org-1")
     pipeline.sandbox.add_faults([{"kind": "server_error", "match": "act_1000000002/insights", "times": 1000}])
     result = pipeline.run(START, END)
@@ -270,10 +269,10 @@ def test_a_backfill_can_be_limited_to_one_organization(pipeline: Pipeline) -> No
 def test_fetch_now_for_one_date_and_ad_account(pipeline: Pipeline) -> None:
     """The seed product's "fetch now" is a partition launch with run config naming the ad account."""
     config = {"ops": {"meta_raw_insights": {"config": {"ad_accounts": ["act_1000000002"]}}}}
-    result = pipeline.run("2026-10-05", run_config=config)
+    result = pipeline.run(iso(5), run_config=config)
     assert result.success
     rows = spend_rows(pipeline.engine)
-    assert {(r[1], r[3]) for r in rows} == {("act_1000000002", dt.date(2026, 10, 5))}
+    assert {(r[1], r[3]) for r in rows} == {("act_1000000002", day(5))}
 
 
 def test_unknown_organization_or_ad_account_in_config_is_a_clear_failure(pipeline: Pipeline) -> None:
@@ -304,7 +303,7 @@ def test_organizations_are_isolated(pipeline: Pipeline) -> None:
             sa.text(
                 "INSERT INTO lead (id, organization_id, created_at, campaign_id) VALUES ('l1', 'demo-org-1', :at, :c)"
             ),
-            {"at": dt.datetime(2026, 10, 3, 18, tzinfo=dt.UTC), "c": campaign},
+            {"at": dt.datetime.combine(day(3), dt.time(18), dt.UTC), "c": campaign},
         )
         conn.execute(
             sa.text(
@@ -322,9 +321,7 @@ def test_organizations_are_isolated(pipeline: Pipeline) -> None:
     with pipeline.engine.connect() as conn:
         rows = {
             r.organization_id: r
-            for r in conn.execute(
-                sa.select(t).where(t.c.campaign_id == campaign).where(t.c.date == dt.date(2026, 10, 3))
-            )
+            for r in conn.execute(sa.select(t).where(t.c.campaign_id == campaign).where(t.c.date == day(3)))
         }
     assert set(rows) == {"demo-org-1", "twin-org"}
     assert (rows["demo-org-1"].leads_count, rows["demo-org-1"].sales_count, rows["demo-org-1"].revenue) == (
@@ -338,23 +335,20 @@ def test_organizations_are_isolated(pipeline: Pipeline) -> None:
 
 def test_materializations_carry_numbers_per_partition(pipeline: Pipeline) -> None:
     with dg.instance_for_test() as instance:
-        assert pipeline.run(START, "2026-10-02", instance=instance).success
+        assert pipeline.run(START, iso(2), instance=instance).success
         records = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey("meta_raw_insights"), asset_partitions=["2026-10-02"]), limit=1
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("meta_raw_insights"), asset_partitions=[iso(2)]), limit=1
         ).records
         spend_records = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey("meta_spend_daily"), asset_partitions=["2026-10-02"]), limit=1
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("meta_spend_daily"), asset_partitions=[iso(2)]), limit=1
         ).records
     metadata = {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
-    truth = pipeline.sandbox.world.truth("act_1000000001", "ad", dt.date(2026, 10, 2), dt.date(2026, 10, 2))
+    truth = pipeline.sandbox.world.truth("act_1000000001", "ad", day(2), day(2))
     assert metadata["rows_ad"] == len(truth) + sum(
-        len(pipeline.sandbox.world.truth(a, "ad", dt.date(2026, 10, 2), dt.date(2026, 10, 2)))
+        len(pipeline.sandbox.world.truth(a, "ad", day(2), day(2)))
         for a in ("act_1000000002", "act_2000000001", "act_3000000001", "act_3000000002")
     )
-    usd = sum(
-        Decimal(r["spend"])
-        for r in pipeline.sandbox.world.truth("act_1000000001", "account", dt.date(2026, 10, 2), dt.date(2026, 10, 2))
-    )
+    usd = sum(Decimal(r["spend"]) for r in pipeline.sandbox.world.truth("act_1000000001", "account", day(2), day(2)))
     assert Decimal(str(metadata["spend_USD"])) == usd
     assert "accounts_fetched" not in metadata, "run-level numbers are not a day's"
     spend_metadata = {k: v.value for k, v in spend_records[0].asset_materialization.metadata.items()}
@@ -375,7 +369,7 @@ def test_readers_never_see_a_half_written_day(pipeline: Pipeline) -> None:
                 conn.execute(
                     sa.select(t.c.spend)
                     .where(t.c.organization_id == "demo-org-1")
-                    .where(t.c.date == dt.date(2026, 10, 1))
+                    .where(t.c.date == day(1))
                     .where(t.c.level == "AD")
                 ).scalars(),
                 Decimal(0),

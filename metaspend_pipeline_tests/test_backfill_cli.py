@@ -12,6 +12,7 @@ import dagster as dg
 import pytest
 
 from metaspend_pipeline_tests.conftest import Pipeline
+from metaspend_pipeline_tests.dates import iso
 from metaspend_pipeline_tests.test_assets import sort_rows, spend_rows, truth_rows
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,7 +50,7 @@ def test_cli_backfill_of_one_newly_connected_organization(pipeline: Pipeline, tm
     config = {"ops": {"meta_raw_insights": {"config": {"organizations": ["demo-org-2"]}}}}
     command, cwd = _command(tool)
     proc = subprocess.run(
-        [*command, "--partition-range", "2026-10-01...2026-10-03", "--config-json", json.dumps(config)],
+        [*command, "--partition-range", f"{iso(1)}...{iso(3)}", "--config-json", json.dumps(config)],
         cwd=cwd or tmp_path,
         env=env,
         capture_output=True,
@@ -58,14 +59,14 @@ def test_cli_backfill_of_one_newly_connected_organization(pipeline: Pipeline, tm
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert sort_rows(spend_rows(pipeline.engine)) == truth_rows(pipeline, ["demo-org-2"], "2026-10-01", "2026-10-03")
+    assert sort_rows(spend_rows(pipeline.engine)) == truth_rows(pipeline, ["demo-org-2"], iso(1), iso(3))
     with dg.DagsterInstance.from_config(str(home)) as instance:
         [run] = instance.get_runs()
-        assert run.tags["dagster/asset_partition_range_start"] == "2026-10-01"
+        assert run.tags["dagster/asset_partition_range_start"] == iso(1)
         assert instance.get_materialized_partitions(dg.AssetKey("meta_roas_by_ad")) == {
-            "2026-10-01",
-            "2026-10-02",
-            "2026-10-03",
+            iso(1),
+            iso(2),
+            iso(3),
         }
     for org in pipeline.sandbox.world.organizations:
         assert org.token not in proc.stdout + proc.stderr

@@ -23,10 +23,11 @@ from dagster._core.execution.backfill import BulkActionStatus
 from metaspend_pipeline.cli import cli
 from metaspend_pipeline.jobs import SPEND_ASSETS
 from metaspend_pipeline_tests.conftest import POSTGRES_ADMIN_URL, Pipeline, _admin, require_postgres
+from metaspend_pipeline_tests.dates import iso
 from metaspend_pipeline_tests.test_assets import sort_rows, spend_rows, truth_rows
 
 ROOT = Path(__file__).resolve().parents[1]
-SINCE, UNTIL = "2026-10-01", "2026-10-03"
+SINCE, UNTIL = iso(1), iso(3)
 
 
 def run(*args: str) -> Result:
@@ -61,10 +62,10 @@ def summary_line(totals: dict[str, Decimal]) -> str:
 @pytest.mark.parametrize(
     ("since", "until", "message"),
     [
-        ("2026-10-03", "2026-10-01", "--from 2026-10-03 is after --to 2026-10-01"),
+        (iso(3), iso(1), f"--from {iso(3)} is after --to {iso(1)}"),
         ("2023-12-31", "2024-01-02", "--from 2023-12-31 is before META_SPEND_START_DATE (2024-01-01)"),
-        ("2026-10-01", "2026-02-30", "--to '2026-02-30' is not a date"),
-        ("yesterday", "2026-10-01", "--from 'yesterday' is not a date"),
+        (iso(1), "2026-02-30", "--to '2026-02-30' is not a date"),
+        ("yesterday", iso(1), "--from 'yesterday' is not a date"),
     ],
 )
 def test_a_bad_range_is_one_line_exit_2_and_submits_nothing(
@@ -109,8 +110,8 @@ def test_submit_adds_one_asset_backfill_of_the_range(dagster_home: Path) -> None
     assert backfill.run_config == {"ops": {"meta_raw_insights": {"config": {"organizations": ["demo-org-2"]}}}}
     target = backfill.asset_backfill_data.target_subset
     for key in SPEND_ASSETS:
-        assert set(target.get_partitions_subset(key).get_partition_keys()) == {"2026-10-01", "2026-10-02", "2026-10-03"}
-    assert backfill.title == "metaspend backfill 2026-10-01 to 2026-10-03 for demo-org-2"
+        assert set(target.get_partitions_subset(key).get_partition_keys()) == {iso(1), iso(2), iso(3)}
+    assert backfill.title == f"metaspend backfill {iso(1)} to {iso(3)} for demo-org-2"
 
 
 def test_wait_runs_now_shows_progress_and_a_summary_equal_to_the_truth(
@@ -131,12 +132,10 @@ def test_wait_runs_now_shows_progress_and_a_summary_equal_to_the_truth(
     assert f"Meta requests: {requests}\n" in stdout
     stderr = result.stderr + capfd.readouterr().err
     assert "DEBUG" not in stderr
-    assert "meta_raw_insights: fetching 1 organization(s), 2026-10-01..2026-10-03" in stderr
+    assert f"meta_raw_insights: fetching 1 organization(s), {iso(1)}..{iso(3)}" in stderr
     assert f"organization demo-org-2, ad account act_2000000001: {requests} requests" in stderr
-    assert "meta_spend_daily: done, 3 day(s) written (2026-10-01..2026-10-03)\n" in stderr
-    assert (
-        "meta_roas: done, meta_roas_by_campaign 3 day(s) written (2026-10-01..2026-10-03); meta_roas_by_adset" in stderr
-    )
+    assert f"meta_spend_daily: done, 3 day(s) written ({iso(1)}..{iso(3)})\n" in stderr
+    assert f"meta_roas: done, meta_roas_by_campaign 3 day(s) written ({iso(1)}..{iso(3)}); meta_roas_by_adset" in stderr
     with dg.DagsterInstance.get() as instance:
         [record] = instance.get_run_records()
         assert record.dagster_run.status == dg.DagsterRunStatus.SUCCESS
@@ -200,19 +199,17 @@ def test_the_daemon_runs_a_submitted_backfill(dagster_home: Path, pipeline: Pipe
 
 
 def test_a_reversed_partition_range_fails_the_assets_and_checks_and_writes_nothing(pipeline: Pipeline) -> None:
-    result = pipeline.run("2026-10-03", "2026-10-01")
+    result = pipeline.run(iso(3), iso(1))
     assert not result.success
     failures = {e.step_key: e.step_failure_data.user_failure_data for e in result.all_events if e.is_step_failure}
     assert "meta_raw_insights" in failures
     assert failures["meta_raw_insights"].description == (
-        "the partition range 2026-10-03...2026-10-01 is empty: it starts after it ends; "
-        "give the earlier day first (2026-10-01...2026-10-03)"
+        f"the partition range {iso(3)}...{iso(1)} is empty: it starts after it ends; "
+        f"give the earlier day first ({iso(1)}...{iso(3)})"
     )
     assert result.get_asset_check_evaluations() == []
     assert spend_rows(pipeline.engine) == []
-    checks = pipeline.run(
-        "2026-10-03", "2026-10-01", asset_selection=dg.AssetSelection.checks_for_assets(*SPEND_ASSETS)
-    )
+    checks = pipeline.run(iso(3), iso(1), asset_selection=dg.AssetSelection.checks_for_assets(*SPEND_ASSETS))
     assert not checks.success
     # only the checks of the run's own fetches and writes (none here) evaluate; every check of the range fails
     assert {e.check_name for e in checks.get_asset_check_evaluations()} == {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from decimal import Decimal
 
 import dagster as dg
 import pytest
@@ -12,8 +13,9 @@ import sqlalchemy as sa
 from metaspend_pipeline.definitions import defs
 from metaspend_pipeline.storage.schema import meta_ad_account, meta_spend_daily, sale
 from metaspend_pipeline_tests.conftest import Pipeline
+from metaspend_pipeline_tests.dates import day, iso
 
-START, END = "2026-10-01", "2026-10-03"
+START, END = iso(1), iso(3)
 CHECK_RANGE = {"config": {"since": START, "until": END}}
 
 
@@ -32,13 +34,20 @@ def run_checks(pipeline: Pipeline) -> dict[tuple[str, str], dg.AssetCheckEvaluat
 def first_ad_row(conn: sa.Connection) -> sa.Row:
     t = meta_spend_daily
     return conn.execute(
-        sa.select(t).where(t.c.level == "AD").where(t.c.ad_account_id == "act_1000000001").order_by(t.c.id).limit(1)
+        sa.select(t)
+        .where(t.c.level == "AD")
+        .where(t.c.ad_account_id == "act_1000000001")
+        .order_by(t.c.date, t.c.id)
+        .limit(1)
     ).one()
 
 
-def add_a_cent_and_a_half(conn: sa.Connection) -> None:
+def add_two_cents(conn: sa.Connection) -> None:
+    """The smallest storable change beyond the check's one-cent tolerance."""
     row = first_ad_row(conn)
-    conn.execute(meta_spend_daily.update().where(meta_spend_daily.c.id == row.id).values(spend=row.spend + 2))
+    conn.execute(
+        meta_spend_daily.update().where(meta_spend_daily.c.id == row.id).values(spend=row.spend + Decimal("0.02"))
+    )
 
 
 def drop_an_ad_id(conn: sa.Connection) -> None:
@@ -56,7 +65,7 @@ def relabel_the_account(conn: sa.Connection) -> None:
 
 
 CORRUPTIONS: dict[str, tuple[Callable[[sa.Connection], None], str, str]] = {
-    "spend changed on one ad": (add_a_cent_and_a_half, "levels_reconcile", "act_1000000001, 2026-10-0"),
+    "spend changed on one ad": (add_two_cents, "levels_reconcile", f"act_1000000001, {iso(1)}"),
     "ad row without its ad id": (drop_an_ad_id, "keys_match_level", "AD row with"),
     "a row in another currency": (change_a_currency, "one_currency_per_ad_account", "rows in EUR, USD"),
     "Meta's currency differs": (relabel_the_account, "one_currency_per_ad_account", "as GBP"),
@@ -103,7 +112,7 @@ def test_roas_currency_mismatch_is_reported(pipeline: Pipeline) -> None:
                 "INSERT INTO lead (id, organization_id, created_at, campaign_id, adset_id, ad_id) "
                 "VALUES ('l1', 'demo-org-1', :at, :c, :s, :a)"
             ),
-            {"at": dt.datetime(2026, 10, 2, 18, tzinfo=dt.UTC), "c": campaign.id, "s": adset.id, "a": ad.id},
+            {"at": dt.datetime.combine(day(2), dt.time(18), dt.UTC), "c": campaign.id, "s": adset.id, "a": ad.id},
         )
         conn.execute(
             sale.insert().values(id="s1", organization_id="demo-org-1", lead_id="l1", amount="10.00", currency="EUR")
@@ -114,7 +123,7 @@ def test_roas_currency_mismatch_is_reported(pipeline: Pipeline) -> None:
     for group, object_id in (("campaign", campaign.id), ("adset", adset.id), ("ad", ad.id)):
         evaluation = evaluations[(f"meta_roas_by_{group}", "no_currency_mismatch")]
         assert not evaluation.passed
-        assert f"organization demo-org-1, 2026-10-02: {group} {object_id}" in evaluation.description
+        assert f"organization demo-org-1, {iso(2)}: {group} {object_id}" in evaluation.description
 
 
 def test_yesterday_loaded_is_not_fooled_by_a_backfill_of_older_days(pipeline: Pipeline) -> None:

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from metaspend_pipeline.storage.schema import ROAS_TABLES, meta_raw_insights, meta_spend_daily
 from metaspend_pipeline_tests.conftest import Pipeline
+from metaspend_pipeline_tests.dates import iso
 from metaspend_pipeline_tests.test_assets import sort_rows, spend_rows, truth_rows
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,14 +83,14 @@ def _roas(engine: sa.Engine) -> dict[str, list[tuple]]:
 def test_two_overlapping_ranges_at_once_both_succeed_and_equal_one_run(pipeline: Pipeline, tmp_path: Path) -> None:
     pipeline.sandbox.configure(latency_seconds=0.02)  # widens the writes' overlap
     runs = [
-        _launch(tmp_path, "backfill", pipeline, "2026-10-01", "2026-10-04"),
-        _launch(tmp_path, "daily", pipeline, "2026-10-03", "2026-10-05"),
+        _launch(tmp_path, "backfill", pipeline, iso(1), iso(4)),
+        _launch(tmp_path, "daily", pipeline, iso(3), iso(5)),
     ]
     outputs = [run.communicate(timeout=600)[0] for run in runs]
     assert [run.returncode for run in runs] == [0, 0], "\n\n".join(o[-3000:] for o in outputs)
     assert _key_counts(pipeline.engine) == {"meta_raw_insights": 0, "meta_spend_daily": 0}
-    assert sort_rows(spend_rows(pipeline.engine)) == truth_rows(pipeline, start="2026-10-01", end="2026-10-05")
+    assert sort_rows(spend_rows(pipeline.engine)) == truth_rows(pipeline, start=iso(1), end=iso(5))
     together = _roas(pipeline.engine)
     # one run over the whole range, from scratch on the same data, gives the same ROAS rows
-    assert pipeline.run("2026-10-01", "2026-10-05").success
+    assert pipeline.run(iso(1), iso(5)).success
     assert _roas(pipeline.engine) == together

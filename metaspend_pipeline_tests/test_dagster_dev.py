@@ -3,7 +3,6 @@ the definitions, and a partition launched over GraphQL is queued, run and writte
 
 from __future__ import annotations
 
-import datetime as dt
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ from metaspend_pipeline_tests._dagster_processes import (
     clean_env,
     dagster_dev,
 )
+from metaspend_pipeline_tests.dates import day, iso
 
 
 @pytest.fixture(name="dagster_dev")
@@ -74,7 +74,7 @@ def test_dagster_dev_shows_the_definitions_and_runs_a_partition(dagster_dev: tup
             "repositoryName": repository["name"],
             "jobName": "meta_spend_job",
         },
-        "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "2026-10-02"}]},
+        "executionMetadata": {"tags": [{"key": "dagster/partition", "value": iso(2)}]},
         "runConfigData": {},
     }
     launched = graphql(LAUNCH, params=params)["launchRun"]
@@ -89,12 +89,10 @@ def test_dagster_dev_shows_the_definitions_and_runs_a_partition(dagster_dev: tup
 
     with db.engine_for(url).connect() as conn:
         rows = conn.execute(
-            sa.select(sa.func.count())
-            .select_from(meta_spend_daily)
-            .where(meta_spend_daily.c.date == dt.date(2026, 10, 2))
+            sa.select(sa.func.count()).select_from(meta_spend_daily).where(meta_spend_daily.c.date == day(2))
         ).scalar_one()
     expected = sum(
-        len(sandbox.world.truth(a, level, dt.date(2026, 10, 2), dt.date(2026, 10, 2)))
+        len(sandbox.world.truth(a, level, day(2), day(2)))
         for o in sandbox.world.organizations
         for a in o.ad_accounts
         for level in ("campaign", "adset", "ad")

@@ -42,21 +42,25 @@ from metaspend_pipeline_tests._dagster_processes import (
     wait_for,
 )
 from metaspend_pipeline_tests.conftest import IN_CI, Pipeline, _fresh_postgres, _fresh_sqlite
+from metaspend_pipeline_tests.dates import iso
 from metaspend_pipeline_tests.test_assets import sort_rows, spend_rows, truth_rows
 
-START, END = "2026-10-01", "2026-10-03"
+START, END = iso(1), iso(3)
 LOCKED_ORG = "demo-org-2"
 # The server binaries of the newest PostgreSQL installed (Debian's layout), for a throwaway cluster.
 PG_BIN = max(Path("/usr/lib/postgresql").glob("*/bin/initdb"), default=Path("/usr/lib/postgresql/15/bin/initdb")).parent
 
 
 @pytest.fixture
-def key(monkeypatch: pytest.MonkeyPatch, encryption_key: str) -> str:
-    """Nothing of the project's settings inherited, and this test's token encryption key."""
+def key(monkeypatch: pytest.MonkeyPatch, encryption_key: str, sandbox_server: SandboxServer) -> str:
+    """Nothing of the project's settings inherited, this test's token encryption key, and the
+    sandbox as Meta for the runs in this process (they must not depend on an earlier test's env)."""
     for name in list(os.environ):
         if name.startswith(("META_", "METASPEND_")):
             monkeypatch.delenv(name)
     monkeypatch.setenv("META_TOKEN_ENCRYPTION_KEY", encryption_key)
+    monkeypatch.setenv("METASPEND_ENV", "development")
+    monkeypatch.setenv("META_GRAPH_API_URL", sandbox_server.url)
     return encryption_key
 
 

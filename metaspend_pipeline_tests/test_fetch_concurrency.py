@@ -218,7 +218,7 @@ def test_bench_accounts_leave_the_other_accounts_as_they_were() -> None:
         (bench_organization_id(n), (bench_account_id(n),)) for n in (1, 2, 3)
     ]
     assert all(len(bench.accounts[bench_account_id(n)].ads) == 200 for n in (1, 2, 3))
-    day = dt.date(2026, 10, 1)
+    day = dt.date.fromisoformat(START)
     assert plain.truth("act_1000000001", "ad", day, day) == bench.truth("act_1000000001", "ad", day, day)
 
 

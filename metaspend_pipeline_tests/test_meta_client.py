@@ -19,11 +19,13 @@ from metaspend_pipeline.meta.errors import (
     MetaRetriesExhaustedError,
     MetaTokenError,
 )
-from metaspend_pipeline.meta.sandbox.server import Sandbox
+from metaspend_pipeline.meta.sandbox.server import Sandbox, SandboxServer
 from metaspend_pipeline.settings import MetaApiSettings
+from metaspend_pipeline_tests.conftest import SANDBOX_SEED
+from metaspend_pipeline_tests.dates import day, iso
 
 ACCOUNT = "act_1000000001"
-SINCE, UNTIL = dt.date(2026, 10, 1), dt.date(2026, 10, 14)
+SINCE, UNTIL = day(1), day(14)
 
 
 class Sleeps:
@@ -244,6 +246,24 @@ def test_permission_and_unknown_account_errors_are_not_retried(sandbox: Sandbox,
     assert len(insight_requests(sandbox)) == 2
 
 
+@pytest.mark.parametrize("today", [dt.date(2024, 3, 1), dt.date(2031, 1, 31)])
+def test_the_37_month_limit_follows_the_sandbox_clock_to_the_day(api_settings: MetaApiSettings, today: dt.date) -> None:
+    """A sandbox whose clock the test sets: the first day 37 months back is served, the day before is not."""
+    noon = dt.datetime.combine(today, dt.time(12), dt.UTC).timestamp()
+    first = dt.date(today.year - 3, today.month, 1) - dt.timedelta(days=1)  # 37 months back: the month before
+    first = first.replace(day=min(today.day, 28))
+    server = SandboxServer(Sandbox(SANDBOX_SEED, clock=lambda: noon)).start()
+    try:
+        client = MetaClient(token_of(server.sandbox), dataclasses.replace(api_settings, graph_api_url=server.url))
+        rows = list(client.insights(ACCOUNT, "account", first, first))
+        assert as_truth(rows) == truth(server.sandbox, "account", first, first)
+        before = first - dt.timedelta(days=1)
+        with pytest.raises(MetaApiError, match=r"3018.*37 months"):
+            list(client.insights(ACCOUNT, "account", before, before))
+    finally:
+        server.stop()
+
+
 def test_the_37_month_limit_is_a_clear_error(sandbox: Sandbox, api_settings: MetaApiSettings) -> None:
     old = dt.date.today().replace(day=1) - dt.timedelta(days=38 * 31)
     with pytest.raises(MetaApiError, match=r"3018.*37 months"):
@@ -256,7 +276,7 @@ def test_the_37_month_limit_is_a_clear_error(sandbox: Sandbox, api_settings: Met
         ("ad_id", None, "field ad_id is missing"),
         ("spend", "12,50", "field spend '12,50' is not a non-negative amount in plain digits"),
         ("clicks", "7.5", "field clicks '7.5' is not a whole number"),
-        ("date_start", "2026-09-30", "outside the requested range 2026-10-01..2026-10-14"),
+        ("date_start", iso(0), f"outside the requested range {iso(1)}..{iso(14)}"),
     ],
 )
 def test_bad_rows_are_errors_naming_account_date_and_field(
@@ -303,8 +323,8 @@ def test_appsecret_proof_is_sent_and_correct(sandbox: Sandbox, api_settings: Met
     rows = list(MetaClient(token_of(sandbox), settings).insights(ACCOUNT, "ad", SINCE, UNTIL))
     assert as_truth(rows) == truth(sandbox, "ad")
     log = sandbox.requests_log()
-    assert log
-    assert all(r["appsecret_proof"] is True for r in log)
+    assert len(insight_requests(sandbox)) >= 1
+    assert [r["appsecret_proof"] for r in log] == [True] * len(log)
 
     wrong = dataclasses.replace(settings, app_secret="not-the-secret")
     with pytest.raises(MetaApiError, match="Invalid appsecret_proof"):
@@ -364,7 +384,7 @@ def test_ad_account_metadata_is_cached_and_accounts_are_discovered(
 def test_zero_decimal_currency_rows(sandbox: Sandbox, api_settings: MetaApiSettings) -> None:
     client = MetaClient(token_of(sandbox, "demo-org-3"), api_settings)
     rows = list(client.insights("act_3000000002", "campaign", SINCE, UNTIL))
-    assert rows
+    assert as_truth(rows) == truth(sandbox, "campaign", account="act_3000000002")
     assert {r.currency for r in rows} == {"JPY"}
     assert all(r.spend == r.spend.to_integral_value() for r in rows)
 

@@ -11,14 +11,16 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from metaspend_pipeline.cli import cli
+from metaspend_pipeline.credentials import NoValidTokenError
 from metaspend_pipeline.meta.sandbox.client import connect_sandbox_organizations
 from metaspend_pipeline.meta.sandbox.server import Sandbox, SandboxServer
 from metaspend_pipeline.resources import MetaAdsResource, WarehouseResource
 from metaspend_pipeline.storage import db
 from metaspend_pipeline.storage.schema import connected_account, oauth_token
 from metaspend_pipeline.tokens import KeyRing
+from metaspend_pipeline_tests.dates import day
 
-DAY = dt.date(2026, 10, 5)
+DAY = day(5)
 
 
 def meta_resource(db_url: str, sandbox_server: SandboxServer) -> MetaAdsResource:
@@ -78,7 +80,7 @@ def test_expired_tokens_do_not_reach_the_client(
     def probe(meta: MetaAdsResource) -> None:
         meta.ad_accounts("demo-org-1")
 
-    with pytest.raises(Exception, match="No valid access token found for organization demo-org-1"):
+    with pytest.raises(NoValidTokenError, match="No valid access token found for organization demo-org-1"):
         dg.materialize([probe], resources={"meta": meta_resource(env["METASPEND_DATABASE_URL"], sandbox_server)})
 
 

@@ -32,13 +32,14 @@ from metaspend_pipeline.storage.schema import (
     meta_raw_insights,
 )
 from metaspend_pipeline_tests.conftest import Pipeline
+from metaspend_pipeline_tests.dates import TODAY, day, iso
 from metaspend_pipeline_tests.test_assets import spend_rows, truth_rows
 
 ACCOUNT = "act_1000000001"
 ORG = "demo-org-1"
 KINDS = ("campaign", "adset", "ad")
-NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
-START, END = "2026-10-01", "2026-10-03"
+NOW = dt.datetime.combine(TODAY - dt.timedelta(days=1), dt.time(12), dt.UTC)
+START, END = iso(1), iso(3)
 
 
 def token_of(sandbox: Sandbox, organization: str = ORG) -> str:
@@ -132,7 +133,7 @@ def test_insights_carry_names_and_objective_on_request(sandbox: Sandbox, sandbox
     params = {
         "level": "ad",
         "fields": "ad_id,adset_id,campaign_id,ad_name,adset_name,campaign_name,objective",
-        "time_range": json.dumps({"since": "2026-10-01", "until": "2026-10-01"}),
+        "time_range": json.dumps({"since": iso(1), "until": iso(1)}),
         "filtering": json.dumps([{"field": "ad.effective_status", "operator": "IN", "value": ["ACTIVE", "DELETED"]}]),
     }
     rows = client.request("GET", f"{ACCOUNT}/insights", params, context="test")["data"]
@@ -209,7 +210,7 @@ def test_an_ad_unknown_to_the_tables_triggers_a_fetch(
 ) -> None:
     account = ad_account(sandbox, api_settings)
     objects.fetch_objects(engine, account, NOW)
-    day = dt.date(2026, 10, 1)
+    first = day(1)
     known_ad = next(iter(stored(engine, "ad")))
     with engine.begin() as conn:
         raw_store.replace_raw_insights(
@@ -218,20 +219,20 @@ def test_an_ad_unknown_to_the_tables_triggers_a_fetch(
             provider="INSTAGRAM",
             ad_account_id=ACCOUNT,
             level="AD",
-            since=day,
-            until=day,
-            rows=[raw_row(day, known_ad, "1.00")],
+            since=first,
+            until=first,
+            rows=[raw_row(first, known_ad, "1.00")],
             fetched_at=NOW,
         )
-    assert objects.refresh_account(engine, account, NOW, day, day, refresh_hours=24).reason is None
+    assert objects.refresh_account(engine, account, NOW, first, first, refresh_hours=24).reason is None
     with engine.begin() as conn:
         conn.execute(meta_raw_insights.insert().values(
-            organization_id=ORG, provider="INSTAGRAM", ad_account_id=ACCOUNT, level="AD", date=day,
+            organization_id=ORG, provider="INSTAGRAM", ad_account_id=ACCOUNT, level="AD", date=first,
             row={"ad_id": "999000111", "spend": "2.00"}, fetched_at=NOW,
             campaign_id="1", adset_id="2", ad_id="999000111", currency="USD", spend=Decimal("2.00"),
         ))  # fmt: skip
-    result = objects.refresh_account(engine, account, NOW, day, day, refresh_hours=24)
-    assert result.reason == "1 ads in the insights of 2026-10-01..2026-10-01 are new"
+    result = objects.refresh_account(engine, account, NOW, first, first, refresh_hours=24)
+    assert result.reason == f"1 ads in the insights of {iso(1)}..{iso(1)} are new"
     assert result.requests >= 3
 
 

@@ -47,6 +47,7 @@ from metaspend_pipeline_tests._dagster_processes import (
     webserver_and_daemon,
 )
 from metaspend_pipeline_tests.conftest import POSTGRES_ADMIN_URL, _admin, _database_url, _fresh_postgres
+from metaspend_pipeline_tests.dates import iso
 from metaspend_pipeline_tests.test_assets import sort_rows, spend_rows, truth_rows
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
@@ -58,8 +59,8 @@ SPEND_ASSETS = [
     "meta_roas_by_adset",
     "meta_roas_by_ad",
 ]
-BACKFILL = ["2026-10-01", "2026-10-02", "2026-10-03"]
-KILLED = ("2026-10-10", "2026-10-12")
+BACKFILL = [iso(1), iso(2), iso(3)]
+KILLED = (iso(10), iso(12))
 # The steps of a run in one process: a test run spends its time running, not starting processes.
 # The schedule's runs keep the default (a process per step).
 IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
@@ -333,8 +334,8 @@ def test_no_secret_in_the_event_log_compute_logs_or_output_on_postgres(productio
             conn, production.keyring, "leak-org", "FACEBOOK", ["act_1000000001"], fake_token, None
         )
     run_id = production.launch(
-        "2026-10-05",
-        "2026-10-05",
+        iso(5),
+        iso(5),
         run_config={**IN_PROCESS, "ops": {"meta_raw_insights": {"config": {"organizations": ["leak-org"]}}}},
     )
     assert production.graphql.wait_for_run(run_id) == "FAILURE"

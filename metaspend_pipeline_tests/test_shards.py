@@ -21,6 +21,7 @@ from metaspend_pipeline.shards import SHARD_TAG, Shard, all_shards
 from metaspend_pipeline.storage import accounts as store
 from metaspend_pipeline.storage.schema import meta_roas_by_campaign
 from metaspend_pipeline_tests.conftest import Pipeline
+from metaspend_pipeline_tests.dates import day as day_
 from metaspend_pipeline_tests.test_assets import END, START, failure_text, sort_rows, spend_rows, truth_rows
 from metaspend_pipeline_tests.test_schedules import ranges, tick
 
@@ -144,7 +145,7 @@ def test_each_shards_run_writes_and_computes_roas_only_for_its_organizations(pip
     assert roas_organizations(pipeline.engine) == set(organizations)
 
     # a lead in each shard; the ROAS-only run of one shard counts only its own
-    day = dt.date(2026, 10, 3)
+    day = day_(3)
     campaigns = {}
     with pipeline.engine.begin() as conn:
         for organization in (shard0[0], shard1[0]):

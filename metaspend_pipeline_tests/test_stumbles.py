@@ -17,6 +17,7 @@ from metaspend_pipeline.meta.sandbox.server import Sandbox, SandboxServer
 from metaspend_pipeline.redaction import MASK, redact, register_secret
 from metaspend_pipeline.storage import raw as raw_store
 from metaspend_pipeline_tests.conftest import Pipeline
+from metaspend_pipeline_tests.dates import iso
 
 
 def run(*args: str, stdin: str | None = None) -> Result:
@@ -73,7 +74,7 @@ def test_every_command_exits_2_for_an_unknown_organization(env: dict[str, str], 
         ("accounts", "list", "--org", "org-unknown"),
         ("accounts", "list", "--org", "org-unknown", "--format", "json"),
         ("accounts", "disconnect", "--org", "org-unknown"),
-        ("roas", "--org", "org-unknown", "--from", "2026-10-01", "--to", "2026-10-02"),
+        ("roas", "--org", "org-unknown", "--from", iso(1), "--to", iso(2)),
     ):
         result = run(*args)
         assert result.exit_code == 2, (args, result.output)
@@ -144,24 +145,24 @@ def test_sourcing_demo_env_puts_the_project_commands_on_path(tmp_path: Path) -> 
 
 
 def test_roas_warns_about_days_never_loaded_and_refuses_a_range_with_none(pipeline: Pipeline) -> None:
-    assert pipeline.run("2026-10-02", "2026-10-03").success
-    loaded = run("roas", "--org", "demo-org-1", "--from", "2026-10-02", "--to", "2026-10-03")
+    assert pipeline.run(iso(2), iso(3)).success
+    loaded = run("roas", "--org", "demo-org-1", "--from", iso(2), "--to", iso(3))
     assert loaded.exit_code == 0
     assert loaded.stderr == ""
 
-    wider = run("roas", "--org", "demo-org-1", "--from", "2026-10-01", "--to", "2026-10-05")
+    wider = run("roas", "--org", "demo-org-1", "--from", iso(1), "--to", iso(5))
     assert wider.exit_code == 0
     assert wider.stderr == (
         "metaspend: warning: 3 of 5 day(s) were never loaded for organization demo-org-1: "
-        "2026-10-01, 2026-10-04..2026-10-05; their ROAS is missing, not 0; load them with "
-        "`metaspend backfill --from 2026-10-01 --to 2026-10-05 --org demo-org-1`\n"
+        f"{iso(1)}, {iso(4)}..{iso(5)}; their ROAS is missing, not 0; load them with "
+        f"`metaspend backfill --from {iso(1)} --to {iso(5)} --org demo-org-1`\n"
     )
     assert json.loads(wider.stdout) == json.loads(loaded.stdout) != []
 
-    nothing = run("roas", "--org", "demo-org-1", "--from", "2026-09-01", "--to", "2026-09-30")
+    nothing = run("roas", "--org", "demo-org-1", "--from", iso(-29), "--to", iso(0))
     assert nothing.exit_code == 2
     assert nothing.stdout == ""
-    assert "nothing was loaded for organization demo-org-1 from 2026-09-01 to 2026-09-30" in nothing.stderr
+    assert f"nothing was loaded for organization demo-org-1 from {iso(-29)} to {iso(0)}" in nothing.stderr
 
 
 def test_a_loaded_day_without_spend_is_a_real_empty_report(pipeline: Pipeline) -> None:
