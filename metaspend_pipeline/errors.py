@@ -29,3 +29,15 @@ class NoValidTokenError(MetaspendError, LookupError):
 
 class NoAdAccountError(MetaspendError, LookupError):
     """An organization has a token but no ad account to read."""
+
+
+def _organization_errors() -> tuple[type[BaseException], ...]:
+    import sqlalchemy as sa
+
+    return (MetaspendError, sa.exc.IntegrityError, sa.exc.DataError, ValueError, ArithmeticError)
+
+
+# What one organization's data can raise in a step: recorded for it, and the others go on. A
+# database that cannot be reached (OperationalError) is not one organization's problem: it fails
+# the step, which Dagster's run retries can repeat.
+ORGANIZATION_ERRORS = _organization_errors()

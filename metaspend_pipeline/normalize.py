@@ -17,7 +17,7 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
-from metaspend_pipeline.errors import MetaspendError
+from metaspend_pipeline.errors import ORGANIZATION_ERRORS, MetaspendError
 from metaspend_pipeline.ingest import windows
 from metaspend_pipeline.redaction import get_logger, redact
 from metaspend_pipeline.storage import spend as spend_store
@@ -58,7 +58,7 @@ def normalize_organization(
         try:
             with engine.begin() as conn:
                 stats = spend_store.refresh_spend(conn, organization_id, ad_account_ids, start, end, utcnow())
-        except (MetaspendError, sa.exc.SQLAlchemyError, ValueError, ArithmeticError) as exc:
+        except ORGANIZATION_ERRORS as exc:
             reason = str(exc) if isinstance(exc, MetaspendError) else f"{type(exc).__name__}: {exc}"
             report.failures[organization_id] = redact(f"organization {organization_id}, {start}..{end}: {reason}")
             log.error("%s", report.failures[organization_id])

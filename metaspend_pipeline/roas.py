@@ -32,7 +32,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import sqlalchemy as sa
 
-from metaspend_pipeline.errors import MetaspendError
+from metaspend_pipeline.errors import ORGANIZATION_ERRORS, MetaspendError
 from metaspend_pipeline.ingest import windows
 from metaspend_pipeline.redaction import get_logger, redact
 from metaspend_pipeline.storage import roas as roas_store
@@ -188,7 +188,7 @@ def refresh_organization(
                     sums = roas_store.group_sums(conn, organization_id, group, start, end, sole_account)
                     spool = _Spool(_counted(merge_sums(organization_id, sums), group, report))
                     roas_store.replace_roas(conn, group, organization_id, start, end, spool.rows())
-    except (MetaspendError, sa.exc.SQLAlchemyError, ValueError, ArithmeticError) as exc:
+    except ORGANIZATION_ERRORS as exc:
         reason = str(exc) if isinstance(exc, MetaspendError) else f"{type(exc).__name__}: {exc}"
         report.failures[organization_id] = redact(f"organization {organization_id}: {reason}")
         log.error("%s", report.failures[organization_id])

@@ -156,7 +156,7 @@ def test_each_shards_run_writes_and_computes_roas_only_for_its_organizations(pip
                 {
                     "id": f"lead-{organization}",
                     "org": organization,
-                    "at": dt.datetime(2026, 10, 3, 18, tzinfo=dt.UTC),
+                    "at": dt.datetime.combine(day, dt.time(18), dt.UTC),
                     "c": campaigns[organization],
                 },
             )

@@ -11,8 +11,8 @@ import dagster as dg
 import sqlalchemy as sa
 
 from metaspend_pipeline.storage.schema import meta_roas_by_campaign, meta_spend_daily
+from metaspend_pipeline_tests import dates
 from metaspend_pipeline_tests.conftest import Pipeline
-from metaspend_pipeline_tests.dates import day as test_day
 from metaspend_pipeline_tests.dates import iso
 
 DAYS = [iso(1), iso(2), iso(3)]
@@ -49,7 +49,7 @@ def test_a_range_run_records_one_event_per_day_with_its_own_numbers(pipeline: Pi
             sa.text(
                 "INSERT INTO lead (id, organization_id, created_at, campaign_id) VALUES ('l1', 'demo-org-1', :at, :c)"
             ),
-            {"at": dt.datetime.combine(test_day(2), dt.time(15), dt.UTC), "c": campaign},
+            {"at": dt.datetime.combine(dates.day(2), dt.time(15), dt.UTC), "c": campaign},
         )
         conn.execute(
             sa.text(
