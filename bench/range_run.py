@@ -61,7 +61,7 @@ def _run(url: str, sandbox_url: str, days: int, ads: int) -> dict[str, Any]:
     import dagster as dg
 
     from metaspend_pipeline import credentials
-    from metaspend_pipeline.definitions import defs
+    from metaspend_pipeline.definitions import load
     from metaspend_pipeline.meta.sandbox.client import SandboxAdmin
     from metaspend_pipeline.meta.sandbox.world import BENCH_ACCOUNT, BENCH_ORGANIZATION
     from metaspend_pipeline.storage import db
@@ -90,7 +90,7 @@ def _run(url: str, sandbox_url: str, days: int, ads: int) -> dict[str, Any]:
     started = time.perf_counter()
     with dg.DagsterInstance.ephemeral() as instance:
         result = (
-            defs()
+            load()
             .resolve_job_def("meta_spend_job")
             .execute_in_process(instance=instance, tags=tags, run_config=run_config, raise_on_error=False)
         )

@@ -31,7 +31,7 @@ from many_accounts import warehouse
 from metaspend_pipeline.assets import lead, meta_raw_insights, meta_roas, meta_spend_daily, sale
 from metaspend_pipeline.checks import meta_roas_checks
 from metaspend_pipeline.credentials import store_connection
-from metaspend_pipeline.definitions import defs
+from metaspend_pipeline.definitions import load
 from metaspend_pipeline.meta.sandbox.client import SandboxAdmin
 from metaspend_pipeline.resources import MetaAdsResource, WarehouseResource
 from metaspend_pipeline.schedules import build_spend_schedule
@@ -61,7 +61,7 @@ def tick(url: str, db_url: str, scheduled: dt.datetime) -> dict[str, Any]:
     schedule = build_spend_schedule(Settings.from_env())
     data = schedule.evaluate_tick(dg.build_schedule_context(scheduled_execution_time=scheduled))
     runs = []
-    job = defs().resolve_job_def("meta_spend_job")
+    job = load().resolve_job_def("meta_spend_job")
     with dg.instance_for_test() as instance:
         for request in data.run_requests or []:
             run_started = time.monotonic()

@@ -93,9 +93,9 @@ def _definitions() -> dg.Definitions:
     with warnings.catch_warnings():
         # The project's own beta and superseded APIs warn on import; the CLI's output stays clean.
         warnings.simplefilter("ignore")
-        from metaspend_pipeline.definitions import defs
+        from metaspend_pipeline.definitions import load
 
-        return defs()
+        return load()
 
 
 def _spend_assets() -> list[dg.AssetKey]:

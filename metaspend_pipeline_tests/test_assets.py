@@ -110,10 +110,10 @@ def test_a_range_costs_pages_not_days(pipeline: Pipeline) -> None:
 
 
 def test_a_single_partition(pipeline: Pipeline) -> None:
-    from metaspend_pipeline.definitions import defs
+    from metaspend_pipeline.definitions import load
 
     result = (
-        defs().resolve_job_def("meta_spend_job").execute_in_process(partition_key=iso(3), resources=pipeline.resources)
+        load().resolve_job_def("meta_spend_job").execute_in_process(partition_key=iso(3), resources=pipeline.resources)
     )
     assert result.success
     assert sort_rows(spend_rows(pipeline.engine)) == truth_rows(pipeline, start=iso(3), end=iso(3))

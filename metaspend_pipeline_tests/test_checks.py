@@ -10,7 +10,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from metaspend_pipeline.definitions import defs
+from metaspend_pipeline.definitions import load
 from metaspend_pipeline.storage.schema import meta_ad_account, meta_spend_daily, sale
 from metaspend_pipeline_tests.conftest import Pipeline
 from metaspend_pipeline_tests.dates import day, iso
@@ -21,7 +21,7 @@ CHECK_RANGE = {"config": {"since": START, "until": END}}
 
 def run_checks(pipeline: Pipeline) -> dict[tuple[str, str], dg.AssetCheckEvaluation]:
     result = (
-        defs()
+        load()
         .resolve_job_def("meta_spend_checks_job")
         .execute_in_process(
             resources={"warehouse": pipeline.resources["warehouse"]},
@@ -130,7 +130,7 @@ def test_yesterday_loaded_is_not_fooled_by_a_backfill_of_older_days(pipeline: Pi
     """The freshness policy sees any partition's materialization; this check looks at yesterday's."""
     today = dt.datetime.now(dt.UTC).date()
     yesterday, older = today - dt.timedelta(days=1), today - dt.timedelta(days=3)
-    job = defs().resolve_job_def("meta_spend_job")
+    job = load().resolve_job_def("meta_spend_job")
 
     def yesterday_loaded(partition: dt.date, instance: dg.DagsterInstance) -> dg.AssetCheckEvaluation:
         result = job.execute_in_process(

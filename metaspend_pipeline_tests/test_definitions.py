@@ -11,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 import sqlalchemy as sa
 
-from metaspend_pipeline.definitions import build_definitions, defs
+from metaspend_pipeline.definitions import build_definitions, load
 from metaspend_pipeline.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,7 +32,7 @@ CHECKS = {
 
 
 def test_definitions_load_with_the_contract_names(env: dict[str, str]) -> None:
-    definitions = defs()
+    definitions = load()
     graph = definitions.resolve_asset_graph()
     assert {k.to_user_string() for k in graph.get_all_asset_keys()} == set(ASSETS) | {"lead", "sale"}
     assert {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys} == CHECKS
@@ -49,7 +49,7 @@ def test_definitions_load_with_the_contract_names(env: dict[str, str]) -> None:
 
 
 def test_the_five_assets_share_partitions_and_run_ranges_in_one_run(env: dict[str, str]) -> None:
-    graph = defs().resolve_asset_graph()
+    graph = load().resolve_asset_graph()
     partitions = graph.get(dg.AssetKey("meta_spend_daily")).partitions_def
     for name in ASSETS:
         node = graph.get(dg.AssetKey(name))
@@ -66,13 +66,13 @@ def test_the_five_assets_share_partitions_and_run_ranges_in_one_run(env: dict[st
 
 
 def test_meta_fetches_are_bounded_by_the_meta_api_pool(env: dict[str, str]) -> None:
-    assert defs().resolve_assets_def("meta_raw_insights").node_def.pool == "meta_api"
+    assert load().resolve_assets_def("meta_raw_insights").node_def.pool == "meta_api"
 
 
 def test_the_partitions_end_yesterday(env: dict[str, str]) -> None:
     import datetime as dt
 
-    partitions = defs().resolve_assets_def("meta_spend_daily").partitions_def
+    partitions = load().resolve_assets_def("meta_spend_daily").partitions_def
     assert partitions.get_last_partition_key() == (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)).isoformat()
     assert partitions.get_first_partition_key() == "2024-01-01"
 
@@ -84,7 +84,7 @@ def test_settings_are_read_when_the_definitions_are_built(env: dict[str, str], m
     monkeypatch.setenv("META_SPEND_START_DATE", "2025-03-01")
     monkeypatch.setenv("META_SPEND_LOOKBACK_DAYS", "5")
     monkeypatch.setenv("METASPEND_FRESHNESS_DEADLINE_CRON", "30 11 * * *")
-    definitions = defs()
+    definitions = load()
     spec = definitions.resolve_assets_def("meta_spend_daily").specs_by_key[dg.AssetKey("meta_spend_daily")]
     for name in ASSETS:
         assert definitions.resolve_assets_def(name).partitions_def.get_first_partition_key() == "2025-03-01", name
@@ -141,7 +141,7 @@ def test_a_shells_settings_at_import_do_not_stick() -> None:
         "import os\n"
         "import metaspend_pipeline.definitions as d, metaspend_pipeline.checks, metaspend_pipeline.schedules\n"
         "del os.environ['META_SPEND_START_DATE'], os.environ['METASPEND_FRESHNESS_DEADLINE_CRON']\n"
-        "defs = d.defs()\n"
+        "defs = d.load()\n"
         "print(defs.resolve_assets_def('meta_spend_daily').partitions_def.get_first_partition_key())\n"
         "print(defs.resolve_assets_def('meta_spend_daily').specs_by_key[d.dg.AssetKey('meta_spend_daily')]"
         ".freshness_policy.deadline_cron)\n"

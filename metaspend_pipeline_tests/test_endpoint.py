@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import dagster as dg
 import pytest
 
-from metaspend_pipeline.definitions import defs
+from metaspend_pipeline.definitions import load
 from metaspend_pipeline.settings import MetaApiSettings, SettingsError
 from metaspend_pipeline_tests.bad_inputs import DAY, RUN_CONFIG_MESSAGE, RUN_CONFIG_VALUES
 from metaspend_pipeline_tests.conftest import Pipeline
@@ -76,7 +76,7 @@ def test_launch_config_cannot_change_where_tokens_go(
     run_config = {"resources": {"meta": {"config": {name: value}}}}
     tags = {"dagster/asset_partition_range_start": DAY, "dagster/asset_partition_range_end": DAY}
     with dg.instance_for_test() as instance, pytest.raises(dg.DagsterInvalidConfigError) as info:
-        defs().resolve_job_def(job).execute_in_process(
+        load().resolve_job_def(job).execute_in_process(
             run_config=run_config, instance=instance, tags=tags if job == "meta_spend_job" else None
         )
     assert RUN_CONFIG_MESSAGE.format(name=name) in str(info.value)
@@ -98,7 +98,7 @@ def test_outside_development_a_run_refuses_another_endpoint(
     with dg.instance_for_test() as instance:
         spend = pipeline.run(DAY, instance=instance)
         refresh = (
-            defs().resolve_job_def("meta_token_refresh_job").execute_in_process(instance=instance, raise_on_error=False)
+            load().resolve_job_def("meta_token_refresh_job").execute_in_process(instance=instance, raise_on_error=False)
         )
         for result in (spend, refresh):
             assert not result.success

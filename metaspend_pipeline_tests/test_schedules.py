@@ -8,7 +8,7 @@ import dagster as dg
 import pytest
 
 from metaspend_pipeline.assets import ROAS_KEYS
-from metaspend_pipeline.definitions import defs
+from metaspend_pipeline.definitions import load
 from metaspend_pipeline.schedules import build_spend_schedule, build_token_refresh_schedule
 from metaspend_pipeline.settings import Settings
 
@@ -28,7 +28,7 @@ def ranges(requests: list[dg.RunRequest]) -> list[tuple[str, str, object]]:
 
 
 def test_a_tick_fetches_yesterday_and_the_lookback_and_recomputes_roas() -> None:
-    requests = tick(defs().resolve_schedule_def("meta_spend_schedule"), dt.datetime(2026, 11, 25, 6, tzinfo=dt.UTC))
+    requests = tick(load().resolve_schedule_def("meta_spend_schedule"), dt.datetime(2026, 11, 25, 6, tzinfo=dt.UTC))
     assert ranges(requests) == [
         ("2026-11-21", "2026-11-24", None),  # yesterday and the 3 days before it, every asset
         ("2026-10-28", "2026-11-20", sorted(map(str, ROAS_KEYS.values()))),  # ROAS alone: 28 days in all
@@ -92,7 +92,7 @@ def test_crons_come_from_the_environment() -> None:
 
 def test_token_refresh_tick_requests_one_run() -> None:
     [request] = tick(
-        defs().resolve_schedule_def("meta_token_refresh_schedule"), dt.datetime(2026, 11, 25, 5, tzinfo=dt.UTC)
+        load().resolve_schedule_def("meta_token_refresh_schedule"), dt.datetime(2026, 11, 25, 5, tzinfo=dt.UTC)
     )
     assert request.run_key == "meta_token_refresh:2026-11-25T05:00"
 

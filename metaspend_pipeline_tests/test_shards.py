@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from metaspend_pipeline.assets import ROAS_KEYS
-from metaspend_pipeline.definitions import defs
+from metaspend_pipeline.definitions import load
 from metaspend_pipeline.errors import InvalidInputError
 from metaspend_pipeline.schedules import build_spend_schedule
 from metaspend_pipeline.settings import Settings
@@ -124,7 +124,7 @@ def test_each_shards_run_writes_and_computes_roas_only_for_its_organizations(pip
     shard0 = [o for o in organizations if owner(o, 2) == 0]
     shard1 = [o for o in organizations if owner(o, 2) == 1]
     assert shard0 and shard1
-    job = defs().resolve_job_def("meta_spend_job")
+    job = load().resolve_job_def("meta_spend_job")
     range_tags = {"dagster/asset_partition_range_start": START, "dagster/asset_partition_range_end": END}
 
     first = job.execute_in_process(tags={**range_tags, SHARD_TAG: "0/2"}, resources=pipeline.resources)
@@ -171,7 +171,7 @@ def test_each_shards_run_writes_and_computes_roas_only_for_its_organizations(pip
 
 
 def test_a_shard_tag_and_config_that_disagree_fail_the_run(pipeline: Pipeline) -> None:
-    job = defs().resolve_job_def("meta_spend_job")
+    job = load().resolve_job_def("meta_spend_job")
     result = job.execute_in_process(
         tags={
             "dagster/asset_partition_range_start": START,

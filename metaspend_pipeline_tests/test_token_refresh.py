@@ -8,7 +8,7 @@ import dagster as dg
 import sqlalchemy as sa
 
 from metaspend_pipeline.credentials import store_connection
-from metaspend_pipeline.definitions import defs
+from metaspend_pipeline.definitions import load
 from metaspend_pipeline.meta.client import MetaClient
 from metaspend_pipeline.meta.sandbox.server import Sandbox
 from metaspend_pipeline.resources import MetaAdsResource
@@ -37,7 +37,7 @@ def run_refresh(pipeline: Pipeline, sandbox: Sandbox, instance: dg.DagsterInstan
         retry_base_delay_seconds=0.001,
     )
     return (
-        defs()
+        load()
         .resolve_job_def("meta_token_refresh_job")
         .execute_in_process(resources={"meta": meta}, instance=instance, raise_on_error=False)
     )
@@ -91,7 +91,7 @@ def test_refresh_extends_exactly_the_expiring_tokens(pipeline: Pipeline, sandbox
 def test_refresh_without_app_credentials_says_what_is_missing(pipeline: Pipeline) -> None:
     connect(pipeline, "soon", "EAAsoon" + "5" * 30, 1)
     result = (
-        defs()
+        load()
         .resolve_job_def("meta_token_refresh_job")
         .execute_in_process(resources={"meta": pipeline.resources["meta"]}, raise_on_error=False)
     )

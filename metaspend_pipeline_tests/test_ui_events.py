@@ -134,7 +134,7 @@ def test_the_run_emits_the_column_schema_of_the_database_in_use(pipeline: Pipeli
 
 
 def test_lead_and_sale_are_observed_with_their_latest_rows(pipeline: Pipeline) -> None:
-    from metaspend_pipeline.definitions import defs
+    from metaspend_pipeline.definitions import load
 
     with pipeline.engine.begin() as conn:
         for i, hour in enumerate((9, 17)):
@@ -149,7 +149,7 @@ def test_lead_and_sale_are_observed_with_their_latest_rows(pipeline: Pipeline) -
             ),
             {"at": dt.datetime(2026, 10, 4, 8, 30, tzinfo=dt.UTC)},
         )
-    job = defs().resolve_job_def("product_tables_observe_job")
+    job = load().resolve_job_def("product_tables_observe_job")
     with dg.instance_for_test() as instance:
         assert job.execute_in_process(
             instance=instance, resources={"warehouse": pipeline.resources["warehouse"]}
