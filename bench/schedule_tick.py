@@ -51,10 +51,12 @@ def tick(url: str, db_url: str, scheduled: dt.datetime) -> dict[str, Any]:
         "meta": MetaAdsResource(
             warehouse=warehouse_resource,
             token_encryption_key=dg.EnvVar("META_TOKEN_ENCRYPTION_KEY"),
-            graph_api_url=url,
             async_poll_initial_seconds=0.5,
         ),
     }
+    # the sandbox as Meta: the endpoint comes from the environment only, in development
+    os.environ["METASPEND_ENV"] = "development"
+    os.environ["META_GRAPH_API_URL"] = url
     admin = SandboxAdmin(url)
     before = len(admin.requests())
     started = time.monotonic()
