@@ -32,6 +32,8 @@ REPORTING_RELATIONS = (
     "meta_roas_by_campaign_named",
     "meta_roas_by_adset_named",
     "meta_roas_by_ad_named",
+    "meta_conversions_daily",
+    "fx_rates_daily",
 )
 
 INSUFFICIENT_PRIVILEGE = "42501"  # PostgreSQL's SQLSTATE for "permission denied"

@@ -44,6 +44,15 @@ class RoasRow:
     conversion_rate: Decimal | None
     roas: Decimal | None
     revenue_currency_mismatch: bool
+    # Meta's view of the same day and group (attributed purchases, `meta_conversions_daily`)
+    meta_purchases: int | None = None
+    meta_purchase_value: Decimal | None = None
+    meta_roas: Decimal | None = None
+    # The organization's reporting currency, converted per day at the ECB's rates (`fx_rates_daily`)
+    reporting_currency: str | None = None
+    spend_reporting: Decimal | None = None
+    revenue_reporting: Decimal | None = None
+    roas_reporting: Decimal | None = None
 
 
 def organization_ad_accounts(conn: sa.Connection, organization_id: str) -> set[str]:
@@ -88,6 +97,13 @@ def replace_roas(
         "conversion_rate",
         "roas",
         "revenue_currency_mismatch",
+        "meta_purchases",
+        "meta_purchase_value",
+        "meta_roas",
+        "reporting_currency",
+        "spend_reporting",
+        "revenue_reporting",
+        "roas_reporting",
         "updated_at",
     )
     return load_rows(
@@ -108,6 +124,13 @@ def replace_roas(
                 r.conversion_rate,
                 r.roas,
                 r.revenue_currency_mismatch,
+                r.meta_purchases,
+                r.meta_purchase_value,
+                r.meta_roas,
+                r.reporting_currency,
+                r.spend_reporting,
+                r.revenue_reporting,
+                r.roas_reporting,
                 now,
             )
             for r in rows

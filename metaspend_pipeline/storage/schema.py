@@ -362,6 +362,53 @@ def _roas_table(group: str) -> sa.Table:
             comment="True when a sale is in another currency than the spend: revenue, avg_ticket and roas are NULL.",
         ),
         sa.Column("updated_at", Timestamp, nullable=False, comment=_UPDATED),
+        # Added by migration 0006: Meta's own view of the same day and group, and the organization's
+        # reporting currency (see README, "Two views of ROAS").
+        sa.Column(
+            "meta_purchases",
+            sa.BigInteger,
+            nullable=True,
+            comment=f"Purchases Meta attributes to this {name} that day (omni_purchase, under the ad account's "
+            "attribution setting, by the day of the ad's delivery); NULL when Meta reported none.",
+        ),
+        sa.Column(
+            "meta_purchase_value",
+            Money,
+            nullable=True,
+            comment="The value of those purchases as Meta reports it, in currency; NULL when Meta reported none.",
+        ),
+        sa.Column(
+            "meta_roas",
+            Ratio,
+            nullable=True,
+            comment="meta_purchase_value / spend for this day alone; NULL when either is 0 or missing.",
+        ),
+        sa.Column(
+            "reporting_currency",
+            sa.String(3),
+            nullable=True,
+            comment="The organization's reporting currency (ISO 4217) of spend_reporting and revenue_reporting.",
+        ),
+        sa.Column(
+            "spend_reporting",
+            Money,
+            nullable=True,
+            comment="spend converted to reporting_currency at the ECB reference rate of the day "
+            "(the previous business day's on weekends and holidays), rounded to cents.",
+        ),
+        sa.Column(
+            "revenue_reporting",
+            Money,
+            nullable=True,
+            comment="The sales' revenue converted to reporting_currency at the day's ECB rate, each sale "
+            "currency converted before summing: set even when sales are in several currencies.",
+        ),
+        sa.Column(
+            "roas_reporting",
+            Ratio,
+            nullable=True,
+            comment="revenue_reporting / spend_reporting for this day alone; NULL when either is 0.",
+        ),
         sa.PrimaryKeyConstraint("organization_id", "date", f"{group}_id", name=f"pk_meta_roas_by_{group}"),
         comment=f"Leads, sales, revenue, spend and ROAS per organization, day and {name}.",
     )
@@ -372,6 +419,101 @@ meta_roas_by_campaign = _roas_table("campaign")
 meta_roas_by_adset = _roas_table("adset")
 meta_roas_by_ad = _roas_table("ad")
 ROAS_TABLES = {"campaign": meta_roas_by_campaign, "adset": meta_roas_by_adset, "ad": meta_roas_by_ad}
+
+# --- Meta's conversions, exchange rates, reporting currency (migration 0006) -----------------
+
+CONVERSION_LEVELS = ("CAMPAIGN", "ADSET", "AD")
+
+meta_conversions_daily = sa.Table(
+    "meta_conversions_daily",
+    metadata,
+    sa.Column("organization_id", sa.Text, nullable=False, comment=_ORG),
+    sa.Column("date", sa.Date, nullable=False, comment="The day of the ads' delivery, in the ad account's time zone."),
+    sa.Column(
+        "level",
+        sa.Text,
+        nullable=False,
+        comment="CAMPAIGN, ADSET or AD. Each level repeats the same conversions: sum one level only.",
+    ),
+    sa.Column("ad_account_id", sa.Text, nullable=False, comment=_AD_ACCOUNT),
+    sa.Column("campaign_id", sa.Text, nullable=True, comment="Meta campaign id."),
+    sa.Column("adset_id", sa.Text, nullable=True, comment="Meta ad set id; NULL on CAMPAIGN rows."),
+    sa.Column("ad_id", sa.Text, nullable=True, comment="Meta ad id; NULL on CAMPAIGN and ADSET rows."),
+    sa.Column(
+        "action_type",
+        sa.Text,
+        nullable=False,
+        comment="Meta's action type, e.g. omni_purchase, purchase, lead. The same event appears under several "
+        "types (purchase, offsite_conversion.fb_pixel_purchase, omni_purchase): pick one, never sum them.",
+    ),
+    sa.Column(
+        "attribution_window",
+        sa.Text,
+        nullable=False,
+        comment="default: under the ad account's own attribution setting, as Ads Manager shows it; "
+        "else one of Meta's windows (7d_click, 1d_view, ...) asked for in META_ATTRIBUTION_WINDOWS.",
+    ),
+    sa.Column("currency", sa.String(3), nullable=False, comment=_CURRENCY),
+    sa.Column("count", sa.BigInteger, nullable=True, comment="Actions Meta counted (`actions`); NULL if not sent."),
+    sa.Column(
+        "value",
+        Money,
+        nullable=True,
+        comment="Their value in currency (`action_values`); NULL when Meta sent no value for the type.",
+    ),
+    sa.Column("updated_at", Timestamp, nullable=False, comment=_UPDATED),
+    sa.CheckConstraint(_in("level", CONVERSION_LEVELS), name="level"),
+    sa.Index("ix_meta_conversions_daily_ad_account_id_date", "ad_account_id", "date"),
+    comment="Conversions as Meta reports them (actions and action_values), per organization, day, level, "
+    "object, action type and attribution window, in the ad account's currency.",
+)
+CONVERSIONS_KEY = (
+    meta_conversions_daily.c.organization_id,
+    meta_conversions_daily.c.date,
+    meta_conversions_daily.c.level,
+    sa.func.coalesce(meta_conversions_daily.c.campaign_id, sa.literal_column("''")),
+    sa.func.coalesce(meta_conversions_daily.c.adset_id, sa.literal_column("''")),
+    sa.func.coalesce(meta_conversions_daily.c.ad_id, sa.literal_column("''")),
+    meta_conversions_daily.c.action_type,
+    meta_conversions_daily.c.attribution_window,
+)
+sa.Index("uq_meta_conversions_daily_key", *CONVERSIONS_KEY, unique=True)
+
+FxRate = Decimal_(18, 6)
+
+fx_rates_daily = sa.Table(
+    "fx_rates_daily",
+    metadata,
+    sa.Column("date", sa.Date, primary_key=True, comment="The calendar day the rate applies to."),
+    sa.Column("currency", sa.String(3), primary_key=True, comment="ISO 4217 code; EUR is 1."),
+    sa.Column(
+        "rate",
+        FxRate,
+        nullable=False,
+        comment="Units of currency for one euro: the European Central Bank's reference rate.",
+    ),
+    sa.Column(
+        "ecb_date",
+        sa.Date,
+        nullable=False,
+        comment="The ECB publication day the rate is from: date itself, or the previous business day "
+        "on weekends and TARGET holidays.",
+    ),
+    sa.Column("fetched_at", Timestamp, nullable=False, comment="When the pipeline read the rate (UTC)."),
+    sa.PrimaryKeyConstraint("date", "currency", name="pk_fx_rates_daily"),
+    comment="The ECB's daily euro reference rates, one row per calendar day and currency (weekends filled).",
+)
+
+DEFAULT_REPORTING_CURRENCY = "USD"
+
+organization_setting = sa.Table(
+    "organization_setting",
+    metadata,
+    sa.Column("organization_id", sa.Text, primary_key=True),
+    sa.Column("reporting_currency", sa.String(3), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+)
 
 # --- names and attributes of campaigns, ad sets and ads (Meta's object edges) ------------------
 
