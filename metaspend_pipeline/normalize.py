@@ -1,7 +1,9 @@
 """`meta_raw_insights` -> `meta_spend_daily`: the raw rows merged per organization, in SQL.
 
 The raw rows were parsed and validated when they were fetched (their ids and numbers are
-columns), so this step is set-based SQL (`storage.spend.refresh_spend`). Each organization's
+columns), so this step is set-based SQL (`storage.spend.refresh_spend`); Meta's conversions, kept
+as lists in the raw rows, are rebuilt into `meta_conversions_daily` in the same transaction
+(`storage.conversions.refresh_conversions`), read with the fetch's own parser. Each organization's
 window is replaced in one transaction, all its ad accounts and levels together, so a reader
 never sees a day of an organization half-written. One organization's failure is recorded and
 the others go on.
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -19,7 +21,9 @@ import sqlalchemy as sa
 
 from metaspend_pipeline.errors import ORGANIZATION_ERRORS, MetaspendError
 from metaspend_pipeline.ingest import windows
+from metaspend_pipeline.meta.client import parse_conversions
 from metaspend_pipeline.redaction import get_logger, redact
+from metaspend_pipeline.storage import conversions as conversions_store
 from metaspend_pipeline.storage import spend as spend_store
 from metaspend_pipeline.storage.db import utcnow
 
@@ -31,6 +35,7 @@ class NormalizeReport:
     written: int = 0
     unchanged: int = 0
     deleted: int = 0
+    conversions: int = 0  # rows written to meta_conversions_daily
     rows_by_day_level: dict[tuple[dt.date, str], int] = field(default_factory=lambda: defaultdict(int))
     spend_by_day_currency: dict[tuple[dt.date, str], Decimal] = field(default_factory=lambda: defaultdict(Decimal))
     failures: dict[str, str] = field(default_factory=dict)  # organization -> why
@@ -57,7 +62,11 @@ def normalize_organization(
     for start, end in windows(since, until, window_days):
         try:
             with engine.begin() as conn:
-                stats = spend_store.refresh_spend(conn, organization_id, ad_account_ids, start, end, utcnow())
+                now = utcnow()
+                stats = spend_store.refresh_spend(conn, organization_id, ad_account_ids, start, end, now)
+                conversions = conversions_store.refresh_conversions(
+                    conn, organization_id, ad_account_ids, start, end, now, conversions_of
+                )
         except ORGANIZATION_ERRORS as exc:
             reason = str(exc) if isinstance(exc, MetaspendError) else f"{type(exc).__name__}: {exc}"
             report.failures[organization_id] = redact(f"organization {organization_id}, {start}..{end}: {reason}")
@@ -66,7 +75,16 @@ def normalize_organization(
         report.written += stats.written
         report.unchanged += stats.unchanged
         report.deleted += stats.deleted
+        report.conversions += conversions
         for key, count in stats.rows_by_day_level.items():
             report.rows_by_day_level[key] += count
         for key, amount in stats.spend_by_day_currency.items():
             report.spend_by_day_currency[key] += amount
+
+
+def conversions_of(raw: conversions_store.RawActions) -> Iterator[conversions_store.ConversionValues]:
+    """A raw row's conversions, parsed as at fetch time (a row stored before a parser change is
+    checked again)."""
+    where = f"ad account {raw.ad_account_id}, {raw.level.lower()} row of {raw.date}"
+    for c in parse_conversions(raw.row, where, raw.ad_account_id, raw.currency):
+        yield c.action_type, c.attribution_window, c.count, c.value

@@ -13,13 +13,19 @@
 - Groups with leads but no spend, and with spend but no leads, are both present.
 - Everything is per organization: no lead, sale or spend of one organization meets another's.
 
-The sums are SQL (GROUP BY in the database, exact on both backends, see `storage.roas`); three
-sorted streams (spend, leads, sales per day and group) are merged here one group at a time, so
+Meta's view beside the CRM's: meta_purchases and meta_purchase_value are Meta's purchases of the
+day and group under the ad account's own attribution setting (`meta_conversions_daily`, window
+`default`, one action type per object: omni_purchase, else purchase, else
+offsite_conversion.fb_pixel_purchase); meta_roas = meta_purchase_value / spend by the roas rules.
+
+The sums are SQL (GROUP BY in the database, exact on both backends, see `storage.roas`); four
+sorted streams (spend, leads, sales, Meta's purchases per day and group) are merged here one group at a time, so
 memory does not grow with the rows, and only the run's window of days is read.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import heapq
 import itertools
@@ -74,6 +80,8 @@ class GroupTotals:
     spend_currencies: set[str] = field(default_factory=set)
     revenue: dict[str, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
     fallback_currency: str | None = None
+    meta_purchases: int | None = None
+    meta_purchase_value: dict[str, Decimal] = field(default_factory=dict)
 
     def finish(self) -> tuple[str | None, Decimal | None, bool]:
         """(currency, revenue in it or None, mismatch) by the rules above."""
@@ -109,12 +117,22 @@ def _row(organization_id: str, day: dt.date, group_id: str, t: GroupTotals) -> R
     )
 
 
+def _with_meta(row: RoasRow, t: GroupTotals) -> RoasRow:
+    """Meta's purchases beside the CRM's: value only in the group's currency, meta_roas as roas."""
+    if t.meta_purchases is None and not t.meta_purchase_value:
+        return row
+    value = t.meta_purchase_value.get(row.currency) if row.currency and len(t.meta_purchase_value) == 1 else None
+    meta_roas = ratios(0, 0, value, row.spend).roas
+    return dataclasses.replace(row, meta_purchases=t.meta_purchases, meta_purchase_value=value, meta_roas=meta_roas)
+
+
 def merge_sums(organization_id: str, sums: roas_store.GroupSums) -> Iterator[RoasRow]:
-    """One ROAS row per (day, group) from the three sorted streams of sums."""
+    """One ROAS row per (day, group) from the four sorted streams of sums."""
     tagged = (
         ((key, "spend", value) for key, value in sums.spend),
         ((key, "leads", value) for key, value in sums.leads),
         ((key, "sales", value) for key, value in sums.sales),
+        ((key, "meta", value) for key, value in sums.meta_purchases),
     )
     merged = heapq.merge(*tagged, key=lambda item: item[0])
     for (day, group_id), items in itertools.groupby(merged, key=lambda item: item[0]):
@@ -128,11 +146,18 @@ def merge_sums(organization_id: str, sums: roas_store.GroupSums) -> Iterator[Roa
                 count, currency = value
                 t.leads += count
                 t.fallback_currency = t.fallback_currency or currency
-            else:
+            elif kind == "sales":
                 currency, count, amount = value
                 t.sales += count
                 t.revenue[currency] += amount
-        yield _row(organization_id, day, group_id, t)
+            else:
+                currency, count, amount = value
+                if count is not None:
+                    t.meta_purchases = (t.meta_purchases or 0) + count
+                if amount is not None:
+                    t.meta_purchase_value[currency] = t.meta_purchase_value.get(currency, Decimal(0)) + amount
+                t.fallback_currency = t.fallback_currency or currency
+        yield _with_meta(_row(organization_id, day, group_id, t), t)
 
 
 class _Spool:

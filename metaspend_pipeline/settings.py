@@ -106,6 +106,22 @@ def _api_version(env: Mapping[str, str]) -> str:
     return version
 
 
+# The attribution windows Meta's insights still return (`7d_view` and `28d_view` stopped in 2026-01).
+ATTRIBUTION_WINDOWS = ("1d_click", "7d_click", "28d_click", "1d_view", "1d_ev")
+
+
+def _attribution_windows(env: Mapping[str, str]) -> tuple[str, ...]:
+    raw = _get(env, "META_ATTRIBUTION_WINDOWS", ",".join(MetaApiSettings.attribution_windows))
+    windows = tuple(dict.fromkeys(w.strip() for w in raw.split(",") if w.strip()))
+    for window in windows:
+        if window not in ATTRIBUTION_WINDOWS:
+            raise SettingsError(
+                f"META_ATTRIBUTION_WINDOWS: {window!r} is not one of Meta's attribution windows "
+                f"({', '.join(ATTRIBUTION_WINDOWS)})"
+            )
+    return windows
+
+
 def default_database_url(cwd: Path | None = None) -> str:
     path = (cwd or Path.cwd()) / DEFAULT_DATABASE_PATH
     return f"sqlite:///{path}"
@@ -135,6 +151,7 @@ class Settings:
     objects_refresh_hours: float = 24.0
     fetch_concurrency: int = 4
     spend_shards: int = 1
+    attribution_gap_warn: float = 0.5
 
     @property
     def is_development(self) -> bool:
@@ -164,6 +181,7 @@ class Settings:
             objects_refresh_hours=_float(env, "META_OBJECTS_REFRESH_HOURS", 24.0),
             fetch_concurrency=_int(env, "META_FETCH_CONCURRENCY", 4, minimum=1),
             spend_shards=_int(env, "META_SPEND_SHARDS", 1, minimum=1),
+            attribution_gap_warn=_float(env, "META_ATTRIBUTION_GAP_WARN", 0.5),
         )
 
 
@@ -187,6 +205,8 @@ class MetaApiSettings:
     async_poll_initial: float = 2.0
     async_poll_max: float = 60.0
     async_timeout_seconds: float = 3600.0
+    # asked for beside the `value` under the ad account's own setting (stored as window `default`)
+    attribution_windows: tuple[str, ...] = ("7d_click", "1d_view")
 
     @property
     def base_url(self) -> str:
@@ -212,4 +232,5 @@ class MetaApiSettings:
             async_poll_initial=_float(env, "META_ASYNC_POLL_INITIAL_SECONDS", cls.async_poll_initial),
             async_poll_max=_float(env, "META_ASYNC_POLL_MAX_SECONDS", cls.async_poll_max),
             async_timeout_seconds=_float(env, "META_ASYNC_TIMEOUT_SECONDS", cls.async_timeout_seconds),
+            attribution_windows=_attribution_windows(env),
         )

@@ -83,6 +83,32 @@ META_VALUES: list[MetaValue] = [
         FULLWIDTH_USD,
         f"field account_currency {FULLWIDTH_USD!r} is not a currency code (3 letters A-Z)",
     ),
+    MetaValue(
+        "actions",
+        [{"action_type": "omni_purchase", "value": "2", "7d_click": "1.5"}],
+        "field actions[omni_purchase].7d_click '1.5' is not a whole number",
+    ),
+    MetaValue(
+        "actions",
+        [{"action_type": "lead", "value": "-1"}],
+        "field actions[lead].value '-1' is not a whole number",
+    ),
+    MetaValue(
+        "action_values",
+        [{"action_type": "omni_purchase", "value": "19.999"}],
+        "field action_values[omni_purchase].value '19.999' has 3 decimals; USD has 2, and amounts are never rounded",
+    ),
+    MetaValue(
+        "action_values",
+        [{"action_type": "omni_purchase", "1d_view": "1e3"}],
+        "field action_values[omni_purchase].1d_view '1e3' is not a non-negative amount in plain digits",
+    ),
+    MetaValue(
+        "actions",
+        [{"value": "3"}],
+        "field actions has an entry without a valid action_type (None)",
+    ),
+    MetaValue("actions", {"omni_purchase": "3"}, "field actions is not a list"),
 ]
 
 _NOT_META = (
@@ -125,6 +151,11 @@ ENV_VALUES: list[EnvValue] = [
     EnvValue({"META_API_VERSION": "v21.0/../../x"}, "META_API_VERSION must look like v21.0, got 'v21.0/../../x'"),
     EnvValue({"META_MAX_RETRIES": "١٢"}, "META_MAX_RETRIES must be a whole number, got '١٢'"),
     EnvValue({"META_HTTP_TIMEOUT_SECONDS": "nan"}, "META_HTTP_TIMEOUT_SECONDS must be a number, got 'nan'"),
+    EnvValue(
+        {"META_ATTRIBUTION_WINDOWS": "7d_click,7d_view"},
+        "META_ATTRIBUTION_WINDOWS: '7d_view' is not one of Meta's attribution windows "
+        "(1d_click, 7d_click, 28d_click, 1d_view, 1d_ev)",
+    ),
 ]
 
 

@@ -42,7 +42,9 @@ from metaspend_pipeline.storage.schema import meta_spend_daily as spend_table
         "account's currency and dates, money as exact decimals. Rebuilt from meta_raw_insights: each "
         "organization's days are merged in one transaction (set-based SQL from the raw rows), so a rerun gives "
         "identical rows and rows of objects Meta no longer returns are removed. One organization's failure "
-        "does not stop the others; the check every_organization_written names it."
+        "does not stop the others; the check every_organization_written names it. Meta's conversions "
+        "(actions and action_values per action type and attribution window) are rebuilt into "
+        "meta_conversions_daily in the same transactions."
     ),
     metadata={"dagster/table_name": "meta_spend_daily"},
 )
@@ -75,6 +77,7 @@ def meta_spend_daily(
             "rows_written": dg.MetadataValue.int(report.written),
             "rows_unchanged": dg.MetadataValue.int(report.unchanged),
             "rows_deleted": dg.MetadataValue.int(report.deleted),
+            "conversion_rows_written": dg.MetadataValue.int(report.conversions),
             "partition_range": dg.MetadataValue.text(f"{since}..{until}"),
         },
     )

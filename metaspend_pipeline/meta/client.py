@@ -39,7 +39,7 @@ from metaspend_pipeline.meta.errors import (
 )
 from metaspend_pipeline.meta.throttle import AppPacer, Pacer, parse_usage, retry_after_seconds
 from metaspend_pipeline.redaction import get_logger, protect_third_party_loggers, redact, register_secret
-from metaspend_pipeline.settings import MetaApiSettings
+from metaspend_pipeline.settings import ATTRIBUTION_WINDOWS, MetaApiSettings
 
 LEVELS = ("account", "campaign", "adset", "ad")
 ID_FIELDS: Mapping[str, tuple[str, ...]] = {
@@ -71,6 +71,11 @@ OBJECT_FIELDS: Mapping[str, tuple[str, ...]] = {
     "ad": (*_OBJECT_COMMON, "campaign_id", "adset_id"),
 }
 _METRICS = ("spend", "impressions", "clicks")
+# Meta's conversions, in the same requests as spend: counts, values (ad account's currency), ratio
+CONVERSION_FIELDS = ("actions", "action_values", "purchase_roas")
+# The window of Meta's `value` key: the ad account's own attribution setting, as Ads Manager shows it
+DEFAULT_WINDOW = "default"
+_ACTION_TYPE = re.compile(r"[a-z0-9_.:-]{1,200}", re.ASCII)
 _JOB_DONE = "Job Completed"
 _JOB_FAILED = frozenset({"Job Failed", "Job Skipped"})
 _STRIPPED_PARAMS = frozenset({"access_token", "appsecret_proof"})
@@ -107,6 +112,18 @@ class InsightRow:
     impressions: int | None
     clicks: int | None
     raw: Mapping[str, Any] = field(repr=False)
+    conversions: tuple[Conversion, ...] = field(default=(), repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Conversion:
+    """One action type under one attribution window of one insight row: its count (`actions`)
+    and its value (`action_values`), either None when Meta sent only the other."""
+
+    action_type: str
+    attribution_window: str  # DEFAULT_WINDOW for Meta's `value`, else one of ATTRIBUTION_WINDOWS
+    count: int | None
+    value: Decimal | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -459,10 +476,20 @@ class MetaClient:
             yield from self._insights_sync(account, level, since, until)
 
     def _insight_params(self, level: str, since: dt.date, until: dt.date) -> dict[str, Any]:
-        fields = ["date_start", "date_stop", "account_id", "account_currency", *_METRICS, *ID_FIELDS[level]]
+        fields = [
+            "date_start",
+            "date_stop",
+            "account_id",
+            "account_currency",
+            *_METRICS,
+            *CONVERSION_FIELDS,
+            *ID_FIELDS[level],
+        ]
         return {
             "level": level,
             "fields": ",".join(fields),
+            "action_attribution_windows": json.dumps(list(self.settings.attribution_windows)),
+            "use_unified_attribution_setting": "true",
             "time_range": json.dumps({"since": since.isoformat(), "until": until.isoformat()}),
             "time_increment": "1",
             "filtering": json.dumps(
@@ -737,8 +764,76 @@ def parse_insight_row(raw: Any, account: str, level: str, since: dt.date, until:
         impressions=_count(raw.get("impressions"), where, "impressions", account),
         clicks=_count(raw.get("clicks"), where, "clicks", account),
         raw=raw,
+        conversions=parse_conversions(raw, where, account, currency),
         **ids,
     )
+
+
+def parse_conversions(raw: Mapping[str, Any], where: str, account: str, currency: str) -> tuple[Conversion, ...]:
+    """The row's `actions` and `action_values`, one Conversion per (action type, window) present.
+
+    Counts are whole numbers and values amounts in the ad account's currency, checked as spend is;
+    `purchase_roas` is checked to be non-negative numbers (it is kept in the raw row only). Window
+    keys other than Meta's current windows are left in the raw row.
+    """
+    counts = _action_list(raw, "actions", where, account)
+    values = _action_list(raw, "action_values", where, account)
+    ratios = _action_list(raw, "purchase_roas", where, account)
+    parsed_counts: dict[tuple[str, str], int | None] = {}
+    parsed_values: dict[tuple[str, str], Decimal | None] = {}
+    for action_type, entry in counts.items():
+        for key, window in _window_keys(entry):
+            name = f"actions[{action_type}].{key}"
+            parsed_counts[(action_type, window)] = _count(entry[key], where, name, account)
+    for action_type, entry in values.items():
+        for key, window in _window_keys(entry):
+            name = f"action_values[{action_type}].{key}"
+            parsed_values[(action_type, window)] = _decimal(entry[key], where, name, account, currency)
+    for action_type, entry in ratios.items():
+        for key, _ in _window_keys(entry):
+            text = entry[key]
+            if not isinstance(text, str | int) or isinstance(text, bool) or not _AMOUNT.fullmatch(str(text)):
+                raise MetaDataError(
+                    f"{where}: field purchase_roas[{action_type}].{key} {text!r} is not a non-negative number",
+                    ad_account_id=account,
+                )
+    keys = dict.fromkeys([*parsed_counts, *parsed_values])
+    return tuple(
+        Conversion(
+            action_type, window, parsed_counts.get((action_type, window)), parsed_values.get((action_type, window))
+        )
+        for action_type, window in keys
+    )
+
+
+def _action_list(raw: Mapping[str, Any], name: str, where: str, account: str) -> dict[str, Mapping[str, Any]]:
+    """A list of `{"action_type": ..., "value": ..., "<window>": ...}` by action type (absent: empty)."""
+    items = raw.get(name)
+    if items is None:
+        return {}
+    if not isinstance(items, list):
+        raise MetaDataError(f"{where}: field {name} is not a list", ad_account_id=account)
+    out: dict[str, Mapping[str, Any]] = {}
+    for item in items:
+        action_type = item.get("action_type") if isinstance(item, dict) else None
+        if not isinstance(action_type, str) or not _ACTION_TYPE.fullmatch(action_type):
+            raise MetaDataError(
+                f"{where}: field {name} has an entry without a valid action_type ({action_type!r})",
+                ad_account_id=account,
+            )
+        if action_type in out:
+            raise MetaDataError(f"{where}: field {name} lists action type {action_type} twice", ad_account_id=account)
+        out[action_type] = item
+    return out
+
+
+def _window_keys(entry: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    """(key in the entry, window stored): `value` is the account's own setting, then Meta's windows."""
+    if "value" in entry:
+        yield "value", DEFAULT_WINDOW
+    for window in ATTRIBUTION_WINDOWS:
+        if window in entry:
+            yield window, window
 
 
 def _is_id(value: Any) -> bool:

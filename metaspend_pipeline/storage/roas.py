@@ -19,6 +19,7 @@ from metaspend_pipeline.storage.schema import (
     connected_account,
     lead,
     meta_ad_account,
+    meta_conversions_daily,
     meta_object_account,
     meta_spend_daily,
     sale,
@@ -26,6 +27,10 @@ from metaspend_pipeline.storage.schema import (
 
 LEVEL_OF_GROUP = {"campaign": "CAMPAIGN", "adset": "ADSET", "ad": "AD"}
 READ_BATCH = 5000
+# Meta's purchases are read under one action type per row, the first present of these: the same
+# purchases are listed under each, and summing them would count each two or three times.
+PURCHASE_ACTION_TYPES = ("omni_purchase", "purchase", "offsite_conversion.fb_pixel_purchase")
+PURCHASE_WINDOW = "default"  # the ad account's own attribution setting, as Ads Manager shows it
 
 
 @dataclass(frozen=True)
@@ -146,12 +151,14 @@ class GroupSums:
     """The sums ROAS is made of, per (day, group id), each stream sorted by that key.
 
     spend: ((day, group), (currency, spend)); leads: ((day, group), (count, ad account currency));
-    sales: ((day, group), (currency, count, amount)).
+    sales: ((day, group), (currency, count, amount));
+    meta_purchases: ((day, group), (currency, count or None, value or None)), Meta's view.
     """
 
     spend: Iterator[tuple[Key, tuple[str, Decimal]]]
     leads: Iterator[tuple[Key, tuple[int, str | None]]]
     sales: Iterator[tuple[Key, tuple[str, int, Decimal]]]
+    meta_purchases: Iterator[tuple[Key, tuple[str, int | None, Decimal | None]]]
 
 
 def _binary(conn: sa.Connection, column: Any) -> Any:
@@ -248,6 +255,55 @@ def group_sums(
         spend=(((r[0], r[1]), (r[2], read_money_sum(r[3]))) for r in _stream(conn, spend_query)),
         leads=(((r[0], r[1]), (r[2], r[3])) for r in _stream(conn, leads_query)),
         sales=(((r[0], r[1]), (r[2], r[3], read_money_sum(r[4]))) for r in _stream(conn, sales_query)),
+        meta_purchases=(
+            ((r[0], r[1]), (r[2], r[3], None if r[4] is None else read_money_sum(r[4])))
+            for r in _stream(conn, meta_purchases_query(conn, organization_id, group, since, until))
+        ),
+    )
+
+
+def meta_purchases_query(
+    conn: sa.Connection, organization_id: str, group: str, since: dt.date, until: dt.date
+) -> sa.Select:
+    """Meta's purchases and their value per (day, group) at the group's level, window `default`:
+    for each row's object the first action type of PURCHASE_ACTION_TYPES Meta sent, then summed."""
+    level, id_column = LEVEL_OF_GROUP[group], f"{group}_id"
+    c = meta_conversions_daily
+    rank = sa.case(
+        *[(c.c.action_type == name, i) for i, name in enumerate(PURCHASE_ACTION_TYPES)],
+        else_=len(PURCHASE_ACTION_TYPES),
+    )
+    ranked = (
+        sa.select(
+            c.c.date,
+            c.c[id_column].label("group_id"),
+            c.c.currency,
+            c.c.count,
+            c.c.value,
+            sa.func.row_number()
+            .over(partition_by=[c.c.date, c.c.campaign_id, c.c.adset_id, c.c.ad_id], order_by=rank)
+            .label("choice"),
+        )
+        .where(c.c.organization_id == organization_id)
+        .where(c.c.date.between(since, until))
+        .where(c.c.level == level)
+        .where(c.c.attribution_window == PURCHASE_WINDOW)
+        .where(c.c.action_type.in_(PURCHASE_ACTION_TYPES))
+        .where(c.c[id_column].is_not(None))
+        .subquery("ranked")
+    )
+    # SUM of only NULLs is NULL: a group whose purchases came without a value keeps its value NULL
+    return (
+        sa.select(
+            ranked.c.date,
+            ranked.c.group_id,
+            ranked.c.currency,
+            sa.func.sum(ranked.c.count),
+            money_sum(conn, ranked.c.value),
+        )
+        .where(ranked.c.choice == 1)
+        .group_by(ranked.c.date, ranked.c.group_id, ranked.c.currency)
+        .order_by(ranked.c.date, _binary(conn, ranked.c.group_id), ranked.c.currency)
     )
 
 

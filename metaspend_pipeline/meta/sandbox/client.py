@@ -52,6 +52,14 @@ class SandboxAdmin:
         params = {"ad_account": ad_account, "level": level, "since": since, "until": until}
         return self._call("GET", "truth", params=params)["rows"]
 
+    def conversion_truth(
+        self, ad_account: str, level: str, since: str, until: str, windows: str = "7d_click,1d_view"
+    ) -> list[dict[str, Any]]:
+        """The `meta_conversions_daily` rows a fetch asking for `windows` must produce."""
+        params = {"ad_account": ad_account, "level": level, "since": since, "until": until}
+        params |= {"kind": "conversions", "windows": windows}
+        return self._call("GET", "truth", params=params)["rows"]
+
     def objects(self, ad_account: str, kind: str) -> list[dict[str, Any]]:
         """Every campaign, ad set or ad of the ad account, archived and deleted included."""
         return self._call("GET", "objects", params={"ad_account": ad_account, "kind": kind})[kind]

@@ -15,6 +15,7 @@ Rate limits, as Meta's: `rate_limit_calls` per ad account in any `rate_limit_win
 in any `app_rate_limit_window_seconds` (code 4 beyond it), both reported in the usage headers.
   GET    /__sandbox/requests       what was asked (secrets replaced by markers)
   GET    /__sandbox/truth?ad_account=act_1&level=ad&since=...&until=...
+         [&kind=conversions&windows=7d_click,1d_view]  the rows of meta_spend_daily (meta_conversions_daily)
   GET    /__sandbox/organizations  the demo organizations, their ad accounts and tokens
   GET    /__sandbox/objects?ad_account=act_1[&kind=campaign]  every campaign, ad set and ad, any status
   POST   /__sandbox/objects        {"id": ..., "name": ...}: rename an object (its updated_time moves to now)
@@ -45,6 +46,7 @@ import time
 import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, NamedTuple
 
 from werkzeug.exceptions import HTTPException, NotFound
@@ -53,13 +55,17 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
 from metaspend_pipeline.meta.sandbox.world import (
+    DEFAULT_ATTRIBUTION,
     DEFAULT_VISIBLE,
+    EVENT_TYPES,
+    WINDOWS,
     Ad,
     AdSet,
     Campaign,
     SandboxAdAccount,
     World,
     aggregate,
+    aggregate_conversions,
 )
 
 DEFAULT_APP_ID = "1000000000000001"
@@ -659,8 +665,20 @@ class Sandbox:
         if increment not in {"1", "all_days"}:
             raise GraphError(400, 100, "(#100) the sandbox supports time_increment 1 or all_days")
         fields = [f for f in params.get("fields", "spend").split(",") if f]
+        try:
+            windows = json.loads(params.get("action_attribution_windows", "[]"))
+        except ValueError:
+            windows = None
+        if not isinstance(windows, list) or any(w not in WINDOWS for w in windows):
+            raise GraphError(
+                400,
+                100,
+                "(#100) action_attribution_windows must be a list of: " + ", ".join(WINDOWS),
+            )
         until = min(until, today)
         return {
+            "windows": [w for w in WINDOWS if w in windows],
+            "unified": params.get("use_unified_attribution_setting", "false").lower() == "true",
             "account": account,
             "level": level,
             "since": since,
@@ -673,7 +691,17 @@ class Sandbox:
     def _rows(self, q: dict[str, Any]) -> list[dict[str, str]]:
         statuses = sorted(q["statuses"]) if q["statuses"] is not None else None
         key = json.dumps(
-            [q["account"], q["level"], str(q["since"]), str(q["until"]), statuses, q["daily"], q["fields"]]
+            [
+                q["account"],
+                q["level"],
+                str(q["since"]),
+                str(q["until"]),
+                statuses,
+                q["daily"],
+                q["fields"],
+                q["windows"],
+                q["unified"],
+            ]
         )
         with self._lock:
             if key in self._rows_cache:
@@ -685,8 +713,18 @@ class Sandbox:
             if q["since"] <= q["until"]
             else {}
         )
+        wants_conversions = any(f in q["fields"] for f in ("actions", "action_values", "purchase_roas"))
+        conversions = (
+            aggregate_conversions(
+                self.world, q["account"], q["level"], q["since"], q["until"], q["statuses"], daily=q["daily"]
+            )
+            if wants_conversions and q["since"] <= q["until"]
+            else {}
+        )
+        setting = account.attribution_setting if q["unified"] else DEFAULT_ATTRIBUTION
         rows = []
-        for (day, campaign_id, adset_id, ad_id), (spend, impressions, clicks) in sums.items():
+        for key, (spend, impressions, clicks) in sums.items():
+            day, campaign_id, adset_id, ad_id = key
             values = {
                 "account_id": account.account_id,
                 "account_currency": account.currency,
@@ -701,6 +739,7 @@ class Sandbox:
                 "adset_name": self._name_of(adset_id),
                 "ad_name": self._name_of(ad_id),
                 "objective": self._objective_of(campaign_id),
+                **_conversion_fields(self.world, q["account"], conversions.get(key, {}), spend, setting, q["windows"]),
             }
             row = {k: v for k in q["fields"] if (v := values.get(k)) is not None}
             row["date_start"] = (day or q["since"]).isoformat()
@@ -976,13 +1015,16 @@ class Sandbox:
 
     def _admin_truth(self, request: Request) -> Response:
         args = request.args
-        rows = self.world.truth(
+        where = (
             args["ad_account"],
             args.get("level", "ad"),
             dt.date.fromisoformat(args["since"]),
             dt.date.fromisoformat(args["until"]),
         )
-        return _json({"rows": rows})
+        if args.get("kind") == "conversions":
+            windows = [w for w in args.get("windows", ",".join(DEFAULT_ATTRIBUTION)).split(",") if w]
+            return _json({"rows": self.world.conversion_truth(*where, windows)})
+        return _json({"rows": self.world.truth(*where)})
 
     def _admin_objects(self, request: Request) -> Response:
         if request.method == "POST":
@@ -1011,6 +1053,48 @@ class Sandbox:
             ad_accounts=body.get("ad_accounts"),
         )
         return _json({"ok": True})
+
+
+def _conversion_fields(
+    world: World,
+    account: str,
+    sums: dict[tuple[str, str], list[int]],
+    spend_minor: int,
+    setting: tuple[str, ...],
+    windows: list[str],
+) -> dict[str, list[dict[str, str]]]:
+    """`actions`, `action_values` and `purchase_roas` as Meta writes them: numbers as strings, one
+    key per asked window, zero windows, empty entries and empty lists left out."""
+    actions: list[dict[str, str]] = []
+    action_values: list[dict[str, str]] = []
+    purchase_roas: list[dict[str, str]] = []
+    for event, types in EVENT_TYPES.items():
+        default = [sum(sums.get((event, w), (0, 0))[i] for w in setting) for i in (0, 1)]
+        present = {w: sums[(event, w)] for w in windows if (event, w) in sums}
+        if not default[0] and not present:
+            continue
+        count_entry = {"value": str(default[0]), **{w: str(c) for w, (c, _) in present.items()}}
+        value_entry = {
+            "value": world.format_amount(account, default[1]),
+            **{w: world.format_amount(account, v) for w, (_, v) in present.items()},
+        }
+        for action_type in types:
+            actions.append({"action_type": action_type, **count_entry})
+            if event == "purchase":
+                action_values.append({"action_type": action_type, **value_entry})
+        if event == "purchase" and spend_minor:
+            ratios = {"value": default[1], **{w: v for w, (_, v) in present.items()}}
+            purchase_roas.append(
+                {
+                    "action_type": "omni_purchase",
+                    **{
+                        k: str((Decimal(v) / Decimal(spend_minor)).quantize(Decimal("0.001"), ROUND_HALF_UP))
+                        for k, v in ratios.items()
+                    },
+                }
+            )
+    fields = {"actions": actions, "action_values": action_values, "purchase_roas": purchase_roas}
+    return {name: items for name, items in fields.items() if items}
 
 
 def _status_filter(params: dict[str, str], *, legacy: bool) -> frozenset[str] | None:

@@ -6,7 +6,9 @@ numbers are computed on demand from a hash of (seed, ad, day): nothing is held p
 sandbox serving a year of a large account stays small.
 
 Ad-level numbers are the ground truth; ad set, campaign and account rows are their sums, so the
-levels always reconcile. A large share of the spend (a third to most of it, per account) is on archived or deleted objects, which Meta
+levels always reconcile. Conversions (purchases with their value, leads) are modelled per ad and
+day under each of Meta's attribution windows (1d_click <= 7d_click <= 28d_click, 1d_view, 1d_ev);
+Meta's `value` is the ad account's own attribution setting, which differs between accounts. A large share of the spend (a third to most of it, per account) is on archived or deleted objects, which Meta
 (and the sandbox) leave out unless asked for with an effective-status filter.
 """
 
@@ -106,6 +108,8 @@ class SandboxAdAccount:
     campaigns: tuple[Campaign, ...]
     adsets: tuple[AdSet, ...]
     ads: tuple[Ad, ...]
+    # the windows Meta's `value` sums under the account's own attribution setting
+    attribution_setting: tuple[str, ...] = ("7d_click", "1d_view")
 
     @property
     def account_id(self) -> str:
@@ -133,6 +137,16 @@ class Delivery:
     spend_minor: int
     impressions: int
     clicks: int
+
+
+# Meta's conversions: the same event under several action types, with the same numbers
+PURCHASE_TYPES = ("omni_purchase", "purchase", "offsite_conversion.fb_pixel_purchase")
+LEAD_TYPES = ("lead", "onsite_conversion.lead_grouped", "offsite_conversion.fb_pixel_lead")
+EVENT_TYPES = {"purchase": PURCHASE_TYPES, "lead": LEAD_TYPES}
+WINDOWS = ("1d_click", "7d_click", "28d_click", "1d_view", "1d_ev")
+DEFAULT_ATTRIBUTION = ("7d_click", "1d_view")
+# (event, window) -> [count, value in minor units]; leads have no value
+ConversionSums = dict[tuple[str, str], list[int]]
 
 
 OBJECTIVES = (
@@ -165,6 +179,9 @@ def _meta_time(moment: dt.datetime, offset_hours: Decimal) -> str:
     zone = dt.timezone(dt.timedelta(hours=float(offset_hours)))
     return moment.astimezone(zone).strftime("%Y-%m-%dT%H:%M:%S%z")
 
+
+# Ad accounts whose advertiser changed the attribution setting (the others have Meta's default)
+_ATTRIBUTION_SETTINGS = {"act_1000000002": ("1d_click",), "act_3000000002": ("28d_click", "1d_view")}
 
 # id prefix, name, currency, time zone, offset, campaigns, ad sets per campaign, ads per ad set
 _ACCOUNT_SHAPES = (
@@ -217,6 +234,7 @@ class World:
         self.organizations = tuple(
             SandboxOrganization(org, self._token_for(org), tuple(accounts)) for org, accounts in organizations
         )
+        self._ad_accounts = {ad.id: a.id for a in self.accounts.values() for ad in a.ads}
 
     # --- construction ------------------------------------------------------------------------
 
@@ -299,6 +317,7 @@ class World:
             campaigns=tuple(campaigns),
             adsets=tuple(adsets),
             ads=tuple(ads),
+            attribution_setting=_ATTRIBUTION_SETTINGS.get(account, DEFAULT_ATTRIBUTION),
         )
 
     # --- names and times ---------------------------------------------------------------------
@@ -332,6 +351,31 @@ class World:
         clicks = impressions * (5 + (h >> 24) % 26) // 1000
         return Delivery(ad=ad, date=day, spend_minor=spend, impressions=impressions, clicks=clicks)
 
+    def conversions(self, d: Delivery) -> ConversionSums:
+        """The ad's purchases (and their value) and leads on its delivery day, per window; zeros
+        left out. Clicks within 1 day are within 7 and 28 days too; views are counted apart."""
+        h = self._hash("conversions", d.ad.id, d.date.toordinal())
+        out: ConversionSums = {}
+        scale = 100 if self.accounts[self._account_of(d.ad)].minor_digits == 0 else 1
+        for event, share, shift in (("purchase", 4, 0), ("lead", 3, 32)):
+            g = h >> shift
+            if g % 10 >= share:
+                continue
+            click_1d = (g >> 4) % 3
+            click_7d = click_1d + (g >> 6) % 3
+            click_28d = click_7d + (g >> 8) % 2
+            view_1d = (g >> 10) % 3
+            engaged_1d = (g >> 12) % 2
+            ticket = (1500 + (g >> 14) % 8500) * scale if event == "purchase" else 0
+            counts = dict(zip(WINDOWS, (click_1d, click_7d, click_28d, view_1d, engaged_1d), strict=True))
+            for window, count in counts.items():
+                if count:
+                    out[(event, window)] = [count, count * ticket]
+        return out
+
+    def _account_of(self, ad: Ad) -> str:
+        return self._ad_accounts[ad.id]
+
     def deliveries(self, account: str, days: Iterable[dt.date]) -> Iterator[Delivery]:
         ads = self.accounts[account].ads
         for day in days:
@@ -363,6 +407,47 @@ class World:
             for key, value in rows.items()
         ]
 
+    def conversion_truth(
+        self,
+        account: str,
+        level: str,
+        since: dt.date,
+        until: dt.date,
+        windows: Iterable[str] = DEFAULT_ATTRIBUTION,
+    ) -> list[dict[str, object]]:
+        """The `meta_conversions_daily` rows a correct fetch asking for `windows` (with the unified
+        attribution setting) must produce: per day, object, action type and window, with window
+        `default` for the ad account's own setting; count and value (None for leads) as text."""
+        sandbox_account = self.accounts[account]
+        asked = [w for w in WINDOWS if w in set(windows)]
+        rows: list[dict[str, object]] = []
+        sums = aggregate_conversions(self, account, level, since, until, statuses=None)
+        for (day, campaign_id, adset_id, ad_id), by_window in sums.items():
+            for event, types in EVENT_TYPES.items():
+                default = [0, 0]
+                for window in sandbox_account.attribution_setting:
+                    count, value = by_window.get((event, window), (0, 0))
+                    default = [default[0] + count, default[1] + value]
+                present = {w: by_window[(event, w)] for w in asked if (event, w) in by_window}
+                if not default[0] and not present:
+                    continue  # Meta leaves the action type out
+                for action_type in types:
+                    for window, (count, value) in [("default", default), *present.items()]:
+                        rows.append(
+                            {
+                                "date": day.isoformat() if day else None,
+                                "campaign_id": campaign_id,
+                                "adset_id": adset_id,
+                                "ad_id": ad_id,
+                                "currency": sandbox_account.currency,
+                                "action_type": action_type,
+                                "attribution_window": window,
+                                "count": count,
+                                "value": self.format_amount(account, value) if event == "purchase" else None,
+                            }
+                        )
+        return rows
+
 
 def _days(since: dt.date, until: dt.date) -> Iterator[dt.date]:
     day = since
@@ -390,20 +475,50 @@ def aggregate(
     """
     out: dict[Key, list[int]] = {}
     for d in world.deliveries(account, _days(since, until)):
-        ad = d.ad
-        if level == "account":
-            obj_status, ids = None, (None, None, None)
-        elif level == "campaign":
-            obj_status, ids = ad.campaign.effective_status, (ad.campaign.id, None, None)
-        elif level == "adset":
-            obj_status, ids = ad.adset.effective_status, (ad.campaign.id, ad.adset.id, None)
-        else:
-            obj_status, ids = ad.effective_status, (ad.campaign.id, ad.adset.id, ad.id)
-        if statuses is not None and obj_status is not None and obj_status not in statuses:
+        key = _level_key(d, level, statuses, daily)
+        if key is None:
             continue
-        key: Key = (d.date if daily else None, *ids)
         sums = out.setdefault(key, [0, 0, 0])
         sums[0] += d.spend_minor
         sums[1] += d.impressions
         sums[2] += d.clicks
     return out  # in day order, then in the order of the account's ads
+
+
+def _level_key(d: Delivery, level: str, statuses: frozenset[str] | None, daily: bool) -> Key | None:
+    """The row of `level` the delivery adds to; None when the status filter hides it."""
+    ad = d.ad
+    if level == "account":
+        obj_status, ids = None, (None, None, None)
+    elif level == "campaign":
+        obj_status, ids = ad.campaign.effective_status, (ad.campaign.id, None, None)
+    elif level == "adset":
+        obj_status, ids = ad.adset.effective_status, (ad.campaign.id, ad.adset.id, None)
+    else:
+        obj_status, ids = ad.effective_status, (ad.campaign.id, ad.adset.id, ad.id)
+    if statuses is not None and obj_status is not None and obj_status not in statuses:
+        return None
+    return (d.date if daily else None, *ids)
+
+
+def aggregate_conversions(
+    world: World,
+    account: str,
+    level: str,
+    since: dt.date,
+    until: dt.date,
+    statuses: frozenset[str] | None,
+    daily: bool = True,
+) -> dict[Key, ConversionSums]:
+    """Sums of the ads' conversions per day and object of `level`, as `aggregate` sums spend."""
+    out: dict[Key, ConversionSums] = {}
+    for d in world.deliveries(account, _days(since, until)):
+        key = _level_key(d, level, statuses, daily)
+        if key is None:
+            continue
+        sums = out.setdefault(key, {})
+        for name, (count, value) in world.conversions(d).items():
+            total = sums.setdefault(name, [0, 0])
+            total[0] += count
+            total[1] += value
+    return out
