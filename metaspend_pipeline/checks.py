@@ -7,10 +7,13 @@
   yesterday's partition materialized (`yesterday_loaded`), beside the asset's freshness policy
   (METASPEND_FRESHNESS_DEADLINE_CRON), which a backfill of old days alone would satisfy.
 - each ROAS table: no group whose sales are in another currency than its spend.
+- `meta_roas_by_campaign`: campaigns whose Meta-claimed purchase value and CRM revenue differ by
+  more than META_ATTRIBUTION_GAP_WARN over the checked range (`attribution_gap`, a WARN).
 """
 
 import datetime as dt
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from decimal import Decimal
 
 import dagster as dg
 import sqlalchemy as sa
@@ -57,7 +60,13 @@ def _range(context: dg.AssetCheckExecutionContext, config: CheckRange) -> tuple[
 
 
 def _result(
-    check_name: str, asset_key: dg.AssetKey, findings: Sequence[validation.Finding], since: dt.date, until: dt.date
+    check_name: str,
+    asset_key: dg.AssetKey,
+    findings: Sequence[validation.Finding],
+    since: dt.date,
+    until: dt.date,
+    severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
+    metadata: Mapping[str, dg.MetadataValue] | None = None,
 ) -> dg.AssetCheckResult:
     shown = "\n".join(f"- {f}" for f in findings[:SHOWN])
     more = f"\n- ... and {len(findings) - SHOWN} more" if len(findings) > SHOWN else ""
@@ -65,11 +74,12 @@ def _result(
         check_name=check_name,
         asset_key=asset_key,
         passed=not findings,
-        severity=dg.AssetCheckSeverity.ERROR,
+        severity=severity,
         description=f"{len(findings)} problem(s) in {since}..{until}" + (f":\n{shown}{more}" if findings else ""),
         metadata={
             "problems": dg.MetadataValue.int(len(findings)),
             "checked_range": dg.MetadataValue.text(f"{since}..{until}"),
+            **(metadata or {}),
         },
     )
 
@@ -183,6 +193,38 @@ def meta_roas_checks(
 
 
 @dg.asset_check(
+    asset=ROAS_KEYS["campaign"],
+    name="attribution_gap",
+    description="Warns of campaigns whose Meta-claimed purchase value (meta_purchase_value: omni_purchase under "
+    "the ad account's own attribution setting) and CRM revenue differ over the checked range by more than "
+    "META_ATTRIBUTION_GAP_WARN (default 0.5), the gap being |meta - crm| / max(meta, crm): 0 when they agree, "
+    "0.5 when one is twice the other, 1 when one side is 0. Campaigns without a CRM lead in the range, with "
+    "neither value nor revenue, or with sales in another currency than the spend are not compared.",
+)
+def attribution_gap(
+    context: dg.AssetCheckExecutionContext, config: CheckRange, warehouse: WarehouseResource
+) -> dg.AssetCheckResult:
+    since, until = _range(context, config)
+    threshold = Decimal(str(Settings.from_env().attribution_gap_warn))
+    with warehouse.engine().connect() as conn:
+        gaps = validation.attribution_gaps(conn, since, until)
+    over = sorted((g for g in gaps if g.gap > threshold), key=lambda g: (-g.gap, g.organization_id, g.campaign_id))
+    return _result(
+        "attribution_gap",
+        ROAS_KEYS["campaign"],
+        [g.finding(threshold) for g in over],
+        since,
+        until,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "campaigns_compared": dg.MetadataValue.int(len(gaps)),
+            "largest_gap": dg.MetadataValue.float(float(max((g.gap for g in gaps), default=Decimal(0)))),
+            "threshold": dg.MetadataValue.float(float(threshold)),
+        },
+    )
+
+
+@dg.asset_check(
     asset=meta_spend_daily,
     name="yesterday_loaded",
     description="Passes when yesterday's partition (UTC) of meta_spend_daily is materialized: the asset's "
@@ -224,5 +266,6 @@ asset_checks = [
     every_organization_written,
     meta_spend_daily_checks,
     meta_roas_checks,
+    attribution_gap,
     yesterday_loaded,
 ]

@@ -16,7 +16,13 @@ import sqlalchemy as sa
 
 from metaspend_pipeline.storage import roas as roas_store
 from metaspend_pipeline.storage.money import money_sum, read_money_sum
-from metaspend_pipeline.storage.schema import meta_ad_account, meta_raw_insights, meta_spend_daily
+from metaspend_pipeline.storage.schema import (
+    meta_ad_account,
+    meta_campaign,
+    meta_raw_insights,
+    meta_roas_by_campaign,
+    meta_spend_daily,
+)
 
 TOLERANCE = Decimal("0.01")
 KEYS_BY_LEVEL = {
@@ -161,3 +167,67 @@ def roas_currency_mismatches(
         )
         for row in roas_store.iter_roas(conn, group, since, until, organizations, only_mismatches=True)
     ]
+
+
+@dataclass(frozen=True)
+class AttributionGap:
+    """One campaign's Meta-claimed purchase value and CRM revenue over a range, in one currency."""
+
+    organization_id: str
+    campaign_id: str
+    campaign_name: str | None
+    currency: str
+    meta_value: Decimal
+    crm_revenue: Decimal
+
+    @property
+    def gap(self) -> Decimal:
+        """|meta - crm| / max(meta, crm): 0 when they agree, 1 when one side is 0; symmetric, so it
+        reads the same whichever side claims more (0.5: one is twice the other)."""
+        larger = max(self.meta_value, self.crm_revenue)
+        return abs(self.meta_value - self.crm_revenue) / larger if larger else Decimal(0)
+
+    def finding(self, threshold: Decimal) -> Finding:
+        name = f" ({self.campaign_name})" if self.campaign_name else ""
+        return Finding(
+            self.organization_id,
+            None,
+            None,
+            f"campaign {self.campaign_id}{name}: Meta claims {self.meta_value} {self.currency} of purchases, the "
+            f"CRM {self.crm_revenue} {self.currency} of revenue; gap {self.gap:.1%} > {threshold:.0%}",
+        )
+
+
+def attribution_gaps(
+    conn: sa.Connection, since: dt.date, until: dt.date, organizations: Sequence[str] | None = None
+) -> list[AttributionGap]:
+    """Per organization and campaign over [since, until]: Meta's purchase value (window `default`)
+    and the CRM's revenue, summed exactly in SQL. Campaigns with a currency mismatch on any day
+    (their revenue is NULL: `no_currency_mismatch` reports them), campaigns the CRM has no lead from in
+    the range (it does not track them), and those with neither value nor revenue are left out."""
+    t, c = meta_roas_by_campaign, meta_campaign
+    query = _scoped(
+        sa.select(
+            t.c.organization_id,
+            t.c.campaign_id,
+            sa.func.min(c.c.name),
+            sa.func.min(t.c.currency),
+            money_sum(conn, t.c.meta_purchase_value),
+            money_sum(conn, t.c.revenue),
+        )
+        .select_from(t.outerjoin(c, sa.and_(c.c.organization_id == t.c.organization_id, c.c.id == t.c.campaign_id)))
+        .where(t.c.date.between(since, until))
+        .group_by(t.c.organization_id, t.c.campaign_id)
+        .having(sa.func.sum(t.c.leads_count) > 0)
+        .having(sa.func.count(sa.distinct(t.c.currency)) == 1)
+        .having(sa.func.max(sa.case((t.c.revenue_currency_mismatch, 1), else_=0)) == 0)
+        .order_by(t.c.organization_id, t.c.campaign_id),
+        t,
+        organizations,
+    )
+    out = []
+    for org, campaign, name, currency, meta_value, revenue in conn.execute(query):
+        gap = AttributionGap(org, campaign, name, currency, read_money_sum(meta_value), read_money_sum(revenue))
+        if gap.meta_value or gap.crm_revenue:
+            out.append(gap)
+    return out

@@ -325,6 +325,7 @@ class Pipeline:
 
         from metaspend_pipeline.assets import lead, meta_raw_insights, meta_roas, meta_spend_daily, sale
         from metaspend_pipeline.checks import (
+            attribution_gap,
             every_organization_fetched,
             every_organization_written,
             meta_roas_checks,
@@ -343,6 +344,7 @@ class Pipeline:
                 every_organization_written,
                 meta_spend_daily_checks,
                 meta_roas_checks,
+                attribution_gap,
             ],
             selection=asset_selection,
             instance=instance,

@@ -23,6 +23,7 @@ CHECKS = {
     ("meta_spend_daily", "keys_match_level"),
     ("meta_spend_daily", "one_currency_per_ad_account"),
     ("meta_spend_daily", "yesterday_loaded"),
+    ("meta_roas_by_campaign", "attribution_gap"),
     *(
         (f"meta_roas_by_{g}", name)
         for g in ("campaign", "adset", "ad")
