@@ -5,6 +5,11 @@ leadsCount, avgTicket = revenue / salesCount, roas = revenue / spend, NULL where
 (or, for roas, the revenue) is 0. A group with sales in another currency than its spend on any
 day keeps revenue, avgTicket and roas NULL, and says so.
 
+Meta's own view sits beside the CRM's: metaPurchases and metaPurchaseValue are the purchases Meta
+attributes to the group under the ad account's attribution setting (`meta_purchases`,
+`meta_purchase_value`), summed over the range; metaRoas = metaPurchaseValue / spend by the roas
+rule. They are null where Meta reported no purchase on any day of the range.
+
 Each item names its object beside its id, and its parents (an ad's ad set and campaign), from
 `meta_campaign`, `meta_adset` and `meta_ad` through the `meta_roas_by_<group>_named` views: null
 where the object was never fetched.
@@ -38,7 +43,19 @@ NAME_KEYS = {
 }
 _CAMEL = {"campaign_id": "campaignId", "campaign_name": "campaignName", "adset_id": "adsetId"}
 _CAMEL |= {"adset_name": "adsetName", "ad_name": "adName"}
-COLUMNS = ("leadsCount", "salesCount", "revenue", "spend", "avgTicket", "conversionRate", "roas", "currency")
+COLUMNS = (
+    "leadsCount",
+    "salesCount",
+    "revenue",
+    "spend",
+    "avgTicket",
+    "conversionRate",
+    "roas",
+    "metaPurchases",
+    "metaPurchaseValue",
+    "metaRoas",
+    "currency",
+)
 
 
 @dataclass
@@ -49,6 +66,8 @@ class _Sums:
     spend: Decimal = Decimal(0)
     currencies: set[str] = field(default_factory=set)
     mismatch: bool = False
+    meta_purchases: int | None = None
+    meta_purchase_value: Decimal | None = None
 
 
 def organization_known(conn: sa.Connection, organization_id: str, group: str) -> bool:
@@ -116,12 +135,17 @@ def roas_report(
             s.mismatch = True
         else:
             s.revenue += row.revenue
+        if row.meta_purchases is not None:
+            s.meta_purchases = (s.meta_purchases or 0) + row.meta_purchases
+        if row.meta_purchase_value is not None:
+            s.meta_purchase_value = (s.meta_purchase_value or Decimal(0)) + row.meta_purchase_value
     names = objects_store.names_in_roas(conn, organization_id, group, since, until)
     out = []
     for group_id, s in sums.items():
         mismatch = s.mismatch or len(s.currencies) > 1
         revenue = None if mismatch else s.revenue
         r = ratios(s.leads, s.sales, revenue, s.spend)
+        meta_value = s.meta_purchase_value if len(s.currencies) <= 1 else None
         named = {_CAMEL[k]: v for k, v in names.get(group_id, {}).items()}
         out.append(
             {
@@ -134,6 +158,9 @@ def roas_report(
                 "avgTicket": r.avg_ticket,
                 "conversionRate": r.conversion_rate,
                 "roas": r.roas,
+                "metaPurchases": s.meta_purchases,
+                "metaPurchaseValue": meta_value,
+                "metaRoas": ratios(0, 0, meta_value, s.spend).roas,
                 "currency": next(iter(s.currencies)) if len(s.currencies) == 1 else None,
                 "revenueCurrencyMismatch": mismatch,
             }
@@ -150,7 +177,7 @@ def _number(value: Decimal, places: int | None) -> str:
     return text if "." in text else f"{text}.0"
 
 
-_MONEY = {"revenue", "spend", "avgTicket"}
+_MONEY = {"revenue", "spend", "avgTicket", "metaPurchaseValue"}
 
 
 def _json_value(key: str, value: Any) -> str:

@@ -84,6 +84,7 @@ def test_checks_pass_on_good_data(pipeline: Pipeline) -> None:
         ("meta_spend_daily", "one_currency_per_ad_account"),
         *[(a, "every_organization_written") for a in roas],
         *[(a, "no_currency_mismatch") for a in roas],
+        ("meta_roas_by_campaign", "attribution_gap"),
     }
     assert all(e.passed for e in evaluations.values()), [e.description for e in evaluations.values() if not e.passed]
 

@@ -363,3 +363,24 @@ def test_the_attribution_gap_warns_exactly_past_the_threshold(
         ) in evaluation.description
     else:
         assert evaluation.description.startswith("0 problem(s) in 2026-10-04..2026-10-05")
+
+
+def test_the_report_shows_meta_beside_the_crm(env: dict[str, str]) -> None:
+    from click.testing import CliRunner
+
+    from metaspend_pipeline.cli import cli
+
+    _run_roas(_example(env, "100.00"))
+    args = ["roas", "--org", "acme", "--group-by", "campaign", "--from", "2026-10-04", "--to", "2026-10-05"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    items = {i["campaignId"]: i for i in json.loads(result.stdout, parse_float=Decimal)}
+    crm = ("salesCount", "revenue", "roas", "metaPurchases", "metaPurchaseValue", "metaRoas")
+    assert {k: items["101"][k] for k in crm} == dict(
+        zip(crm, (1, D("100.00"), D("1.0"), 2, D("50.00"), D("0.5")), strict=True)
+    )
+    # campaign 104 over two days: one purchase without value on the 4th, leads only on the 5th
+    assert {k: items["104"][k] for k in crm[3:]} == {"metaPurchases": 1, "metaPurchaseValue": None, "metaRoas": None}
+    assert '"metaPurchaseValue": 50.00' in result.stdout
+    table = CliRunner().invoke(cli, [*args, "--format", "table"]).stdout
+    assert "metaPurchases  metaPurchaseValue  metaRoas" in table

@@ -66,5 +66,5 @@ def test_formula_cells_are_quoted_and_numbers_stay_numbers(env: dict[str, str]) 
         assert row[0] == written, campaign_id
         assert row[1] == ""  # no name fetched for these ids
         assert row[2:4] == ["2", "1"]
-        assert row[9] == "USD"
+        assert row[table[0].index("currency")] == "USD"
     assert by_spend[Decimal("16.00")][4] == "-5.00"  # a negative amount is still a number, not quoted text

@@ -233,6 +233,9 @@ def test_report_sums_before_dividing(example: str) -> None:
         "avgTicket": D("500.00"),
         "conversionRate": D("1.0"),
         "roas": D("2.5"),
+        "metaPurchases": None,  # Meta's view: tested in test_conversions.py
+        "metaPurchaseValue": None,
+        "metaRoas": None,
         "currency": "USD",
         "revenueCurrencyMismatch": False,
     }
@@ -256,12 +259,15 @@ def test_report_in_the_dashboard_shape_and_other_formats(example: str) -> None:
         "avgTicket": D("225.00"),
         "conversionRate": D("0.666667"),
         "roas": D("4.5"),
+        "metaPurchases": None,
+        "metaPurchaseValue": None,
+        "metaRoas": None,
         "currency": "USD",
         "revenueCurrencyMismatch": False,
     }
     csv_text = report("--group-by", "ad", "--from", "2026-10-04", "--to", "2026-10-04", "--format", "csv")
     assert csv_text.splitlines()[0].startswith("adId,adName,adsetId,adsetName,campaignId,campaignName,leadsCount")
-    assert "201,,,,,,1,1,300.00,60.00,300.00,1.0,5.0,USD,false" in csv_text
+    assert "201,,,,,,1,1,300.00,60.00,300.00,1.0,5.0,,,,USD,false" in csv_text
     table_text = report("--group-by", "adset", "--from", "2026-10-04", "--to", "2026-10-05", "--format", "table")
     assert "mixed currencies" in table_text
 
