@@ -33,7 +33,7 @@ from metaspend_pipeline.storage.schema import meta_raw_insights as raw_table
     kinds={"meta", "python", "sql"},
     owners=OWNERS,
     tags=TAGS,
-    code_version="1",
+    code_version="2",
     description=(
         "Meta's insight rows as received (JSON), per organization, ad account, level (account, campaign, "
         "ad set, ad) and day. A range is fetched with time_increment=1 in windows of META_FETCH_WINDOW_DAYS "

@@ -40,19 +40,22 @@ _LABEL = {"campaign": "campaign", "adset": "ad set", "ad": "ad"}
 def _spec(group: str) -> dg.AssetSpec:
     return dg.AssetSpec(
         ROAS_KEYS[group],
-        deps=[meta_spend_daily, lead, sale],
+        deps=[meta_spend_daily, lead, sale],  # meta_conversions_daily is written by meta_spend_daily
         partitions_def=meta_spend_partitions,
         group_name=GROUP,
         kinds={"python", "sql"},
         owners=OWNERS,
         tags=TAGS,
-        code_version="1",
+        code_version="2",
         description=(
             f"ROAS by {_LABEL[group]}: one row per (organization_id, date, {group}_id) with leads_count, "
             "sales_count, revenue, spend, avg_ticket, conversion_rate and roas. Spend from meta_spend_daily at "
             f"{group.upper()} level; a lead counts on its creation day in its ad account's time zone and its "
             "sales on the lead's day. Ratios are NULL where their denominator is 0, roas also when revenue is "
-            "0; sales in another currency than the spend's are not mixed in (revenue_currency_mismatch)."
+            "0; sales in another currency than the spend's are not mixed in (revenue_currency_mismatch). Beside "
+            "them Meta's own view: meta_purchases, meta_purchase_value (omni_purchase, else purchase, else "
+            "offsite_conversion.fb_pixel_purchase, under the ad account's attribution setting, from "
+            "meta_conversions_daily) and meta_roas."
         ),
         metadata={"dagster/table_name": f"meta_roas_by_{group}"},
     )

@@ -36,7 +36,7 @@ from metaspend_pipeline.storage.schema import meta_spend_daily as spend_table
     kinds={"python", "sql"},
     owners=OWNERS,
     tags=TAGS,
-    code_version="1",
+    code_version="2",
     description=(
         "Daily spend, impressions and clicks per organization at CAMPAIGN, ADSET and AD level, in the ad "
         "account's currency and dates, money as exact decimals. Rebuilt from meta_raw_insights: each "

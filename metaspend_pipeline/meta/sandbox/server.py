@@ -723,8 +723,8 @@ class Sandbox:
         )
         setting = account.attribution_setting if q["unified"] else DEFAULT_ATTRIBUTION
         rows = []
-        for key, (spend, impressions, clicks) in sums.items():
-            day, campaign_id, adset_id, ad_id = key
+        for row_key, (spend, impressions, clicks) in sums.items():
+            day, campaign_id, adset_id, ad_id = row_key
             values = {
                 "account_id": account.account_id,
                 "account_currency": account.currency,
@@ -739,7 +739,9 @@ class Sandbox:
                 "adset_name": self._name_of(adset_id),
                 "ad_name": self._name_of(ad_id),
                 "objective": self._objective_of(campaign_id),
-                **_conversion_fields(self.world, q["account"], conversions.get(key, {}), spend, setting, q["windows"]),
+                **_conversion_fields(
+                    self.world, q["account"], conversions.get(row_key, {}), spend, setting, q["windows"]
+                ),
             }
             row = {k: v for k in q["fields"] if (v := values.get(k)) is not None}
             row["date_start"] = (day or q["since"]).isoformat()
