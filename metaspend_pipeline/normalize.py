@@ -3,7 +3,7 @@
 The raw rows were parsed and validated when they were fetched (their ids and numbers are
 columns), so this step is set-based SQL (`storage.spend.refresh_spend`); Meta's conversions, kept
 as lists in the raw rows, are rebuilt into `meta_conversions_daily` in the same transaction
-(`storage.conversions.refresh_conversions`), read with the fetch's own parser. Each organization's
+(`storage.conversions.refresh_conversions`, set-based too: the lists were validated when fetched). Each organization's
 window is replaced in one transaction, all its ad accounts and levels together, so a reader
 never sees a day of an organization half-written. One organization's failure is recorded and
 the others go on.
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -21,8 +21,8 @@ import sqlalchemy as sa
 
 from metaspend_pipeline.errors import ORGANIZATION_ERRORS, MetaspendError
 from metaspend_pipeline.ingest import windows
-from metaspend_pipeline.meta.client import parse_conversions
 from metaspend_pipeline.redaction import get_logger, redact
+from metaspend_pipeline.settings import ATTRIBUTION_WINDOWS
 from metaspend_pipeline.storage import conversions as conversions_store
 from metaspend_pipeline.storage import spend as spend_store
 from metaspend_pipeline.storage.db import utcnow
@@ -65,7 +65,7 @@ def normalize_organization(
                 now = utcnow()
                 stats = spend_store.refresh_spend(conn, organization_id, ad_account_ids, start, end, now)
                 conversions = conversions_store.refresh_conversions(
-                    conn, organization_id, ad_account_ids, start, end, now, conversions_of
+                    conn, organization_id, ad_account_ids, start, end, now, ATTRIBUTION_WINDOWS
                 )
         except ORGANIZATION_ERRORS as exc:
             reason = str(exc) if isinstance(exc, MetaspendError) else f"{type(exc).__name__}: {exc}"
@@ -80,11 +80,3 @@ def normalize_organization(
             report.rows_by_day_level[key] += count
         for key, amount in stats.spend_by_day_currency.items():
             report.spend_by_day_currency[key] += amount
-
-
-def conversions_of(raw: conversions_store.RawActions) -> Iterator[conversions_store.ConversionValues]:
-    """A raw row's conversions, parsed as at fetch time (a row stored before a parser change is
-    checked again)."""
-    where = f"ad account {raw.ad_account_id}, {raw.level.lower()} row of {raw.date}"
-    for c in parse_conversions(raw.row, where, raw.ad_account_id, raw.currency):
-        yield c.action_type, c.attribution_window, c.count, c.value

@@ -384,3 +384,12 @@ def test_the_report_shows_meta_beside_the_crm(env: dict[str, str]) -> None:
     assert '"metaPurchaseValue": 50.00' in result.stdout
     table = CliRunner().invoke(cli, [*args, "--format", "table"]).stdout
     assert "metaPurchases  metaPurchaseValue  metaRoas" in table
+
+
+def test_the_sandbox_serves_its_conversion_truth_to_other_processes(sandbox, sandbox_server) -> None:  # type: ignore[no-untyped-def]
+    """Benchmarks and the CLI read the truth over HTTP: the same rows as the world's."""
+    from metaspend_pipeline.meta.sandbox.client import SandboxAdmin
+
+    served = SandboxAdmin(sandbox_server.url).conversion_truth("act_3000000002", "adset", iso(1), iso(2), "1d_ev")
+    assert served == sandbox.world.conversion_truth("act_3000000002", "adset", day(1), day(2), ("1d_ev",))
+    assert {r["attribution_window"] for r in served} == {"default", "1d_ev"}
