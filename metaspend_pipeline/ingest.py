@@ -145,11 +145,12 @@ class _Spool:
         self.count += 1
 
     def rows(self) -> Iterator[InsightRow]:
-        """The rows again, parsed by the same parser that validated them."""
+        """The rows again, parsed by the same parser that validated them (their conversion lists,
+        validated on the way in and stored only as Meta sent them, are not parsed twice)."""
         account, level, since, until = self._where
         self._file.seek(0)
         for line in self._file:
-            yield parse_insight_row(json.loads(line), account, level, since, until)
+            yield parse_insight_row(json.loads(line), account, level, since, until, conversions=False)
 
     def close(self) -> None:
         self._file.close()

@@ -710,12 +710,15 @@ class MetaClient:
         )
 
 
-def parse_insight_row(raw: Any, account: str, level: str, since: dt.date, until: dt.date) -> InsightRow:
+def parse_insight_row(
+    raw: Any, account: str, level: str, since: dt.date, until: dt.date, *, conversions: bool = True
+) -> InsightRow:
     """One of Meta's insight rows, parsed and validated: the single parser of the package.
 
     Everything a row holds is checked here, before any stored row is replaced: ASCII digits only,
     ids and counts that fit their columns, money within NUMERIC(18, 2) with no more decimals than
     the currency has, and never rounded. Each error names the ad account, the date and the field.
+    `conversions=False` skips the conversion lists, for a row read back after it was validated.
     """
     if not isinstance(raw, dict):
         raise MetaDataError(f"ad account {account}, {level} insights: a row is not an object", ad_account_id=account)
@@ -764,7 +767,7 @@ def parse_insight_row(raw: Any, account: str, level: str, since: dt.date, until:
         impressions=_count(raw.get("impressions"), where, "impressions", account),
         clicks=_count(raw.get("clicks"), where, "clicks", account),
         raw=raw,
-        conversions=parse_conversions(raw, where, account, currency),
+        conversions=parse_conversions(raw, where, account, currency) if conversions else (),
         **ids,
     )
 
