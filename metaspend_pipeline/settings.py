@@ -12,6 +12,7 @@ import re
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 
 from metaspend_pipeline.errors import MetaspendError
@@ -59,6 +60,14 @@ def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0
     if value < minimum:
         raise SettingsError(f"{name} must be at least {minimum}, got {value}")
     return value
+
+
+def _decimal(env: Mapping[str, str], name: str, default: Decimal) -> Decimal:
+    """An exact decimal (a ratio compared with money): read as written, never through a float."""
+    raw = _get(env, name, str(default))
+    if not _NUMBER.fullmatch(raw):
+        raise SettingsError(f"{name} must be a number such as {default}, got {raw!r}")
+    return Decimal(raw)
 
 
 def _date(env: Mapping[str, str], name: str, default: str) -> dt.date:
@@ -213,3 +222,43 @@ class MetaApiSettings:
             async_poll_max=_float(env, "META_ASYNC_POLL_MAX_SECONDS", cls.async_poll_max),
             async_timeout_seconds=_float(env, "META_ASYNC_TIMEOUT_SECONDS", cls.async_timeout_seconds),
         )
+
+
+@dataclass(frozen=True)
+class AnomalySettings:
+    """Thresholds of the spend anomaly checks (warnings), read from the environment when they run."""
+
+    stopped_days: int = 7
+    spike_ratio: Decimal = Decimal("5")
+    drop_ratio: Decimal = Decimal("0.2")
+    median_days: int = 28
+    min_history_days: int = 7
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> AnomalySettings:
+        env = os.environ if env is None else env
+        spike_ratio = _decimal(env, "METASPEND_ANOMALY_SPIKE_RATIO", cls.spike_ratio)
+        if spike_ratio <= 1:
+            raise SettingsError(f"METASPEND_ANOMALY_SPIKE_RATIO must be more than 1, got {spike_ratio}")
+        drop_ratio = _decimal(env, "METASPEND_ANOMALY_DROP_RATIO", cls.drop_ratio)
+        if not 0 <= drop_ratio < 1:
+            raise SettingsError(f"METASPEND_ANOMALY_DROP_RATIO must be at least 0 and less than 1, got {drop_ratio}")
+        median_days = _int(env, "METASPEND_ANOMALY_MEDIAN_DAYS", cls.median_days, minimum=1)
+        min_history_days = _int(env, "METASPEND_ANOMALY_MIN_HISTORY_DAYS", cls.min_history_days, minimum=1)
+        if min_history_days > median_days:
+            raise SettingsError(
+                f"METASPEND_ANOMALY_MIN_HISTORY_DAYS ({min_history_days}) must be at most "
+                f"METASPEND_ANOMALY_MEDIAN_DAYS ({median_days})"
+            )
+        return cls(
+            stopped_days=_int(env, "METASPEND_ANOMALY_STOPPED_DAYS", cls.stopped_days, minimum=1),
+            spike_ratio=spike_ratio,
+            drop_ratio=drop_ratio,
+            median_days=median_days,
+            min_history_days=min_history_days,
+        )
+
+    @property
+    def lookback_days(self) -> int:
+        """Days before a checked day that the checks read: the longer of the two histories."""
+        return max(self.stopped_days, self.median_days)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 import sqlalchemy as sa
@@ -32,6 +32,8 @@ class Finding:
     ad_account_id: str | None
     date: dt.date | None
     detail: str
+    figures: Mapping[str, Decimal | int] = field(default_factory=dict, compare=False, hash=False)
+    """The numbers behind `detail`, for the check's metadata (e.g. spend, median, ratio)."""
 
     def __str__(self) -> str:
         where = [f"organization {self.organization_id}"]

@@ -328,6 +328,7 @@ class Pipeline:
             every_organization_fetched,
             every_organization_written,
             meta_roas_checks,
+            meta_spend_anomaly_checks,
             meta_spend_daily_checks,
         )
 
@@ -342,6 +343,7 @@ class Pipeline:
                 every_organization_fetched,
                 every_organization_written,
                 meta_spend_daily_checks,
+                meta_spend_anomaly_checks,
                 meta_roas_checks,
             ],
             selection=asset_selection,

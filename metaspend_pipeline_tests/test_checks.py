@@ -25,7 +25,13 @@ def run_checks(pipeline: Pipeline) -> dict[tuple[str, str], dg.AssetCheckEvaluat
         .resolve_job_def("meta_spend_checks_job")
         .execute_in_process(
             resources={"warehouse": pipeline.resources["warehouse"]},
-            run_config={"ops": {"meta_spend_daily_checks": CHECK_RANGE, "meta_roas_checks": CHECK_RANGE}},
+            run_config={
+                "ops": {
+                    "meta_spend_daily_checks": CHECK_RANGE,
+                    "meta_spend_anomaly_checks": CHECK_RANGE,
+                    "meta_roas_checks": CHECK_RANGE,
+                }
+            },
         )
     )
     return {(e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()}
@@ -82,6 +88,9 @@ def test_checks_pass_on_good_data(pipeline: Pipeline) -> None:
         ("meta_spend_daily", "levels_reconcile"),
         ("meta_spend_daily", "keys_match_level"),
         ("meta_spend_daily", "one_currency_per_ad_account"),
+        ("meta_spend_daily", "no_stopped_spending"),
+        ("meta_spend_daily", "spend_near_trailing_median"),
+        ("meta_spend_daily", "every_ad_account_loaded"),
         *[(a, "every_organization_written") for a in roas],
         *[(a, "no_currency_mismatch") for a in roas],
     }

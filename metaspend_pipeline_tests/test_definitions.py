@@ -23,6 +23,9 @@ CHECKS = {
     ("meta_spend_daily", "keys_match_level"),
     ("meta_spend_daily", "one_currency_per_ad_account"),
     ("meta_spend_daily", "yesterday_loaded"),
+    ("meta_spend_daily", "no_stopped_spending"),
+    ("meta_spend_daily", "spend_near_trailing_median"),
+    ("meta_spend_daily", "every_ad_account_loaded"),
     *(
         (f"meta_roas_by_{g}", name)
         for g in ("campaign", "adset", "ad")
