@@ -359,11 +359,8 @@ def reporting_currencies(conn: sa.Connection, organization_ids: Iterable[str]) -
     """Each organization's reporting currency; DEFAULT_REPORTING_CURRENCY (USD) for one without a setting."""
     wanted = list(dict.fromkeys(organization_ids))
     t = organization_setting
-    found = dict(
-        conn.execute(sa.select(t.c.organization_id, t.c.reporting_currency).where(t.c.organization_id.in_(wanted)))
-        .tuples()
-        .all()
-    )
+    query = sa.select(t.c.organization_id, t.c.reporting_currency).where(t.c.organization_id.in_(wanted))
+    found = {organization_id: currency for organization_id, currency in conn.execute(query)}
     return {o: found.get(o, DEFAULT_REPORTING_CURRENCY) for o in wanted}
 
 
