@@ -10,7 +10,9 @@ with the ECB's precision (4 decimals, 2 for currencies worth less than a cent of
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import hashlib
+import sys
 from collections.abc import Iterator
 from decimal import Decimal
 from xml.sax.saxutils import quoteattr
@@ -173,3 +175,24 @@ def render(days: Iterator[tuple[dt.date, dict[str, Decimal]]]) -> str:
         lines.append("\t\t</Cube>")
     lines += ["\t</Cube>", "</gesmes:Envelope>", ""]
     return "\n".join(lines)
+
+
+BUNDLE_SINCE, BUNDLE_UNTIL = dt.date(2024, 1, 1), dt.date(2028, 12, 31)
+BUNDLE_CURRENCIES = ("USD", "BRL", "INR", "JPY", "GBP", "CHF", "CAD", "AUD")  # the demo's and a few more
+
+
+def write_bundle(path: str, seed: int = 0) -> None:
+    """The package's bundled rates (`METASPEND_FX_RATES_URL=bundled`): the sandbox's (seed 0) of a few
+    currencies from 2024 to 2028, gzipped with a fixed mtime so that the file is the same on every
+    machine. Synthetic: for offline demos and tests, never for real reporting."""
+    rates = EcbRates(seed, {c: BASE_RATES[c] for c in BUNDLE_CURRENCIES})
+    days = rates.publication_days(BUNDLE_SINCE, BUNDLE_UNTIL)
+    data = render((day, rates.published(day)) for day in days).encode()
+    with open(path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as out:
+        out.write(data)
+
+
+if (
+    __name__ == "__main__"
+):  # python -m metaspend_pipeline.meta.sandbox.ecb metaspend_pipeline/data/eurofxref-sandbox.xml.gz
+    write_bundle(sys.argv[1])
