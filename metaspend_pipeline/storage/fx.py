@@ -64,8 +64,9 @@ def needed_currencies(conn: sa.Connection, since: dt.date, until: dt.date) -> di
     organization's reporting currency."""
     needs: dict[str, set[str]] = defaultdict(set)
     owners: dict[str, set[str]] = defaultdict(set)
+    connected = connected_account.c.status.in_(["CONNECTED", "NEEDS_REAUTH"])  # as `connected_organizations`
     for organization_id, accounts in conn.execute(
-        sa.select(connected_account.c.organization_id, connected_account.c.ad_accounts)
+        sa.select(connected_account.c.organization_id, connected_account.c.ad_accounts).where(connected)
     ):
         for account in accounts or ():
             owners[account].add(organization_id)
