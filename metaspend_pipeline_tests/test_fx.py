@@ -401,3 +401,23 @@ def test_an_organization_without_a_setting_reports_in_usd(env: dict[str, str], f
     assert run_cli("accounts", "connect", "--org", "org-usd", "--ad-account", "act_7", stdin=fake_token).exit_code == 0
     [row] = json.loads(run_cli("accounts", "list", "--format", "json").output)
     assert row["reportingCurrency"] == "USD"
+
+
+def test_the_pipeline_converts_the_sandbox_spend_at_the_sandbox_rates(pipeline: Pipeline) -> None:
+    """meta_spend_job end to end: demo-org-1 spends in USD and EUR and reports in USD."""
+    from metaspend_pipeline_tests.dates import day, iso
+
+    assert pipeline.run(iso(1), iso(3)).success
+    t = ROAS_TABLES["campaign"]
+    with pipeline.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(t).where(t.c.organization_id == "demo-org-1", t.c.date.between(day(1), day(3)))
+        ).all()
+    assert {r.currency for r in rows} == {"USD", "EUR"}
+    for r in rows:
+        _, rates = pipeline.sandbox.ecb.filled(r.date)
+        rates = {**rates, "EUR": D(1)}
+        assert r.reporting_currency == "USD"
+        assert r.spend_reporting == fx.convert(r.spend, rates[r.currency], rates["USD"]), r
+        if r.revenue is not None:
+            assert r.revenue_reporting == fx.convert(r.revenue, rates[r.currency], rates["USD"]), r
