@@ -19,6 +19,11 @@ from metaspend_pipeline.errors import MetaspendError
 
 DEFAULT_DATABASE_PATH = Path(".metaspend") / "metaspend.db"
 GRAPH_API_URL = "https://graph.facebook.com"
+# The ECB's euro reference rates of the last 90 days (`fx.feed_url` switches to the full history,
+# eurofxref-hist.xml beside it, for older ranges).
+ECB_RATES_URL = "https://www.ecb.europa.eu/stats/eurofxref/eurofxref-hist-90d.xml"
+SANDBOX_ECB_PATH = "/__sandbox/ecb/eurofxref-hist-90d.xml"
+BUNDLED_FX_RATES = Path(__file__).parent / "data" / "eurofxref-sandbox.xml.gz"
 _INTEGER = re.compile(r"-?[0-9]+", re.ASCII)
 _NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?", re.ASCII)
 _API_VERSION = re.compile(r"v[0-9]{1,3}\.[0-9]{1,3}", re.ASCII)
@@ -105,6 +110,36 @@ def _graph_api_url(env: Mapping[str, str]) -> str:
             "is accepted only with METASPEND_ENV=development"
         )
     return GRAPH_API_URL
+
+
+def fx_rates_url(env: Mapping[str, str] | None = None) -> str:
+    """Where the ECB's reference rates are read: METASPEND_FX_RATES_URL, else the ECB itself, or
+    with METASPEND_ENV=development and META_GRAPH_API_URL pointing elsewhere than Meta, the
+    sandbox's copy. `bundled` is the synthetic file shipped in the package (the sandbox's rates,
+    for offline demos); `file:///path` any local file in the ECB's format. Plain http only in
+    development. No credential is ever sent, so any https host (a mirror) is accepted."""
+    env = os.environ if env is None else env
+    raw = _get(env, "METASPEND_FX_RATES_URL", "")
+    development = _environment(env) == "development"
+    if not raw:
+        graph = _graph_api_url(env) if development else GRAPH_API_URL
+        return graph.rstrip("/") + SANDBOX_ECB_PATH if graph != GRAPH_API_URL else ECB_RATES_URL
+    if raw.lower() == "bundled":
+        return BUNDLED_FX_RATES.as_uri()
+    parts = urllib.parse.urlsplit(raw)
+    if parts.scheme == "file":
+        if not parts.path or parts.netloc not in ("", "localhost"):
+            raise SettingsError(f"METASPEND_FX_RATES_URL {raw!r} must be file:///absolute/path")
+        return raw
+    if "@" in parts.netloc:
+        raise SettingsError("METASPEND_FX_RATES_URL must not carry a user name or password")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError(f"METASPEND_FX_RATES_URL must be an https URL, a file:/// path or `bundled`, got {raw!r}")
+    if parts.scheme == "http" and not development:
+        raise SettingsError(
+            f"METASPEND_FX_RATES_URL {raw!r} uses plain http, which is refused outside METASPEND_ENV=development"
+        )
+    return raw
 
 
 def _api_version(env: Mapping[str, str]) -> str:

@@ -24,6 +24,7 @@ from metaspend_pipeline.assets.common import (
     run_shard,
     table_schema,
 )
+from metaspend_pipeline.assets.fx import fx_rates_daily
 from metaspend_pipeline.assets.sources import lead, sale
 from metaspend_pipeline.assets.spend import meta_spend_daily
 from metaspend_pipeline.partitions import days, meta_spend_backfill_policy, meta_spend_partitions, partition_dates
@@ -40,7 +41,7 @@ _LABEL = {"campaign": "campaign", "adset": "ad set", "ad": "ad"}
 def _spec(group: str) -> dg.AssetSpec:
     return dg.AssetSpec(
         ROAS_KEYS[group],
-        deps=[meta_spend_daily, lead, sale],
+        deps=[meta_spend_daily, fx_rates_daily, lead, sale],
         partitions_def=meta_spend_partitions,
         group_name=GROUP,
         kinds={"python", "sql"},
@@ -52,7 +53,10 @@ def _spec(group: str) -> dg.AssetSpec:
             "sales_count, revenue, spend, avg_ticket, conversion_rate and roas. Spend from meta_spend_daily at "
             f"{group.upper()} level; a lead counts on its creation day in its ad account's time zone and its "
             "sales on the lead's day. Ratios are NULL where their denominator is 0, roas also when revenue is "
-            "0; sales in another currency than the spend's are not mixed in (revenue_currency_mismatch)."
+            "0; sales in another currency than the spend's are not mixed in (revenue_currency_mismatch). "
+            "spend_reporting, revenue_reporting and roas_reporting: the same day in the organization's reporting "
+            "currency, each currency converted at fx_rates_daily's rate of the day and rounded to cents before "
+            "summing, so mixed-currency groups get one ROAS."
         ),
         metadata={"dagster/table_name": f"meta_roas_by_{group}"},
     )
