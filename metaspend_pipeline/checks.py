@@ -8,6 +8,7 @@
   (METASPEND_FRESHNESS_DEADLINE_CRON), which a backfill of old days alone would satisfy. And three
   warnings (`anomalies`): an ad account that stopped spending, a day's spend far from its trailing
   median, a day loaded for some ad accounts of an organization and not for others.
+- `fx_rates_daily`: every currency the pipeline needs has a rate on every day of the range.
 - each ROAS table: no group whose sales are in another currency than its spend.
 """
 
@@ -20,11 +21,12 @@ import sqlalchemy as sa
 from pydantic import Field
 
 from metaspend_pipeline import anomalies, validation
-from metaspend_pipeline.assets import ROAS_KEYS, meta_raw_insights, meta_spend_daily
+from metaspend_pipeline.assets import ROAS_KEYS, fx_rates_daily, meta_raw_insights, meta_spend_daily
 from metaspend_pipeline.assets.common import ORGANIZATIONS_FAILED
 from metaspend_pipeline.partitions import partition_dates
 from metaspend_pipeline.resources import WarehouseResource
 from metaspend_pipeline.settings import AnomalySettings, Settings, SettingsError
+from metaspend_pipeline.storage import fx as fx_store
 from metaspend_pipeline.storage import raw as raw_store
 from metaspend_pipeline.storage.db import utcnow
 from metaspend_pipeline.storage.schema import ROAS_GROUPS
@@ -297,8 +299,43 @@ def build_spend_freshness_policy(settings: Settings) -> dg.FreshnessPolicy:
     )
 
 
+@dg.asset_check(
+    asset=fx_rates_daily,
+    name="every_needed_currency_has_a_rate",
+    description="Fails when a currency the pipeline needs (an ad account's, a sale's, a reporting currency) "
+    "has no ECB rate on a day of the range, naming the currency, the days and who needs it; those "
+    "organizations' ROAS fails, the others' is written.",
+)
+def every_needed_currency_has_a_rate(
+    context: dg.AssetCheckExecutionContext, config: CheckRange, warehouse: WarehouseResource
+) -> dg.AssetCheckResult:
+    since, until = _range(context, config)
+    with warehouse.engine().connect() as conn:
+        needed = fx_store.needed_currencies(conn, since, until)
+        have = fx_store.rates(conn, since, until)
+    days = [since + dt.timedelta(days=n) for n in range((until - since).days + 1)]
+    problems = []
+    for currency, who in needed.items():
+        missing = [d for d in days if (d, currency) not in have]
+        if missing:
+            span = f"{missing[0]}" if len(missing) == 1 else f"{missing[0]}..{missing[-1]} ({len(missing)} days)"
+            problems.append(f"{currency}: no rate for {span}; needed by {', '.join(who)}")
+    return dg.AssetCheckResult(
+        passed=not problems,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=f"{len(problems)} currenc{'y' if len(problems) == 1 else 'ies'} without a rate in {since}..{until}"
+        + "".join(f"\n- {p}" for p in problems),
+        metadata={
+            "problems": dg.MetadataValue.int(len(problems)),
+            "needed_currencies": dg.MetadataValue.int(len(needed)),
+            "checked_range": dg.MetadataValue.text(f"{since}..{until}"),
+        },
+    )
+
+
 asset_checks = [
     every_organization_fetched,
+    every_needed_currency_has_a_rate,
     every_organization_written,
     meta_spend_daily_checks,
     meta_spend_anomaly_checks,

@@ -208,6 +208,19 @@ def fill_days(publications: Mapping[dt.date, Mapping[str, Decimal]], since: dt.d
     return rows
 
 
+def unpublished(
+    publications: Mapping[dt.date, Mapping[str, Decimal]], needed: Mapping[str, Sequence[str]]
+) -> dict[str, Sequence[str]]:
+    """{currency: who needs it} for the needed currencies the ECB does not publish at all."""
+    known = {c for rates in publications.values() for c in rates} | {EUR}
+    return {c: needed[c] for c in sorted(needed) if c not in known}
+
+
+def describe_unpublished(missing: Mapping[str, Sequence[str]]) -> str:
+    """'ARS, needed by organization pampa (sales); ...': what an unpublished currency blocks."""
+    return "; ".join(f"{c}, needed by {', '.join(who)}" for c, who in missing.items())
+
+
 def check_needed(
     rows: Iterable[FxRate],
     publications: Mapping[dt.date, Mapping[str, Decimal]],
@@ -216,21 +229,16 @@ def check_needed(
     until: dt.date,
     source: str,
 ) -> None:
-    """Fail, naming the currency and who needs it, when a needed currency lacks a day's rate."""
+    """Fail, naming the currency and who needs it, when a currency the ECB publishes lacks a day's
+    rate (a feed that stops too early, or starts too late): every organization would lack it.
+
+    A currency the ECB does not publish at all (`unpublished`) is not this source's fault: the
+    asset writes the other rates and the organizations that need it fail alone, in ROAS."""
     have: dict[str, set[dt.date]] = {}
     for r in rows:
         have.setdefault(r.currency, set()).add(r.date)
-    known = {c for rates in publications.values() for c in rates} | {EUR}
-    unknown = sorted(c for c in needed if c not in known)
-    if unknown:
-        raise FxRatesError(
-            "the ECB publishes no rate for "
-            + "; ".join(f"{c}, needed by {', '.join(needed[c])}" for c in unknown)
-            + f" (source {source}): amounts in it cannot be converted; correct the currency, or choose "
-            "another reporting currency"
-        )
     total = (until - since).days + 1
-    for currency in sorted(needed):
+    for currency in sorted(set(needed) - set(unpublished(publications, needed))):
         missing = [since + dt.timedelta(days=n) for n in range(total)]
         missing = [d for d in missing if d not in have.get(currency, set())]
         if missing:

@@ -333,6 +333,7 @@ class Pipeline:
             sale,
         )
         from metaspend_pipeline.checks import (
+            every_needed_currency_has_a_rate,
             every_organization_fetched,
             every_organization_written,
             meta_roas_checks,
@@ -351,6 +352,7 @@ class Pipeline:
                 meta_roas,
                 every_organization_fetched,
                 every_organization_written,
+                every_needed_currency_has_a_rate,
                 meta_spend_daily_checks,
                 meta_spend_anomaly_checks,
                 meta_roas_checks,

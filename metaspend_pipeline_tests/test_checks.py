@@ -30,6 +30,7 @@ def run_checks(pipeline: Pipeline) -> dict[tuple[str, str], dg.AssetCheckEvaluat
                     "meta_spend_daily_checks": CHECK_RANGE,
                     "meta_spend_anomaly_checks": CHECK_RANGE,
                     "meta_roas_checks": CHECK_RANGE,
+                    "fx_rates_daily_every_needed_currency_has_a_rate": CHECK_RANGE,
                 }
             },
         )
@@ -84,6 +85,8 @@ def test_checks_pass_on_good_data(pipeline: Pipeline) -> None:
     roas = [f"meta_roas_by_{g}" for g in ("campaign", "adset", "ad")]
     assert set(evaluations) == {
         ("meta_raw_insights", "every_organization_fetched"),
+        ("fx_rates_daily", "every_needed_currency_has_a_rate"),
+        ("fx_rates_daily", "every_needed_currency_has_a_rate"),
         ("meta_spend_daily", "every_organization_written"),
         ("meta_spend_daily", "levels_reconcile"),
         ("meta_spend_daily", "keys_match_level"),

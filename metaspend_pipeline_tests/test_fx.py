@@ -16,6 +16,7 @@ from click.testing import CliRunner, Result
 
 from metaspend_pipeline import fx
 from metaspend_pipeline.assets import fx_rates_daily
+from metaspend_pipeline.checks import every_needed_currency_has_a_rate
 from metaspend_pipeline.cli import cli
 from metaspend_pipeline.meta.sandbox.ecb import target_holidays
 from metaspend_pipeline.meta.sandbox.server import Sandbox
@@ -98,13 +99,13 @@ def test_rates_equal_the_sandbox_truth_with_weekends_and_holidays_filled(
     assert stored_rates(env["METASPEND_DATABASE_URL"]) == truth
 
 
-def test_a_currency_the_ecb_does_not_publish_fails_naming_it_and_writes_nothing(
+def test_a_currency_the_ecb_does_not_publish_fails_the_check_naming_it(
     env: dict[str, str], sandbox: Sandbox, sandbox_endpoint: str
 ) -> None:
+    """The published rates are written all the same (the other organizations' ROAS needs them);
+    the check fails naming the currency, its days and who needs it."""
     url = env["METASPEND_DATABASE_URL"]
     since, until = around_a_holiday()
-    assert materialize_rates(url, since, until).success
-    before = stored_rates(url)
     with db.engine_for(url).begin() as conn:
         conn.execute(
             connected_account.insert().values(
@@ -124,11 +125,78 @@ def test_a_currency_the_ecb_does_not_publish_fails_naming_it_and_writes_nothing(
                 id="SA", organization_id="pampa", lead_id="LA", amount=D("1000.00"), currency="ars", closed_at=created
             )
         )
-    result = materialize_rates(url, since, until)
-    assert not result.success
-    message = failure_of(result)
-    assert "ARS" in message and "organization pampa (sales)" in message
-    assert stored_rates(url) == before
+    result = dg.materialize(
+        [fx_rates_daily, every_needed_currency_has_a_rate],
+        resources={"warehouse": WarehouseResource(database_url=url)},
+        tags={
+            "dagster/asset_partition_range_start": since.isoformat(),
+            "dagster/asset_partition_range_end": until.isoformat(),
+        },
+    )
+    assert stored_rates(url) == sandbox.ecb.truth(since, until)
+    [materialization, *_] = result.get_asset_materialization_events()
+    assert materialization.materialization.metadata["unpublished_currencies"].value == (
+        "ARS, needed by organization pampa (sales)"
+    )
+    [evaluation] = result.get_asset_check_evaluations()
+    assert not evaluation.passed
+    assert evaluation.severity == dg.AssetCheckSeverity.ERROR
+    days = (until - since).days + 1
+    assert evaluation.description == (
+        f"1 currency without a rate in {since}..{until}\n"
+        f"- ARS: no rate for {since}..{until} ({days} days); needed by organization pampa (sales)"
+    )
+
+
+def test_the_rates_check_passes_when_every_needed_currency_has_a_rate(
+    env: dict[str, str], sandbox: Sandbox, sandbox_endpoint: str
+) -> None:
+    url = env["METASPEND_DATABASE_URL"]
+    since, until = around_a_holiday()
+    with db.engine_for(url).begin() as conn:
+        conn.execute(
+            meta_ad_account.insert().values(
+                ad_account_id="act_82", currency="JPY", timezone_name="Asia/Tokyo", updated_at=NOW
+            )
+        )
+        conn.execute(
+            connected_account.insert().values(
+                id="ca-jpy",
+                organization_id="sakura",
+                provider="FACEBOOK",
+                status="CONNECTED",
+                ad_accounts=["act_82"],
+                created_at=NOW,
+                updated_at=NOW,
+            )
+        )
+    resources = {"warehouse": WarehouseResource(database_url=url)}
+    tags = {
+        "dagster/asset_partition_range_start": since.isoformat(),
+        "dagster/asset_partition_range_end": until.isoformat(),
+    }
+    # before the rates are loaded, the check names the ad account's currency and the reporting one
+    before = dg.materialize(
+        [fx_rates_daily, every_needed_currency_has_a_rate],
+        resources=resources,
+        selection=dg.AssetSelection.checks(every_needed_currency_has_a_rate),
+        run_config={
+            "ops": {
+                "fx_rates_daily_every_needed_currency_has_a_rate": {
+                    "config": {"since": since.isoformat(), "until": until.isoformat()}
+                }
+            }
+        },
+    )
+    [evaluation] = before.get_asset_check_evaluations()
+    assert not evaluation.passed
+    assert "- JPY: no rate for" in evaluation.description
+    assert "needed by organization sakura (ad account act_82)" in evaluation.description
+    assert "- USD: no rate for" in evaluation.description
+    after = dg.materialize([fx_rates_daily, every_needed_currency_has_a_rate], resources=resources, tags=tags)
+    [evaluation] = after.get_asset_check_evaluations()
+    assert evaluation.passed, evaluation.description
+    assert evaluation.metadata["needed_currencies"].value == 2
 
 
 def test_a_range_older_than_the_90_day_file_reads_the_full_history() -> None:

@@ -28,9 +28,11 @@ from metaspend_pipeline.storage.schema import fx_rates_daily as fx_table
         "The European Central Bank's euro reference rates (units of currency per euro, EUR = 1), one row "
         "per day and currency the ECB publishes. Weekends and TARGET holidays take the previous business "
         "day's rate (ecb_date says which). Read from METASPEND_FX_RATES_URL (default: the ECB's 90-day file, "
-        "its full history for older ranges). Fails, writing nothing, when a currency the pipeline needs (an "
-        "ad account's, a sale's or a reporting currency) has no rate, naming it and who needs it. The range "
-        "is replaced in one transaction."
+        "its full history for older ranges). Fails, writing nothing, when the feed lacks days of a currency "
+        "the pipeline needs (an ad account's, a sale's or a reporting currency). A needed currency the ECB "
+        "does not publish at all fails the check every_needed_currency_has_a_rate, naming it and who needs "
+        "it, and the ROAS of the organizations that need it; the others' go on. The range is replaced in "
+        "one transaction."
     ),
     metadata={"dagster/table_name": "fx_rates_daily"},
 )
@@ -49,6 +51,11 @@ def fx_rates_daily(context: dg.AssetExecutionContext, warehouse: WarehouseResour
             written = fx_store.replace_rates(conn, since, until, rows)
     except MetaspendError as exc:
         raise dg.Failure(description=str(exc)) from None
+    unpublished = fx.unpublished(publications, needed)
+    if unpublished:
+        # The other organizations' ROAS goes on; those needing it fail alone in the ROAS step, and
+        # the check `every_needed_currency_has_a_rate` fails naming the currency.
+        context.log.error(f"the ECB publishes no rate for {fx.describe_unpublished(unpublished)} (source {source})")
     currencies = sorted({r.currency for r in rows})
     per_day: dict[Any, dict[str, Any]] = {}
     counts = Counter(r.date for r in rows)
@@ -66,6 +73,7 @@ def fx_rates_daily(context: dg.AssetExecutionContext, warehouse: WarehouseResour
             "currencies": dg.MetadataValue.int(len(currencies)),
             "currency_codes": dg.MetadataValue.text(", ".join(currencies)),
             "needed_currencies": dg.MetadataValue.text(", ".join(needed)),
+            "unpublished_currencies": dg.MetadataValue.text(fx.describe_unpublished(unpublished)),
             "source": dg.MetadataValue.url(source) if source.startswith("http") else dg.MetadataValue.path(source),
             "partition_range": dg.MetadataValue.text(f"{since}..{until}"),
             "dagster/column_schema": table_schema(fx_table, engine.dialect),
