@@ -5,26 +5,30 @@
 - `meta_spend_daily`: levels reconcile (ad = ad set = campaign = account total, per ad account
   and day, within one cent); no NULL keys for the level; one currency per ad account; and
   yesterday's partition materialized (`yesterday_loaded`), beside the asset's freshness policy
-  (METASPEND_FRESHNESS_DEADLINE_CRON), which a backfill of old days alone would satisfy.
+  (METASPEND_FRESHNESS_DEADLINE_CRON), which a backfill of old days alone would satisfy. And three
+  warnings (`anomalies`): an ad account that stopped spending, a day's spend far from its trailing
+  median, a day loaded for some ad accounts of an organization and not for others.
+- `fx_rates_daily`: every currency the pipeline needs has a rate on every day of the range.
 - each ROAS table: no group whose sales are in another currency than its spend.
 - `meta_roas_by_campaign`: campaigns whose Meta-claimed purchase value and CRM revenue differ by
   more than META_ATTRIBUTION_GAP_WARN over the checked range (`attribution_gap`, a WARN).
 """
 
 import datetime as dt
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal
 
 import dagster as dg
 import sqlalchemy as sa
 from pydantic import Field
 
-from metaspend_pipeline import validation
-from metaspend_pipeline.assets import ROAS_KEYS, meta_raw_insights, meta_spend_daily
+from metaspend_pipeline import anomalies, validation
+from metaspend_pipeline.assets import ROAS_KEYS, fx_rates_daily, meta_raw_insights, meta_spend_daily
 from metaspend_pipeline.assets.common import ORGANIZATIONS_FAILED
 from metaspend_pipeline.partitions import partition_dates
 from metaspend_pipeline.resources import WarehouseResource
-from metaspend_pipeline.settings import Settings
+from metaspend_pipeline.settings import AnomalySettings, Settings, SettingsError
+from metaspend_pipeline.storage import fx as fx_store
 from metaspend_pipeline.storage import raw as raw_store
 from metaspend_pipeline.storage.db import utcnow
 from metaspend_pipeline.storage.schema import ROAS_GROUPS
@@ -66,21 +70,37 @@ def _result(
     since: dt.date,
     until: dt.date,
     severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
-    metadata: Mapping[str, dg.MetadataValue] | None = None,
+    figures: Mapping[str, int | Decimal] | None = None,
 ) -> dg.AssetCheckResult:
+    """The check's verdict: findings listed (the first SHOWN) and counted; `figures` and the
+    findings' own figures as metadata, numbers as numbers so that the UI plots them."""
     shown = "\n".join(f"- {f}" for f in findings[:SHOWN])
     more = f"\n- ... and {len(findings) - SHOWN} more" if len(findings) > SHOWN else ""
+    metadata: dict[str, dg.MetadataValue] = {
+        "problems": dg.MetadataValue.int(len(findings)),
+        "checked_range": dg.MetadataValue.text(f"{since}..{until}"),
+    }
+    for name, value in (figures or {}).items():
+        metadata[name] = dg.MetadataValue.int(value) if isinstance(value, int) else dg.MetadataValue.float(float(value))
+    if any(f.figures for f in findings):
+        metadata["findings"] = dg.MetadataValue.json(
+            [
+                {
+                    "organization_id": f.organization_id,
+                    "ad_account_id": f.ad_account_id,
+                    "date": f.date.isoformat() if f.date else None,
+                    **{k: v if isinstance(v, int) else str(v) for k, v in f.figures.items()},
+                }
+                for f in findings[:SHOWN]
+            ]
+        )
     return dg.AssetCheckResult(
         check_name=check_name,
         asset_key=asset_key,
         passed=not findings,
         severity=severity,
         description=f"{len(findings)} problem(s) in {since}..{until}" + (f":\n{shown}{more}" if findings else ""),
-        metadata={
-            "problems": dg.MetadataValue.int(len(findings)),
-            "checked_range": dg.MetadataValue.text(f"{since}..{until}"),
-            **(metadata or {}),
-        },
+        metadata=metadata,
     )
 
 
@@ -168,6 +188,58 @@ def meta_spend_daily_checks(
                 yield _result(name, meta_spend_daily.key, check(conn, since, until), since, until)
 
 
+_ANOMALY_CHECKS: dict[str, tuple[Callable[..., anomalies.Anomalies], str]] = {
+    "no_stopped_spending": (
+        anomalies.stopped_spending,
+        "warns on an ad account that spent on each of the METASPEND_ANOMALY_STOPPED_DAYS (7) days before a "
+        "loaded day and nothing on it",
+    ),
+    "spend_near_trailing_median": (
+        anomalies.spend_outliers,
+        "warns on a day's spend per ad account above METASPEND_ANOMALY_SPIKE_RATIO (5) x, or below "
+        "METASPEND_ANOMALY_DROP_RATIO (0.2) x, the median of its days with spend among the "
+        "METASPEND_ANOMALY_MEDIAN_DAYS (28) days before (at least METASPEND_ANOMALY_MIN_HISTORY_DAYS (7) of them)",
+    ),
+    "every_ad_account_loaded": (
+        anomalies.missing_ad_accounts,
+        "warns on a day loaded for some ad accounts of an organization and not for others",
+    ),
+}
+
+
+@dg.multi_asset_check(
+    specs=[
+        dg.AssetCheckSpec(name, asset=meta_spend_daily, description=description)
+        for name, (_, description) in _ANOMALY_CHECKS.items()
+    ],
+    can_subset=True,
+    name="meta_spend_anomaly_checks",
+)
+def meta_spend_anomaly_checks(
+    context: dg.AssetCheckExecutionContext, config: CheckRange, warehouse: WarehouseResource
+) -> Iterator[dg.AssetCheckResult]:
+    """Warnings, never errors: spend that adds up but looks wrong. Thresholds are read from the
+    environment now, so a change applies to the next run without reloading the definitions."""
+    since, until = _range(context, config)
+    try:
+        settings = AnomalySettings.from_env()
+    except SettingsError as exc:
+        raise dg.Failure(description=str(exc)) from None
+    with warehouse.engine().connect() as conn:
+        for name, (check, _) in _ANOMALY_CHECKS.items():
+            if dg.AssetCheckKey(meta_spend_daily.key, name) in context.selected_asset_check_keys:
+                found = check(conn, since, until, settings)
+                yield _result(
+                    name,
+                    meta_spend_daily.key,
+                    found.findings,
+                    since,
+                    until,
+                    severity=dg.AssetCheckSeverity.WARN,
+                    figures=found.figures,
+                )
+
+
 @dg.multi_asset_check(
     specs=[
         dg.AssetCheckSpec(
@@ -216,10 +288,10 @@ def attribution_gap(
         since,
         until,
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={
-            "campaigns_compared": dg.MetadataValue.int(len(gaps)),
-            "largest_gap": dg.MetadataValue.float(float(max((g.gap for g in gaps), default=Decimal(0)))),
-            "threshold": dg.MetadataValue.float(float(threshold)),
+        figures={
+            "campaigns_compared": len(gaps),
+            "largest_gap": max((g.gap for g in gaps), default=Decimal(0)),
+            "threshold": threshold,
         },
     )
 
@@ -261,10 +333,46 @@ def build_spend_freshness_policy(settings: Settings) -> dg.FreshnessPolicy:
     )
 
 
+@dg.asset_check(
+    asset=fx_rates_daily,
+    name="every_needed_currency_has_a_rate",
+    description="Fails when a currency the pipeline needs (an ad account's, a sale's, a reporting currency) "
+    "has no ECB rate on a day of the range, naming the currency, the days and who needs it; those "
+    "organizations' ROAS fails, the others' is written.",
+)
+def every_needed_currency_has_a_rate(
+    context: dg.AssetCheckExecutionContext, config: CheckRange, warehouse: WarehouseResource
+) -> dg.AssetCheckResult:
+    since, until = _range(context, config)
+    with warehouse.engine().connect() as conn:
+        needed = fx_store.needed_currencies(conn, since, until)
+        have = fx_store.rates(conn, since, until)
+    days = [since + dt.timedelta(days=n) for n in range((until - since).days + 1)]
+    problems = []
+    for currency, who in needed.items():
+        missing = [d for d in days if (d, currency) not in have]
+        if missing:
+            span = f"{missing[0]}" if len(missing) == 1 else f"{missing[0]}..{missing[-1]} ({len(missing)} days)"
+            problems.append(f"{currency}: no rate for {span}; needed by {', '.join(who)}")
+    return dg.AssetCheckResult(
+        passed=not problems,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=f"{len(problems)} currenc{'y' if len(problems) == 1 else 'ies'} without a rate in {since}..{until}"
+        + "".join(f"\n- {p}" for p in problems),
+        metadata={
+            "problems": dg.MetadataValue.int(len(problems)),
+            "needed_currencies": dg.MetadataValue.int(len(needed)),
+            "checked_range": dg.MetadataValue.text(f"{since}..{until}"),
+        },
+    )
+
+
 asset_checks = [
     every_organization_fetched,
+    every_needed_currency_has_a_rate,
     every_organization_written,
     meta_spend_daily_checks,
+    meta_spend_anomaly_checks,
     meta_roas_checks,
     attribution_gap,
     yesterday_loaded,

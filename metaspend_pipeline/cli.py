@@ -28,6 +28,7 @@ from metaspend_pipeline.redaction import RedactingFilter, redact
 from metaspend_pipeline.settings import MetaApiSettings, Settings
 from metaspend_pipeline.storage import accounts as store
 from metaspend_pipeline.storage import db
+from metaspend_pipeline.storage.schema import DEFAULT_REPORTING_CURRENCY
 from metaspend_pipeline.tokens import KeyRing, generate_key
 
 EXIT_BAD_INPUT = 2
@@ -224,15 +225,30 @@ def accounts_group() -> None:
     help="act_<digits>; repeat for several. Without it, the token's ad accounts are discovered from Meta.",
 )
 @click.option("--expires-at", default=None, help="When the token expires (ISO 8601); omit if it never does.")
-def accounts_connect(organization_id: str, provider: str, ad_accounts: tuple[str, ...], expires_at: str | None) -> None:
+@click.option(
+    "--reporting-currency",
+    default=None,
+    help=f"The currency ROAS is also reported in (ISO 4217, e.g. EUR); default {DEFAULT_REPORTING_CURRENCY}, "
+    "or the organization's current one when it is reconnected.",
+)
+def accounts_connect(
+    organization_id: str,
+    provider: str,
+    ad_accounts: tuple[str, ...],
+    expires_at: str | None,
+    reporting_currency: str | None,
+) -> None:
     """Connect an organization's Meta account; the token is read from standard input.
 
     With META_APP_ID and META_APP_SECRET set, the token is first checked with Meta's debug_token
     and its expiry stored; without --ad-account, the ad accounts come from /me/adaccounts.
     """
+    from metaspend_pipeline.fx import validate_reporting_currency
+
     settings = _settings()
     keyring = KeyRing.from_settings(settings)
     organization_id = store.validate_organization_id(organization_id)
+    currency = validate_reporting_currency(reporting_currency) if reporting_currency is not None else None
     normalized = [store.normalize_ad_account_id(a) for a in ad_accounts]
     expiry = _parse_expiry(expires_at)
     engine = _migrated_engine(settings)
@@ -260,10 +276,43 @@ def accounts_connect(organization_id: str, provider: str, ad_accounts: tuple[str
             )
     with engine.begin() as conn:
         account_id = credentials.store_connection(conn, keyring, organization_id, provider, normalized, token, expiry)
+        if currency is not None:
+            store.set_reporting_currency(conn, organization_id, currency)
+        reporting = store.reporting_currency(conn, organization_id)
     expiry_text = expiry.isoformat() if expiry else "never"
     click.echo(
         f"connected organization {organization_id} ({provider.upper()}, account {account_id}): "
-        f"ad accounts {', '.join(normalized)}; token expires {expiry_text}"
+        f"ad accounts {', '.join(normalized)}; token expires {expiry_text}; reporting currency {reporting}"
+    )
+
+
+@accounts_group.command("set-reporting-currency")
+@click.option("--org", "organization_id", required=True, help="The organization's id in the product.")
+@click.argument("currency")
+def accounts_set_reporting_currency(organization_id: str, currency: str) -> None:
+    """Change the currency an organization's ROAS is reported in (ISO 4217, e.g. EUR).
+
+    The next ROAS run uses it. ROAS rows already computed keep the old currency until their days
+    are computed again (`metaspend backfill` over them); `metaspend roas --currency reporting`
+    refuses a range whose rows are in different currencies, naming the days.
+    """
+    from metaspend_pipeline.fx import validate_reporting_currency
+
+    organization_id = store.validate_organization_id(organization_id)
+    code = validate_reporting_currency(currency)
+    engine = _migrated_engine(_settings())
+    with engine.begin() as conn:
+        if not store.list_accounts(conn, organization_id):
+            raise UnknownOrganizationError(
+                f"no connected account found for organization {organization_id}; see `metaspend accounts list`"
+            )
+        before = store.set_reporting_currency(conn, organization_id, code) or DEFAULT_REPORTING_CURRENCY
+    if before == code:
+        click.echo(f"organization {organization_id} already reports in {code}")
+        return
+    click.echo(
+        f"organization {organization_id} now reports in {code} (was {before}); ROAS rows computed before keep "
+        f"{before} until their days are computed again (metaspend backfill --from ... --to ... --org {organization_id})"
     )
 
 
@@ -278,6 +327,7 @@ def accounts_list(organization_id: str | None, fmt: str) -> None:
     engine = _migrated_engine(settings)
     with engine.connect() as conn:
         summaries = store.list_accounts(conn, organization_id)
+        reporting = store.reporting_currencies(conn, [s.organization_id for s in summaries])
     if organization_id is not None and not summaries:
         raise UnknownOrganizationError(
             f"no connected account found for organization {organization_id}; see `metaspend accounts list`"
@@ -295,6 +345,7 @@ def accounts_list(organization_id: str | None, fmt: str) -> None:
                         "hasToken": s.has_token,
                         "tokenExpiresAt": s.token_expires_at.isoformat() if s.token_expires_at else None,
                         "lastRefreshedAt": s.last_refreshed_at.isoformat() if s.last_refreshed_at else None,
+                        "reportingCurrency": reporting[s.organization_id],
                     }
                     for s in summaries
                 ],
@@ -306,7 +357,7 @@ def accounts_list(organization_id: str | None, fmt: str) -> None:
         click.echo("no connected accounts; add one with `metaspend accounts connect --org ORG`")
         return
     _print_table(
-        ["organization", "provider", "status", "ad accounts", "token expires"],
+        ["organization", "provider", "status", "ad accounts", "token expires", "reporting currency"],
         [
             (
                 s.organization_id,
@@ -316,6 +367,7 @@ def accounts_list(organization_id: str | None, fmt: str) -> None:
                 (s.token_expires_at.isoformat(timespec="minutes") if s.token_expires_at else "never")
                 if s.has_token
                 else "no token",
+                reporting[s.organization_id],
             )
             for s in summaries
         ],
@@ -353,7 +405,15 @@ def _parse_day(value: str, option: str) -> dt.date:
 @click.option("--from", "since", required=True, help="First day, YYYY-MM-DD (the ad account's dates).")
 @click.option("--to", "until", required=True, help="Last day, YYYY-MM-DD, inclusive.")
 @click.option("--format", "fmt", type=click.Choice(["json", "csv", "table"]), default="json", show_default=True)
-def roas_command(organization_id: str, group: str, since: str, until: str, fmt: str) -> None:
+@click.option(
+    "--currency",
+    type=click.Choice(["account", "reporting"]),
+    default="account",
+    show_default=True,
+    help="account: each ad account's own currency (mixed currencies give no ROAS); reporting: the "
+    "organization's reporting currency, converted per day at the ECB's rates.",
+)
+def roas_command(organization_id: str, group: str, since: str, until: str, fmt: str, currency: str) -> None:
     """ROAS of an organization over a date range, summed from the daily ROAS tables."""
     from metaspend_pipeline import report
 
@@ -387,7 +447,7 @@ def roas_command(organization_id: str, group: str, since: str, until: str, fmt: 
                 f"{organization_id}: {report.day_ranges(missing)}; their ROAS is missing, not 0; {load}",
                 err=True,
             )
-        items = report.roas_report(conn, organization_id, group, first, last)
+        items = report.roas_report(conn, organization_id, group, first, last, currency=currency)
     if fmt == "json":
         click.echo(report.to_json(items))
     elif fmt == "csv":

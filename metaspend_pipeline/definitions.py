@@ -7,7 +7,7 @@ import os
 
 import dagster as dg
 
-from metaspend_pipeline.assets import meta_raw_insights, meta_roas, meta_spend_daily, product_tables
+from metaspend_pipeline.assets import fx_rates_daily, meta_raw_insights, meta_roas, meta_spend_daily, product_tables
 from metaspend_pipeline.assets.common import dialect_of, table_schema
 from metaspend_pipeline.checks import asset_checks, build_spend_freshness_policy
 from metaspend_pipeline.jobs import (
@@ -21,6 +21,7 @@ from metaspend_pipeline.resources import MetaAdsResource, WarehouseResource
 from metaspend_pipeline.schedules import build_spend_schedule, build_token_refresh_schedule
 from metaspend_pipeline.settings import Settings
 from metaspend_pipeline.storage.schema import ROAS_TABLES
+from metaspend_pipeline.storage.schema import fx_rates_daily as fx_table
 from metaspend_pipeline.storage.schema import lead as lead_table
 from metaspend_pipeline.storage.schema import meta_raw_insights as raw_table
 from metaspend_pipeline.storage.schema import meta_spend_daily as spend_table
@@ -31,6 +32,7 @@ TABLES = {
     "sale": sale_table,
     "meta_raw_insights": raw_table,
     "meta_spend_daily": spend_table,
+    "fx_rates_daily": fx_table,
     **{f"meta_roas_by_{group}": table for group, table in ROAS_TABLES.items()},
 }
 
@@ -58,7 +60,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     warehouse = WarehouseResource()
     return dg.Definitions(
         assets=[
-            a.map_asset_specs(with_settings) for a in (product_tables, meta_raw_insights, meta_spend_daily, meta_roas)
+            a.map_asset_specs(with_settings)
+            for a in (product_tables, meta_raw_insights, meta_spend_daily, fx_rates_daily, meta_roas)
         ],
         asset_checks=asset_checks,
         jobs=[meta_spend_job, meta_spend_checks_job, meta_token_refresh_job, product_tables_observe_job],

@@ -1,8 +1,10 @@
 """`metaspend demo`: the README's main command, the real pipeline on the embedded default.
 
-It starts the Meta sandbox, connects its demo organizations (tokens encrypted), seeds leads and
-sales in the product's tables, materializes the last 14 days through Dagster in a local
-instance (so `dagster dev` shows the run afterwards), and prints the ROAS report.
+It starts the Meta sandbox (which is the ECB too: `fx_rates_daily` reads its rates, nothing goes
+to the internet), connects its demo organizations (tokens encrypted), seeds leads and sales in
+the product's tables, materializes the last 14 days through Dagster in a local instance (so
+`dagster dev` shows the run afterwards), and prints the ROAS report, by account currency and in
+the organization's reporting currency.
 
 Everything it creates lives under `.metaspend/` in the working directory: the SQLite warehouse,
 the Dagster instance, and `demo.env` (the demo's key and settings; `source` it in a shell). It
@@ -262,11 +264,22 @@ def _launch_and_wait(instance: Any, workspace: Any, job_name: str, tags: dict[st
 
 
 def _print_report(engine: sa.Engine, since: dt.date, until: dt.date, echo: Echo) -> None:
+    """demo-org-1 spends in USD and EUR: by account currency, then all in its reporting currency."""
     from metaspend_pipeline import report
+    from metaspend_pipeline.storage.accounts import reporting_currency
 
     with engine.connect() as conn:
         items = report.roas_report(conn, "demo-org-1", "campaign", since, until)
+        converted = report.roas_report(conn, "demo-org-1", "campaign", since, until, currency="reporting")
+        reporting = reporting_currency(conn, "demo-org-1")
     headers, rows = report.to_rows(items, "campaign")
     echo(f"==> ROAS of demo-org-1 by campaign, {since}..{until} (metaspend roas --org demo-org-1 ...)")
+    for line in report.format_table(headers, rows).splitlines():
+        echo("    " + line)
+    headers, rows = report.to_rows(converted, "campaign")
+    echo(
+        f"==> the same in demo-org-1's reporting currency, {reporting}, at the ECB's rate of each day "
+        "(fx_rates_daily; metaspend roas --org demo-org-1 --currency reporting ...)"
+    )
     for line in report.format_table(headers, rows).splitlines():
         echo("    " + line)

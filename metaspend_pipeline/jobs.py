@@ -3,19 +3,19 @@
 import dagster as dg
 
 from metaspend_pipeline import token_refresh
-from metaspend_pipeline.assets import ROAS_KEYS, meta_raw_insights, meta_spend_daily
+from metaspend_pipeline.assets import ROAS_KEYS, fx_rates_daily, meta_raw_insights, meta_spend_daily
 from metaspend_pipeline.checks import yesterday_loaded
 from metaspend_pipeline.redaction import redact
 from metaspend_pipeline.resources import MetaAdsResource
 from metaspend_pipeline.settings import Settings
 from metaspend_pipeline.storage.db import utcnow
 
-SPEND_ASSETS = [meta_raw_insights.key, meta_spend_daily.key, *ROAS_KEYS.values()]
+SPEND_ASSETS = [meta_raw_insights.key, meta_spend_daily.key, fx_rates_daily.key, *ROAS_KEYS.values()]
 
 meta_spend_job = dg.define_asset_job(
     "meta_spend_job",
     selection=dg.AssetSelection.assets(*SPEND_ASSETS),
-    description="Raw insights, daily spend and ROAS for a partition or a partition range, with their checks.",
+    description="Raw insights, daily spend, the ECB's exchange rates and ROAS for a partition or a partition range, with their checks.",
 )
 
 meta_spend_checks_job = dg.define_asset_job(

@@ -3,12 +3,15 @@
 Sums first, then ratios (never an average of daily ratios): conversionRate = salesCount /
 leadsCount, avgTicket = revenue / salesCount, roas = revenue / spend, NULL where the denominator
 (or, for roas, the revenue) is 0. A group with sales in another currency than its spend on any
-day keeps revenue, avgTicket and roas NULL, and says so.
+day keeps revenue, avgTicket and roas NULL, and says so. With `--currency reporting` the sums are
+of the reporting-currency columns (each day and currency converted at the ECB's rate of the day,
+rounded to cents, then summed), so every group gets one ROAS in the organization's currency.
 
 Meta's own view sits beside the CRM's: metaPurchases and metaPurchaseValue are the purchases Meta
 attributes to the group under the ad account's attribution setting (`meta_purchases`,
 `meta_purchase_value`), summed over the range; metaRoas = metaPurchaseValue / spend by the roas
-rule. They are null where Meta reported no purchase on any day of the range.
+rule. They are null where Meta reported no purchase on any day of the range; with `--currency
+reporting` only metaPurchases is given (Meta's value is in the ad account's currency).
 
 Each item names its object beside its id, and its parents (an ad's ad set and campaign), from
 `meta_campaign`, `meta_adset` and `meta_ad` through the `meta_roas_by_<group>_named` views: null
@@ -29,9 +32,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from metaspend_pipeline.errors import MetaspendError
 from metaspend_pipeline.roas import ratios
 from metaspend_pipeline.storage import objects as objects_store
 from metaspend_pipeline.storage import roas as roas_store
+from metaspend_pipeline.storage.accounts import reporting_currency
 from metaspend_pipeline.storage.schema import ROAS_TABLES, connected_account, meta_fetch_log, meta_spend_daily
 
 ID_KEYS = {"campaign": "campaignId", "adset": "adsetId", "ad": "adId"}
@@ -121,8 +126,19 @@ def day_ranges(days: Sequence[dt.date]) -> str:
 
 
 def roas_report(
-    conn: sa.Connection, organization_id: str, group: str, since: dt.date, until: dt.date
+    conn: sa.Connection,
+    organization_id: str,
+    group: str,
+    since: dt.date,
+    until: dt.date,
+    currency: str = "account",
 ) -> list[dict[str, Any]]:
+    """The range's sums per group; `currency="reporting"` sums the reporting-currency columns instead
+    (each day already converted), so groups in several currencies get one ROAS."""
+    if currency == "reporting":
+        return _items(
+            conn, organization_id, group, since, until, _reporting_sums(conn, organization_id, group, since, until)
+        )
     sums: dict[str, _Sums] = defaultdict(_Sums)
     for row in roas_store.iter_roas(conn, group, since, until, [organization_id]):
         s = sums[row._mapping[f"{group}_id"]]
@@ -139,6 +155,42 @@ def roas_report(
             s.meta_purchases = (s.meta_purchases or 0) + row.meta_purchases
         if row.meta_purchase_value is not None:
             s.meta_purchase_value = (s.meta_purchase_value or Decimal(0)) + row.meta_purchase_value
+    return _items(conn, organization_id, group, since, until, sums)
+
+
+def _reporting_sums(
+    conn: sa.Connection, organization_id: str, group: str, since: dt.date, until: dt.date
+) -> dict[str, _Sums]:
+    """Sums of the reporting-currency columns; an error naming the days whose rows are in another
+    currency (computed before the reporting currency changed) or were never converted."""
+    expected = reporting_currency(conn, organization_id)
+    sums: dict[str, _Sums] = defaultdict(_Sums)
+    other: dict[str, set[dt.date]] = defaultdict(set)
+    for row in roas_store.iter_roas(conn, group, since, until, [organization_id]):
+        if row.reporting_currency != expected or row.spend_reporting is None or row.revenue_reporting is None:
+            other[row.reporting_currency or "no reporting currency"].add(row.date)
+            continue
+        s = sums[row._mapping[f"{group}_id"]]
+        s.leads += row.leads_count
+        s.sales += row.sales_count
+        s.spend += row.spend_reporting
+        s.revenue += row.revenue_reporting
+        s.currencies.add(expected)
+        if row.meta_purchases is not None:  # Meta's value stays in the account's currency: not summed here
+            s.meta_purchases = (s.meta_purchases or 0) + row.meta_purchases
+    if other:
+        found = "; ".join(f"{day_ranges(sorted(days))} in {c}" for c, days in sorted(other.items()))
+        raise MetaspendError(
+            f"the ROAS rows of organization {organization_id} are not all in its reporting currency {expected}: "
+            f"{found}; compute those days again (metaspend backfill --from {since} --to {until} "
+            f"--org {organization_id}) or report with --currency account"
+        )
+    return sums
+
+
+def _items(
+    conn: sa.Connection, organization_id: str, group: str, since: dt.date, until: dt.date, sums: dict[str, _Sums]
+) -> list[dict[str, Any]]:
     names = objects_store.names_in_roas(conn, organization_id, group, since, until)
     out = []
     for group_id, s in sums.items():

@@ -12,6 +12,11 @@
   added in: the group's revenue, avg_ticket and roas are NULL and `revenue_currency_mismatch` is set.
 - Groups with leads but no spend, and with spend but no leads, are both present.
 - Everything is per organization: no lead, sale or spend of one organization meets another's.
+- The reporting columns (`reporting_currency`, `spend_reporting`, `revenue_reporting`,
+  `roas_reporting`) are in the organization's reporting currency: each currency's spend and each
+  sale currency's revenue of the (day, group) is converted at that day's ECB rate
+  (`fx_rates_daily`) and rounded half up to cents, then summed; roas_reporting follows `ratios`.
+  A rate missing for a needed (day, currency) fails the organization, naming both.
 
 Meta's view beside the CRM's: meta_purchases and meta_purchase_value are Meta's purchases of the
 day and group under the ad account's own attribution setting (`meta_conversions_daily`, window
@@ -38,10 +43,13 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import sqlalchemy as sa
 
+from metaspend_pipeline import fx
 from metaspend_pipeline.errors import ORGANIZATION_ERRORS, MetaspendError
 from metaspend_pipeline.ingest import windows
 from metaspend_pipeline.redaction import get_logger, redact
+from metaspend_pipeline.storage import fx as fx_store
 from metaspend_pipeline.storage import roas as roas_store
+from metaspend_pipeline.storage.accounts import reporting_currency
 from metaspend_pipeline.storage.locks import linear_plans, lock_organization
 from metaspend_pipeline.storage.roas import RoasRow
 from metaspend_pipeline.storage.schema import ROAS_GROUPS
@@ -78,6 +86,7 @@ class GroupTotals:
     sales: int = 0
     spend: Decimal = Decimal(0)
     spend_currencies: set[str] = field(default_factory=set)
+    spend_by_currency: dict[str, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
     revenue: dict[str, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
     fallback_currency: str | None = None
     meta_purchases: int | None = None
@@ -98,7 +107,53 @@ class GroupTotals:
         return currency, self.revenue.get(currency, Decimal(0)).quantize(CENT) if currency else Decimal(0), False
 
 
-def _row(organization_id: str, day: dt.date, group_id: str, t: GroupTotals) -> RoasRow:
+class MissingRateError(MetaspendError, LookupError):
+    """fx_rates_daily has no rate for a (day, currency) an organization's ROAS needs."""
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """An organization's reporting currency and the ECB rates of the days being computed."""
+
+    organization_id: str
+    currency: str
+    rates: dict[tuple[dt.date, str], Decimal]
+
+    def convert(self, amount: Decimal, currency: str, day: dt.date) -> Decimal:
+        """`amount` of `currency` on `day` in the reporting currency, rounded half up to cents."""
+        if currency == self.currency:
+            return amount.quantize(CENT, ROUND_HALF_UP)
+        source, target = self._rate(currency, day), self._rate(self.currency, day)
+        return fx.convert(amount, source, target)
+
+    def _rate(self, currency: str, day: dt.date) -> Decimal:
+        rate = self.rates.get((day, currency))
+        if rate is None:
+            raise MissingRateError(
+                f"no ECB rate of {currency} for {day} in fx_rates_daily, needed to report organization "
+                f"{self.organization_id} in {self.currency}; materialize fx_rates_daily for {day} first"
+            )
+        return rate
+
+
+def reporting_columns(t: GroupTotals, day: dt.date, conversion: Conversion | None) -> dict[str, object]:
+    """The reporting-currency columns of one (day, group): spend per currency and revenue per sale
+    currency converted and rounded to cents, then summed; roas_reporting by the rules of `ratios`."""
+    if conversion is None:
+        return {}
+    spend = sum((conversion.convert(a, c, day) for c, a in sorted(t.spend_by_currency.items())), Decimal("0.00"))
+    revenue = sum((conversion.convert(a, c, day) for c, a in sorted(t.revenue.items())), Decimal("0.00"))
+    return {
+        "reporting_currency": conversion.currency,
+        "spend_reporting": spend,
+        "revenue_reporting": revenue,
+        "roas_reporting": ratios(0, 0, revenue, spend).roas,
+    }
+
+
+def _row(
+    organization_id: str, day: dt.date, group_id: str, t: GroupTotals, conversion: Conversion | None = None
+) -> RoasRow:
     currency, revenue, mismatch = t.finish()
     r = ratios(t.leads, t.sales, revenue, t.spend)
     return RoasRow(
@@ -114,6 +169,7 @@ def _row(organization_id: str, day: dt.date, group_id: str, t: GroupTotals) -> R
         conversion_rate=r.conversion_rate,
         roas=r.roas,
         revenue_currency_mismatch=mismatch,
+        **reporting_columns(t, day, conversion),  # type: ignore[arg-type]
     )
 
 
@@ -126,7 +182,9 @@ def _with_meta(row: RoasRow, t: GroupTotals) -> RoasRow:
     return dataclasses.replace(row, meta_purchases=t.meta_purchases, meta_purchase_value=value, meta_roas=meta_roas)
 
 
-def merge_sums(organization_id: str, sums: roas_store.GroupSums) -> Iterator[RoasRow]:
+def merge_sums(
+    organization_id: str, sums: roas_store.GroupSums, conversion: Conversion | None = None
+) -> Iterator[RoasRow]:
     """One ROAS row per (day, group) from the four sorted streams of sums."""
     tagged = (
         ((key, "spend", value) for key, value in sums.spend),
@@ -142,6 +200,7 @@ def merge_sums(organization_id: str, sums: roas_store.GroupSums) -> Iterator[Roa
                 currency, amount = value
                 t.spend += amount
                 t.spend_currencies.add(currency)
+                t.spend_by_currency[currency] += amount
             elif kind == "leads":
                 count, currency = value
                 t.leads += count
@@ -157,7 +216,7 @@ def merge_sums(organization_id: str, sums: roas_store.GroupSums) -> Iterator[Roa
                 if amount is not None:
                     t.meta_purchase_value[currency] = t.meta_purchase_value.get(currency, Decimal(0)) + amount
                 t.fallback_currency = t.fallback_currency or currency
-        yield _with_meta(_row(organization_id, day, group_id, t), t)
+        yield _with_meta(_row(organization_id, day, group_id, t, conversion), t)
 
 
 class _Spool:
@@ -204,14 +263,16 @@ def refresh_organization(
     try:
         with engine.connect() as conn:
             own_accounts = roas_store.organization_ad_accounts(conn, organization_id)
+            reporting = reporting_currency(conn, organization_id)
         sole_account = next(iter(own_accounts)) if len(own_accounts) == 1 else None
         for start, end in windows(since, until, window_days):
             with engine.begin() as conn:
                 lock_organization(conn, organization_id)
                 linear_plans(conn)
+                conversion = Conversion(organization_id, reporting, fx_store.rates(conn, start, end))
                 for group in groups:
                     sums = roas_store.group_sums(conn, organization_id, group, start, end, sole_account)
-                    spool = _Spool(_counted(merge_sums(organization_id, sums), group, report))
+                    spool = _Spool(_counted(merge_sums(organization_id, sums, conversion), group, report))
                     roas_store.replace_roas(conn, group, organization_id, start, end, spool.rows())
     except ORGANIZATION_ERRORS as exc:
         reason = str(exc) if isinstance(exc, MetaspendError) else f"{type(exc).__name__}: {exc}"

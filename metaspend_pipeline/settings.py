@@ -12,12 +12,18 @@ import re
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 
 from metaspend_pipeline.errors import MetaspendError
 
 DEFAULT_DATABASE_PATH = Path(".metaspend") / "metaspend.db"
 GRAPH_API_URL = "https://graph.facebook.com"
+# The ECB's euro reference rates of the last 90 days (`fx.feed_url` switches to the full history,
+# eurofxref-hist.xml beside it, for older ranges).
+ECB_RATES_URL = "https://www.ecb.europa.eu/stats/eurofxref/eurofxref-hist-90d.xml"
+SANDBOX_ECB_PATH = "/__sandbox/ecb/eurofxref-hist-90d.xml"
+BUNDLED_FX_RATES = Path(__file__).parent / "data" / "eurofxref-sandbox.xml.gz"
 _INTEGER = re.compile(r"-?[0-9]+", re.ASCII)
 _NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?", re.ASCII)
 _API_VERSION = re.compile(r"v[0-9]{1,3}\.[0-9]{1,3}", re.ASCII)
@@ -61,6 +67,14 @@ def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0
     return value
 
 
+def _decimal(env: Mapping[str, str], name: str, default: Decimal) -> Decimal:
+    """An exact decimal (a ratio compared with money): read as written, never through a float."""
+    raw = _get(env, name, str(default))
+    if not _NUMBER.fullmatch(raw):
+        raise SettingsError(f"{name} must be a number such as {default}, got {raw!r}")
+    return Decimal(raw)
+
+
 def _date(env: Mapping[str, str], name: str, default: str) -> dt.date:
     raw = _get(env, name, default)
     try:
@@ -96,6 +110,36 @@ def _graph_api_url(env: Mapping[str, str]) -> str:
             "is accepted only with METASPEND_ENV=development"
         )
     return GRAPH_API_URL
+
+
+def fx_rates_url(env: Mapping[str, str] | None = None) -> str:
+    """Where the ECB's reference rates are read: METASPEND_FX_RATES_URL, else the ECB itself, or
+    with METASPEND_ENV=development and META_GRAPH_API_URL pointing elsewhere than Meta, the
+    sandbox's copy. `bundled` is the synthetic file shipped in the package (the sandbox's rates,
+    for offline demos); `file:///path` any local file in the ECB's format. Plain http only in
+    development. No credential is ever sent, so any https host (a mirror) is accepted."""
+    env = os.environ if env is None else env
+    raw = _get(env, "METASPEND_FX_RATES_URL", "")
+    development = _environment(env) == "development"
+    if not raw:
+        graph = _graph_api_url(env) if development else GRAPH_API_URL
+        return graph.rstrip("/") + SANDBOX_ECB_PATH if graph != GRAPH_API_URL else ECB_RATES_URL
+    if raw.lower() == "bundled":
+        return BUNDLED_FX_RATES.as_uri()
+    parts = urllib.parse.urlsplit(raw)
+    if parts.scheme == "file":
+        if not parts.path or parts.netloc not in ("", "localhost"):
+            raise SettingsError(f"METASPEND_FX_RATES_URL {raw!r} must be file:///absolute/path")
+        return raw
+    if "@" in parts.netloc:
+        raise SettingsError("METASPEND_FX_RATES_URL must not carry a user name or password")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError(f"METASPEND_FX_RATES_URL must be an https URL, a file:/// path or `bundled`, got {raw!r}")
+    if parts.scheme == "http" and not development:
+        raise SettingsError(
+            f"METASPEND_FX_RATES_URL {raw!r} uses plain http, which is refused outside METASPEND_ENV=development"
+        )
+    return raw
 
 
 def _api_version(env: Mapping[str, str]) -> str:
@@ -234,3 +278,43 @@ class MetaApiSettings:
             async_timeout_seconds=_float(env, "META_ASYNC_TIMEOUT_SECONDS", cls.async_timeout_seconds),
             attribution_windows=_attribution_windows(env),
         )
+
+
+@dataclass(frozen=True)
+class AnomalySettings:
+    """Thresholds of the spend anomaly checks (warnings), read from the environment when they run."""
+
+    stopped_days: int = 7
+    spike_ratio: Decimal = Decimal("5")
+    drop_ratio: Decimal = Decimal("0.2")
+    median_days: int = 28
+    min_history_days: int = 7
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> AnomalySettings:
+        env = os.environ if env is None else env
+        spike_ratio = _decimal(env, "METASPEND_ANOMALY_SPIKE_RATIO", cls.spike_ratio)
+        if spike_ratio <= 1:
+            raise SettingsError(f"METASPEND_ANOMALY_SPIKE_RATIO must be more than 1, got {spike_ratio}")
+        drop_ratio = _decimal(env, "METASPEND_ANOMALY_DROP_RATIO", cls.drop_ratio)
+        if not 0 <= drop_ratio < 1:
+            raise SettingsError(f"METASPEND_ANOMALY_DROP_RATIO must be at least 0 and less than 1, got {drop_ratio}")
+        median_days = _int(env, "METASPEND_ANOMALY_MEDIAN_DAYS", cls.median_days, minimum=1)
+        min_history_days = _int(env, "METASPEND_ANOMALY_MIN_HISTORY_DAYS", cls.min_history_days, minimum=1)
+        if min_history_days > median_days:
+            raise SettingsError(
+                f"METASPEND_ANOMALY_MIN_HISTORY_DAYS ({min_history_days}) must be at most "
+                f"METASPEND_ANOMALY_MEDIAN_DAYS ({median_days})"
+            )
+        return cls(
+            stopped_days=_int(env, "METASPEND_ANOMALY_STOPPED_DAYS", cls.stopped_days, minimum=1),
+            spike_ratio=spike_ratio,
+            drop_ratio=drop_ratio,
+            median_days=median_days,
+            min_history_days=min_history_days,
+        )
+
+    @property
+    def lookback_days(self) -> int:
+        """Days before a checked day that the checks read: the longer of the two histories."""
+        return max(self.stopped_days, self.median_days)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 import sqlalchemy as sa
@@ -38,6 +38,8 @@ class Finding:
     ad_account_id: str | None
     date: dt.date | None
     detail: str
+    figures: Mapping[str, Decimal | int] = field(default_factory=dict, compare=False, hash=False)
+    """The numbers behind `detail`, for the check's metadata (e.g. spend, median, ratio)."""
 
     def __str__(self) -> str:
         where = [f"organization {self.organization_id}"]
@@ -195,6 +197,7 @@ class AttributionGap:
             None,
             f"campaign {self.campaign_id}{name}: Meta claims {self.meta_value} {self.currency} of purchases, the "
             f"CRM {self.crm_revenue} {self.currency} of revenue; gap {self.gap:.1%} > {threshold:.0%}",
+            figures={"meta_purchase_value": self.meta_value, "crm_revenue": self.crm_revenue, "gap": self.gap},
         )
 
 

@@ -277,7 +277,8 @@ def api_settings(sandbox_server: SandboxServer) -> MetaApiSettings:
 @pytest.fixture
 def sandbox_endpoint(monkeypatch: pytest.MonkeyPatch, sandbox_server: SandboxServer) -> str:
     """The sandbox as Meta, chosen the only way there is: META_GRAPH_API_URL, with
-    METASPEND_ENV=development (outside it only https://graph.facebook.com is accepted)."""
+    METASPEND_ENV=development (outside it only https://graph.facebook.com is accepted). The ECB's
+    rates then come from the sandbox too (`settings.fx_rates_url`)."""
     monkeypatch.setenv("METASPEND_ENV", "development")
     monkeypatch.setenv("META_GRAPH_API_URL", sandbox_server.url)
     return sandbox_server.url
@@ -323,12 +324,21 @@ class Pipeline:
         """Materialize the pipeline's assets (and their checks) over [start, end] in one run."""
         import dagster as dg
 
-        from metaspend_pipeline.assets import lead, meta_raw_insights, meta_roas, meta_spend_daily, sale
+        from metaspend_pipeline.assets import (
+            fx_rates_daily,
+            lead,
+            meta_raw_insights,
+            meta_roas,
+            meta_spend_daily,
+            sale,
+        )
         from metaspend_pipeline.checks import (
             attribution_gap,
+            every_needed_currency_has_a_rate,
             every_organization_fetched,
             every_organization_written,
             meta_roas_checks,
+            meta_spend_anomaly_checks,
             meta_spend_daily_checks,
         )
 
@@ -339,10 +349,13 @@ class Pipeline:
                 sale,
                 meta_raw_insights,
                 meta_spend_daily,
+                fx_rates_daily,
                 meta_roas,
                 every_organization_fetched,
                 every_organization_written,
+                every_needed_currency_has_a_rate,
                 meta_spend_daily_checks,
+                meta_spend_anomaly_checks,
                 meta_roas_checks,
                 attribution_gap,
             ],

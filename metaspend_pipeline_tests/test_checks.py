@@ -25,7 +25,14 @@ def run_checks(pipeline: Pipeline) -> dict[tuple[str, str], dg.AssetCheckEvaluat
         .resolve_job_def("meta_spend_checks_job")
         .execute_in_process(
             resources={"warehouse": pipeline.resources["warehouse"]},
-            run_config={"ops": {"meta_spend_daily_checks": CHECK_RANGE, "meta_roas_checks": CHECK_RANGE}},
+            run_config={
+                "ops": {
+                    "meta_spend_daily_checks": CHECK_RANGE,
+                    "meta_spend_anomaly_checks": CHECK_RANGE,
+                    "meta_roas_checks": CHECK_RANGE,
+                    "fx_rates_daily_every_needed_currency_has_a_rate": CHECK_RANGE,
+                }
+            },
         )
     )
     return {(e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()}
@@ -78,10 +85,15 @@ def test_checks_pass_on_good_data(pipeline: Pipeline) -> None:
     roas = [f"meta_roas_by_{g}" for g in ("campaign", "adset", "ad")]
     assert set(evaluations) == {
         ("meta_raw_insights", "every_organization_fetched"),
+        ("fx_rates_daily", "every_needed_currency_has_a_rate"),
+        ("fx_rates_daily", "every_needed_currency_has_a_rate"),
         ("meta_spend_daily", "every_organization_written"),
         ("meta_spend_daily", "levels_reconcile"),
         ("meta_spend_daily", "keys_match_level"),
         ("meta_spend_daily", "one_currency_per_ad_account"),
+        ("meta_spend_daily", "no_stopped_spending"),
+        ("meta_spend_daily", "spend_near_trailing_median"),
+        ("meta_spend_daily", "every_ad_account_loaded"),
         *[(a, "every_organization_written") for a in roas],
         *[(a, "no_currency_mismatch") for a in roas],
         ("meta_roas_by_campaign", "attribution_gap"),

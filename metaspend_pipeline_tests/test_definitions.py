@@ -18,12 +18,16 @@ ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ["meta_raw_insights", "meta_spend_daily", "meta_roas_by_campaign", "meta_roas_by_adset", "meta_roas_by_ad"]
 CHECKS = {
     ("meta_raw_insights", "every_organization_fetched"),
+    ("fx_rates_daily", "every_needed_currency_has_a_rate"),
     ("meta_spend_daily", "every_organization_written"),
     ("meta_spend_daily", "levels_reconcile"),
     ("meta_spend_daily", "keys_match_level"),
     ("meta_spend_daily", "one_currency_per_ad_account"),
     ("meta_spend_daily", "yesterday_loaded"),
     ("meta_roas_by_campaign", "attribution_gap"),
+    ("meta_spend_daily", "no_stopped_spending"),
+    ("meta_spend_daily", "spend_near_trailing_median"),
+    ("meta_spend_daily", "every_ad_account_loaded"),
     *(
         (f"meta_roas_by_{g}", name)
         for g in ("campaign", "adset", "ad")
@@ -35,7 +39,7 @@ CHECKS = {
 def test_definitions_load_with_the_contract_names(env: dict[str, str]) -> None:
     definitions = load()
     graph = definitions.resolve_asset_graph()
-    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == set(ASSETS) | {"lead", "sale"}
+    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == set(ASSETS) | {"fx_rates_daily", "lead", "sale"}
     assert {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys} == CHECKS
     repository = definitions.get_repository_def()
     assert {j.name for j in repository.get_all_jobs() if not j.name.startswith("__")} == {
@@ -63,7 +67,15 @@ def test_the_five_assets_share_partitions_and_run_ranges_in_one_run(env: dict[st
         assert node.tags.get("source") == "meta", name
     assert not graph.get(dg.AssetKey("lead")).is_materializable  # the product's table: external
     roas = graph.get(dg.AssetKey("meta_roas_by_ad"))
-    assert {k.to_user_string() for k in roas.parent_keys} == {"meta_spend_daily", "lead", "sale"}
+    assert {k.to_user_string() for k in roas.parent_keys} == {"meta_spend_daily", "fx_rates_daily", "lead", "sale"}
+    rates = graph.get(dg.AssetKey("fx_rates_daily"))  # the ECB's: another group and source, the same partitions
+    assert rates.partitions_def == partitions
+    assert rates.backfill_policy == dg.BackfillPolicy.single_run()
+    assert (rates.group_name, rates.tags.get("source"), rates.owners) == (
+        "exchange_rates",
+        "ecb",
+        ["team:data-engineering"],
+    )
 
 
 def test_meta_fetches_are_bounded_by_the_meta_api_pool(env: dict[str, str]) -> None:
@@ -87,7 +99,7 @@ def test_settings_are_read_when_the_definitions_are_built(env: dict[str, str], m
     monkeypatch.setenv("METASPEND_FRESHNESS_DEADLINE_CRON", "30 11 * * *")
     definitions = load()
     spec = definitions.resolve_assets_def("meta_spend_daily").specs_by_key[dg.AssetKey("meta_spend_daily")]
-    for name in ASSETS:
+    for name in [*ASSETS, "fx_rates_daily"]:
         assert definitions.resolve_assets_def(name).partitions_def.get_first_partition_key() == "2025-03-01", name
     assert definitions.resolve_job_def("meta_spend_job").partitions_def.get_first_partition_key() == "2025-03-01"
     assert spec.freshness_policy == dg.FreshnessPolicy.cron(

@@ -78,6 +78,8 @@ def test_the_demo_runs_the_pipeline_and_prints_roas(tmp_path: Path) -> None:
     assert "campaignId" in report
     assert " USD" in report
     assert " EUR" in report
+    converted = report.split("==> the same in demo-org-1's reporting currency, USD", 1)[1]
+    assert " EUR" not in converted.split("==> done", 1)[0]  # one currency: every campaign converted to USD
     home = work / ".metaspend" / "dagster"
     with dg.DagsterInstance.from_config(str(home)) as instance:
         runs = instance.get_runs()

@@ -17,6 +17,7 @@ from metaspend_pipeline.roas import ratios
 from metaspend_pipeline.storage import db
 from metaspend_pipeline.storage.schema import (
     connected_account,
+    fx_rates_daily,
     lead,
     meta_ad_account,
     meta_roas_by_ad,
@@ -141,6 +142,15 @@ def example(env: dict[str, str]) -> str:
             ],
         )
         conn.execute(meta_spend_daily.insert(), rows)
+        # the ECB's rates of the days, for the reporting-currency columns (acme reports in USD)
+        conn.execute(
+            fx_rates_daily.insert(),
+            [
+                {"date": d, "currency": c, "rate": D(r), "ecb_date": d, "fetched_at": NOW}
+                for d in (D4, D5)
+                for c, r in (("EUR", "1"), ("USD", "1.0850"))
+            ],
+        )
         conn.execute(
             lead.insert(),
             [

@@ -24,6 +24,7 @@ from metaspend_pipeline.assets.common import (
     run_shard,
     table_schema,
 )
+from metaspend_pipeline.assets.fx import fx_rates_daily
 from metaspend_pipeline.assets.sources import lead, sale
 from metaspend_pipeline.assets.spend import meta_spend_daily
 from metaspend_pipeline.partitions import days, meta_spend_backfill_policy, meta_spend_partitions, partition_dates
@@ -40,7 +41,7 @@ _LABEL = {"campaign": "campaign", "adset": "ad set", "ad": "ad"}
 def _spec(group: str) -> dg.AssetSpec:
     return dg.AssetSpec(
         ROAS_KEYS[group],
-        deps=[meta_spend_daily, lead, sale],  # meta_conversions_daily is written by meta_spend_daily
+        deps=[meta_spend_daily, fx_rates_daily, lead, sale],  # meta_conversions_daily: written by meta_spend_daily
         partitions_def=meta_spend_partitions,
         group_name=GROUP,
         kinds={"python", "sql"},
@@ -52,10 +53,12 @@ def _spec(group: str) -> dg.AssetSpec:
             "sales_count, revenue, spend, avg_ticket, conversion_rate and roas. Spend from meta_spend_daily at "
             f"{group.upper()} level; a lead counts on its creation day in its ad account's time zone and its "
             "sales on the lead's day. Ratios are NULL where their denominator is 0, roas also when revenue is "
-            "0; sales in another currency than the spend's are not mixed in (revenue_currency_mismatch). Beside "
-            "them Meta's own view: meta_purchases, meta_purchase_value (omni_purchase, else purchase, else "
-            "offsite_conversion.fb_pixel_purchase, under the ad account's attribution setting, from "
-            "meta_conversions_daily) and meta_roas."
+            "0; sales in another currency than the spend's are not mixed in (revenue_currency_mismatch). "
+            "spend_reporting, revenue_reporting and roas_reporting: the same day in the organization's reporting "
+            "currency, each currency converted at fx_rates_daily's rate of the day and rounded to cents before "
+            "summing, so mixed-currency groups get one ROAS. Beside the CRM's view, Meta's own: meta_purchases, "
+            "meta_purchase_value (omni_purchase, else purchase, else offsite_conversion.fb_pixel_purchase, under "
+            "the ad account's attribution setting, from meta_conversions_daily) and meta_roas."
         ),
         metadata={"dagster/table_name": f"meta_roas_by_{group}"},
     )

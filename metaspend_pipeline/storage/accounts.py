@@ -14,9 +14,16 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from metaspend_pipeline.currency import CURRENCY_CODE
 from metaspend_pipeline.errors import InvalidInputError, UnknownOrganizationError
 from metaspend_pipeline.storage.db import utcnow
-from metaspend_pipeline.storage.schema import PROVIDERS, connected_account, oauth_token
+from metaspend_pipeline.storage.schema import (
+    DEFAULT_REPORTING_CURRENCY,
+    PROVIDERS,
+    connected_account,
+    oauth_token,
+    organization_setting,
+)
 
 AD_ACCOUNT_ID = re.compile(r"^act_[0-9]{1,30}$", re.ASCII)
 ACCOUNT_DIGITS = re.compile(r"[0-9]{1,30}", re.ASCII)
@@ -317,3 +324,45 @@ def connected_organizations(conn: sa.Connection) -> list[str]:
             .order_by(connected_account.c.organization_id)
         ).scalars()
     )
+
+
+# --- the organization's reporting currency ------------------------------------------------------
+
+
+def validate_currency(value: str, what: str = "currency") -> str:
+    """An ISO 4217 code in capitals (`eur` reads as EUR)."""
+    code = (value or "").strip().upper()
+    if not CURRENCY_CODE.fullmatch(code):
+        raise InvalidInputError(f"{what} {value!r} is not an ISO 4217 currency code such as USD, EUR or BRL")
+    return code
+
+
+def set_reporting_currency(conn: sa.Connection, organization_id: str, currency: str) -> str | None:
+    """Set the organization's reporting currency; returns the one it had (None: it had no setting)."""
+    t = organization_setting
+    before = conn.execute(sa.select(t.c.reporting_currency).where(t.c.organization_id == organization_id)).scalar()
+    now = utcnow()
+    if before is None:
+        conn.execute(
+            t.insert().values(
+                organization_id=organization_id, reporting_currency=currency, created_at=now, updated_at=now
+            )
+        )
+    elif before != currency:
+        conn.execute(
+            t.update().where(t.c.organization_id == organization_id).values(reporting_currency=currency, updated_at=now)
+        )
+    return before
+
+
+def reporting_currencies(conn: sa.Connection, organization_ids: Iterable[str]) -> dict[str, str]:
+    """Each organization's reporting currency; DEFAULT_REPORTING_CURRENCY (USD) for one without a setting."""
+    wanted = list(dict.fromkeys(organization_ids))
+    t = organization_setting
+    query = sa.select(t.c.organization_id, t.c.reporting_currency).where(t.c.organization_id.in_(wanted))
+    found = {organization_id: currency for organization_id, currency in conn.execute(query)}
+    return {o: found.get(o, DEFAULT_REPORTING_CURRENCY) for o in wanted}
+
+
+def reporting_currency(conn: sa.Connection, organization_id: str) -> str:
+    return reporting_currencies(conn, [organization_id])[organization_id]

@@ -17,11 +17,14 @@ from metaspend_pipeline.storage.db import is_postgres
 
 def lock_organization(conn: sa.Connection, organization_id: str) -> None:
     """Hold the organization's write lock until the caller's transaction ends."""
+    lock(conn, f"metaspend:organization:{organization_id}")
+
+
+def lock(conn: sa.Connection, key: str) -> None:
+    """Hold the write lock named `key` (e.g. a table shared by every organization) until the caller's
+    transaction ends."""
     if is_postgres(conn):
-        conn.execute(
-            sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-            {"key": f"metaspend:organization:{organization_id}"},
-        )
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key})
 
 
 def linear_plans(conn: sa.Connection) -> None:

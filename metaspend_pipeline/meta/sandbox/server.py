@@ -20,6 +20,8 @@ in any `app_rate_limit_window_seconds` (code 4 beyond it), both reported in the 
   GET    /__sandbox/objects?ad_account=act_1[&kind=campaign]  every campaign, ad set and ad, any status
   POST   /__sandbox/objects        {"id": ..., "name": ...}: rename an object (its updated_time moves to now)
   POST   /__sandbox/tokens         {"token": ..., "organization_id": ..., "expires_in": 60, "revoked": false}
+  GET    /__sandbox/ecb/eurofxref-hist.xml (and -hist-90d.xml, -daily.xml)  the ECB's reference rates (`ecb.py`)
+  GET    /__sandbox/ecb/truth?since=...&until=...  the rows a correct fx_rates_daily holds
 Fault kinds: throttle (code, subcode, regain_minutes, is_transient), http429 (retry_after),
 server_error (code, http_status, is_transient), reduce_data, reset, slow (seconds), malformed,
 token_expired, token_invalid, permission, unknown_object, job_failed, job_skipped (POST only),
@@ -54,6 +56,8 @@ from werkzeug.routing import Map, Rule
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
+from metaspend_pipeline.meta.sandbox.ecb import FEEDS as ECB_FEEDS
+from metaspend_pipeline.meta.sandbox.ecb import EcbRates
 from metaspend_pipeline.meta.sandbox.world import (
     DEFAULT_ATTRIBUTION,
     DEFAULT_VISIBLE,
@@ -207,6 +211,8 @@ class Sandbox:
         clock: Any = time.time,
     ) -> None:
         self.world = World(seed, bench_ads=bench_ads, bench_accounts=bench_accounts)
+        self.ecb = EcbRates(seed)
+        self._ecb_feeds: dict[tuple[str, dt.date], bytes] = {}
         self.config = config or SandboxConfig()
         self._startup_config = dataclasses.replace(self.config)  # what reset() returns to
         self._clock = clock
@@ -236,6 +242,8 @@ class Sandbox:
                 Rule("/__sandbox/organizations", endpoint="organizations"),
                 Rule("/__sandbox/tokens", endpoint="tokens", methods=["POST"]),
                 Rule("/__sandbox/objects", endpoint="objects", methods=["GET", "POST"]),
+                Rule("/__sandbox/ecb/truth", endpoint="ecb_truth"),
+                *(Rule(f"/__sandbox/ecb/{feed}", endpoint="ecb", defaults={"feed": feed}) for feed in ECB_FEEDS),
                 Rule("/<version>/act_<digits>/<any(campaigns, adsets, ads):edge>", endpoint="edge"),
                 Rule("/<version>/act_<digits>/insights", endpoint="insights", methods=["GET", "POST"]),
                 Rule("/<version>/act_<digits>", endpoint="ad_account"),
@@ -332,8 +340,10 @@ class Sandbox:
             ).response(self._trace())
         except HTTPException as exc:
             return exc.get_response()  # type: ignore[return-value]
-        if endpoint in {"faults", "config", "requests", "truth", "organizations", "tokens", "objects"}:
+        if endpoint in {"faults", "config", "requests", "truth", "organizations", "tokens", "objects", "ecb_truth"}:
             return getattr(self, f"_admin_{endpoint}")(request)
+        if endpoint == "ecb":
+            return self._ecb(args["feed"])
         params = {**request.args.to_dict(), **request.form.to_dict()}
         token, via_header = self._token_of(request, params)
         entry = self._log(request, endpoint, params, token, via_header)
@@ -1041,6 +1051,27 @@ class Sandbox:
             return _json({"error": f"no ad account {account!r}"}, 404)
         kinds = [request.args["kind"]] if "kind" in request.args else ["campaign", "adset", "ad"]
         return _json({kind: self.objects(account, kind) for kind in kinds})
+
+    def today(self) -> dt.date:
+        return dt.datetime.fromtimestamp(self._clock(), dt.UTC).date()
+
+    def _ecb(self, feed: str) -> Response:
+        """One of the ECB's XML files as of today (the ECB's own URLs end the same way)."""
+        key = (feed, self.today())
+        with self._lock:
+            if key not in self._ecb_feeds:
+                self._ecb_feeds = {k: v for k, v in self._ecb_feeds.items() if k[1] == key[1]}  # today's alone
+                self._ecb_feeds[key] = self.ecb.feed(feed, key[1]).encode()
+            body = self._ecb_feeds[key]
+        return Response(body, mimetype="text/xml")
+
+    def _admin_ecb_truth(self, request: Request) -> Response:
+        since, until = (dt.date.fromisoformat(request.args[name]) for name in ("since", "until"))
+        rows = [
+            {**row, "date": str(row["date"]), "rate": str(row["rate"]), "ecb_date": str(row["ecb_date"])}
+            for row in self.ecb.truth(since, until)
+        ]
+        return _json({"rows": rows})
 
     def _admin_organizations(self, request: Request) -> Response:
         return _json(self.organizations())
