@@ -393,3 +393,35 @@ def test_the_sandbox_serves_its_conversion_truth_to_other_processes(sandbox, san
     served = SandboxAdmin(sandbox_server.url).conversion_truth("act_3000000002", "adset", iso(1), iso(2), "1d_ev")
     assert served == sandbox.world.conversion_truth("act_3000000002", "adset", day(1), day(2), ("1d_ev",))
     assert {r["attribution_window"] for r in served} == {"default", "1d_ev"}
+
+
+def test_the_client_parses_each_window_of_each_action_type(sandbox, api_settings) -> None:  # type: ignore[no-untyped-def]
+    """The parser on its own, for the ad account whose own setting is 1-day click: `default` is it."""
+    import dataclasses
+
+    from metaspend_pipeline.meta.client import MetaClient
+
+    account = "act_1000000002"
+    token = next(o.token for o in sandbox.world.organizations if account in o.ad_accounts)
+    settings = dataclasses.replace(api_settings, attribution_windows=("1d_click", "7d_click", "1d_view"))
+    rows = list(MetaClient(token, settings).insights(account, "ad", day(1), day(2), use_async=False))
+    parsed = sorted(
+        (r.date.isoformat(), r.ad_id, c.action_type, c.attribution_window, c.count, c.value)
+        for r in rows
+        for c in r.conversions
+    )
+    truth = sorted(
+        (
+            t["date"],
+            t["ad_id"],
+            t["action_type"],
+            t["attribution_window"],
+            t["count"],
+            t["value"] and Decimal(t["value"]),
+        )
+        for t in sandbox.world.conversion_truth(account, "ad", day(1), day(2), ("1d_click", "7d_click", "1d_view"))
+    )
+    assert parsed == truth
+    defaults = {(p[0], p[1], p[2]): p[4] for p in parsed if p[3] == "default"}
+    one_day = {(p[0], p[1], p[2]): p[4] for p in parsed if p[3] == "1d_click"}
+    assert all(count == one_day.get(key, 0) for key, count in defaults.items())
