@@ -277,7 +277,7 @@ def attribution_gap(
     context: dg.AssetCheckExecutionContext, config: CheckRange, warehouse: WarehouseResource
 ) -> dg.AssetCheckResult:
     since, until = _range(context, config)
-    threshold = Decimal(str(Settings.from_env().attribution_gap_warn))
+    threshold = Settings.from_env().attribution_gap_warn
     with warehouse.engine().connect() as conn:
         gaps = validation.attribution_gaps(conn, since, until)
     over = sorted((g for g in gaps if g.gap > threshold), key=lambda g: (-g.gap, g.organization_id, g.campaign_id))

@@ -166,6 +166,14 @@ def _attribution_windows(env: Mapping[str, str]) -> tuple[str, ...]:
     return windows
 
 
+def _attribution_gap_warn(env: Mapping[str, str]) -> Decimal:
+    """The gap |meta - crm| / max(meta, crm) lies in [0, 1]: a threshold of 1 or more never warns."""
+    value = _decimal(env, "META_ATTRIBUTION_GAP_WARN", Decimal("0.5"))
+    if not 0 <= value < 1:
+        raise SettingsError(f"META_ATTRIBUTION_GAP_WARN must be at least 0 and less than 1 (0.5 = 50%), got {value}")
+    return value
+
+
 def default_database_url(cwd: Path | None = None) -> str:
     path = (cwd or Path.cwd()) / DEFAULT_DATABASE_PATH
     return f"sqlite:///{path}"
@@ -195,7 +203,7 @@ class Settings:
     objects_refresh_hours: float = 24.0
     fetch_concurrency: int = 4
     spend_shards: int = 1
-    attribution_gap_warn: float = 0.5
+    attribution_gap_warn: Decimal = Decimal("0.5")
 
     @property
     def is_development(self) -> bool:
@@ -225,7 +233,7 @@ class Settings:
             objects_refresh_hours=_float(env, "META_OBJECTS_REFRESH_HOURS", 24.0),
             fetch_concurrency=_int(env, "META_FETCH_CONCURRENCY", 4, minimum=1),
             spend_shards=_int(env, "META_SPEND_SHARDS", 1, minimum=1),
-            attribution_gap_warn=_float(env, "META_ATTRIBUTION_GAP_WARN", 0.5),
+            attribution_gap_warn=_attribution_gap_warn(env),
         )
 
 
