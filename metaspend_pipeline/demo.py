@@ -186,8 +186,12 @@ def run(echo: Echo = print) -> None:
         echo(f"    run {run.run_id} of {run.job_name}: {run.status.value.lower()}")
         failed = failed or run.status.value != "SUCCESS"
         for evaluation in evaluations:
-            state = "passed" if evaluation.passed else "FAILED"
+            warning = evaluation.severity.value == "WARN"  # AssetCheckSeverity.WARN
+            state = "passed" if evaluation.passed else ("warning" if warning else "FAILED")
             echo(f"    check {evaluation.asset_key.to_user_string()}.{evaluation.check_name}: {state}")
+            if warning and not evaluation.passed and evaluation.description:
+                for line in evaluation.description.splitlines()[:4]:
+                    echo(f"      {line}")
     if failed:
         raise SystemExit("a demo run failed; see the messages above and the run in the Dagster UI")
     _print_report(engine, since, yesterday, echo)

@@ -356,8 +356,10 @@ class World:
         left out. Clicks within 1 day are within 7 and 28 days too; views are counted apart."""
         h = self._hash("conversions", d.ad.id, d.date.toordinal())
         out: ConversionSums = {}
-        scale = 100 if self.accounts[self._account_of(d.ad)].minor_digits == 0 else 1
-        for event, share, shift in (("purchase", 4, 0), ("lead", 3, 32)):
+        # a purchase is worth 300 to 900 units (dollars, euros); in zero-decimal currencies 100 times
+        # as many minor units, as the sandbox's spend is, so ROAS is alike in every currency
+        scale = 100 * (100 if self.accounts[self._account_of(d.ad)].minor_digits == 0 else 1)
+        for event, share, shift in (("purchase", 2, 0), ("lead", 3, 32)):
             g = h >> shift
             if g % 10 >= share:
                 continue
@@ -366,7 +368,7 @@ class World:
             click_28d = click_7d + (g >> 8) % 2
             view_1d = (g >> 10) % 3
             engaged_1d = (g >> 12) % 2
-            ticket = (1500 + (g >> 14) % 8500) * scale if event == "purchase" else 0
+            ticket = (300 + (g >> 14) % 601) * scale if event == "purchase" else 0
             counts = dict(zip(WINDOWS, (click_1d, click_7d, click_28d, view_1d, engaged_1d), strict=True))
             for window, count in counts.items():
                 if count:
