@@ -103,7 +103,9 @@ def seed_leads_and_sales(engine: sa.Engine, world: object, since: dt.date, until
     for org in world.organizations:
         for account_id in org.ad_accounts:
             account = world.accounts[account_id]
-            scale = 100 if account.minor_digits == 0 else 1
+            # the sandbox's amounts in a zero-decimal currency (JPY) are 10,000 times its dollar
+            # amounts (spend and Meta's purchase values alike): sales follow, so ROAS is alike
+            scale = 10_000 if account.minor_digits == 0 else 1
             for ad in account.ads:
                 day = since
                 while day <= until:

@@ -23,7 +23,7 @@ def _command(tool: str) -> tuple[list[str], Path | None]:
     from there; `dagster` is pointed at the module)."""
     bin_dir = Path(sys.executable).parent
     if tool == "dg":
-        return [str(bin_dir / "dg"), "launch", "--assets", "meta_raw_insights*"], ROOT
+        return [str(bin_dir / "dg"), "launch", "--assets", "meta_raw_insights*,fx_rates_daily"], ROOT
     return [
         str(bin_dir / "dagster"),
         "asset",
@@ -31,7 +31,7 @@ def _command(tool: str) -> tuple[list[str], Path | None]:
         "-m",
         "metaspend_pipeline.definitions",
         "--select",
-        "meta_raw_insights*",
+        "meta_raw_insights*,fx_rates_daily",
     ], None
 
 

@@ -40,7 +40,7 @@ def _launch(tmp_path: Path, name: str, pipeline: Pipeline, first: str, last: str
             "-m",
             "metaspend_pipeline.definitions",
             "--select",
-            "meta_raw_insights*",
+            "meta_raw_insights*,fx_rates_daily",
             "--partition-range",
             f"{first}...{last}",
             "--config-json",

@@ -75,7 +75,7 @@ def _materialize(env: dict[str, str], log: Path) -> subprocess.Popen:
                 "-m",
                 "metaspend_pipeline.definitions",
                 "--select",
-                "meta_raw_insights*",
+                "meta_raw_insights*,fx_rates_daily",
                 "--partition-range",
                 f"{START}...{END}",
                 # the steps in the run's process: the test's time goes to the run, not to starting processes
