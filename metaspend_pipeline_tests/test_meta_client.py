@@ -462,3 +462,113 @@ def test_faults_can_be_set_when_the_sandbox_starts(api_settings: MetaApiSettings
         rows = list(client.insights(ACCOUNT, "campaign", SINCE, UNTIL))
     assert as_truth(rows) == truth(sandbox, "campaign")
     assert client.stats.retries == 2
+
+
+class Listener:
+    """A real HTTP server on another port of loopback that records every request it gets."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        received: list[dict[str, str]] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                received.append({"path": self.path, **{k.lower(): v for k, v in self.headers.items()}})
+                body = b'{"data": []}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.received = received
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("where", ["another port", "another host name"])
+def test_paging_next_on_a_foreign_host_is_refused_without_sending_the_token(
+    sandbox: Sandbox, api_settings: MetaApiSettings, where: str
+) -> None:
+    """A `next` URL that leaves the Graph API's scheme and host is not followed: the token stays home."""
+    listener = Listener()
+    sandbox_port = api_settings.graph_api_url.rsplit(":", 1)[1].split("/")[0]
+    foreign = f"http://127.0.0.1:{listener.port}" if where == "another port" else f"http://localhost:{sandbox_port}"
+    sandbox.add_faults([{"kind": "foreign_next", "match": "insights", "base_url": foreign}])
+    settings = dataclasses.replace(api_settings, page_size=10)
+    try:
+        with pytest.raises(MetaApiError, match=f"paging.next points at {foreign}.*refusing to send the token") as info:
+            list(MetaClient(token_of(sandbox), settings).insights(ACCOUNT, "ad", SINCE, UNTIL, use_async=False))
+    finally:
+        listener.close()
+    assert listener.received == []
+    assert len(insight_requests(sandbox)) == 1  # the first page only; nothing reached localhost either
+    assert token_of(sandbox) not in str(info.value)
+
+
+@pytest.mark.parametrize(("retry_after", "regain_minutes", "largest"), [(1, 2, 120.0), (150, 1, 150.0)])
+def test_a_throttle_waits_the_largest_of_metas_wait_hints(
+    sandbox: Sandbox, api_settings: MetaApiSettings, retry_after: int, regain_minutes: int, largest: float
+) -> None:
+    """Retry-After, estimated_time_to_regain_access and the reset time disagree: the longest one wins."""
+    sandbox.add_faults(
+        [{"kind": "throttle", "match": "insights", "regain_minutes": regain_minutes, "retry_after": retry_after}]
+    )
+    waits: list[float] = []
+    settings = dataclasses.replace(api_settings, retry_max_wait=600.0, retry_budget_seconds=600.0)
+    client = MetaClient(token_of(sandbox), settings, sleep=waits.append)
+    rows = list(client.insights(ACCOUNT, "campaign", SINCE, SINCE))
+    assert as_truth(rows) == truth(sandbox, "campaign", SINCE, SINCE)
+    assert client.stats.throttle_events == 1
+    throttle_waits = [w for w in waits if w >= 1.0]
+    assert len(throttle_waits) == 1
+    assert largest <= throttle_waits[0] <= largest * 1.1  # the hint, plus at most 10% jitter
+
+
+def test_a_report_run_that_never_finishes_times_out_with_a_clear_error(
+    sandbox: Sandbox, api_settings: MetaApiSettings
+) -> None:
+    """The sandbox keeps the report running for an hour; the client gives up after its timeout, twice."""
+    import threading
+    import time
+
+    sandbox.configure(async_job_seconds=3600.0)
+    settings = dataclasses.replace(
+        api_settings, async_timeout_seconds=0.3, async_poll_initial=0.02, async_poll_max=0.05
+    )
+    outcome: list[BaseException | None] = []
+
+    def fetch() -> None:
+        try:
+            list(MetaClient(token_of(sandbox), settings).insights(ACCOUNT, "ad", SINCE, SINCE, use_async=True))
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    started = time.monotonic()
+    worker = threading.Thread(target=fetch, daemon=True)
+    worker.start()
+    worker.join(timeout=20)
+    assert not worker.is_alive(), "the client was still polling a report run that never finishes after 20 s"
+    assert time.monotonic() - started < 10
+    from metaspend_pipeline.meta.errors import MetaReportJobError
+
+    error = outcome[0]
+    assert isinstance(error, MetaReportJobError)
+    assert str(error) == (
+        f"ad account {ACCOUNT}, ad insights {SINCE}: report run ended with no result within 0.3s "
+        "(META_ASYNC_TIMEOUT_SECONDS; last status 'Job Not Started') twice, even for a single day"
+    )
+    assert [r["method"] for r in insight_requests(sandbox)] == ["POST", "POST"]
