@@ -21,7 +21,7 @@ from metaspend_pipeline.meta.errors import (
 )
 from metaspend_pipeline.meta.sandbox.server import Sandbox, SandboxServer
 from metaspend_pipeline.settings import MetaApiSettings
-from metaspend_pipeline_tests.conftest import SANDBOX_SEED
+from metaspend_pipeline_tests.conftest import SANDBOX_SEED, Listener
 from metaspend_pipeline_tests.dates import day, iso
 
 ACCOUNT = "act_1000000001"
@@ -464,57 +464,24 @@ def test_faults_can_be_set_when_the_sandbox_starts(api_settings: MetaApiSettings
     assert client.stats.retries == 2
 
 
-class Listener:
-    """A real HTTP server on another port of loopback that records every request it gets."""
-
-    def __init__(self) -> None:
-        import http.server
-        import threading
-
-        received: list[dict[str, str]] = []
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                received.append({"path": self.path, **{k.lower(): v for k, v in self.headers.items()}})
-                body = b'{"data": []}'
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.received = received
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.mark.parametrize("where", ["another port", "another host name"])
 def test_paging_next_on_a_foreign_host_is_refused_without_sending_the_token(
-    sandbox: Sandbox, api_settings: MetaApiSettings, where: str
+    sandbox: Sandbox, api_settings: MetaApiSettings, listener: Listener, where: str
 ) -> None:
-    """A `next` URL that leaves the Graph API's scheme and host is not followed: the token stays home."""
-    listener = Listener()
+    """A `next` URL that leaves the Graph API's scheme and host is not followed: the token stays home.
+
+    Another port: a listener that records every byte; another host name (localhost for 127.0.0.1):
+    the sandbox itself, whose log shows whether anything came back to it under that name."""
     sandbox_port = api_settings.graph_api_url.rsplit(":", 1)[1].split("/")[0]
-    foreign = f"http://127.0.0.1:{listener.port}" if where == "another port" else f"http://localhost:{sandbox_port}"
+    foreign = listener.url if where == "another port" else f"http://localhost:{sandbox_port}"
     sandbox.add_faults([{"kind": "foreign_next", "match": "insights", "base_url": foreign}])
     settings = dataclasses.replace(api_settings, page_size=10)
-    try:
-        with pytest.raises(MetaApiError, match=f"paging.next points at {foreign}.*refusing to send the token") as info:
-            list(MetaClient(token_of(sandbox), settings).insights(ACCOUNT, "ad", SINCE, UNTIL, use_async=False))
-    finally:
-        listener.close()
-    assert listener.received == []
-    assert len(insight_requests(sandbox)) == 1  # the first page only; nothing reached localhost either
+    with pytest.raises(MetaApiError, match=f"paging.next points at {foreign}.*refusing to send the token") as info:
+        list(MetaClient(token_of(sandbox), settings).insights(ACCOUNT, "ad", SINCE, UNTIL, use_async=False))
+    assert len(insight_requests(sandbox)) == 1  # the first page only
     assert token_of(sandbox) not in str(info.value)
+    assert (listener.connections, listener.received) == (0, [])
+    listener.assert_records_what_reaches_it()
 
 
 @pytest.mark.parametrize(("retry_after", "regain_minutes", "largest"), [(1, 2, 120.0), (150, 1, 150.0)])
