@@ -218,7 +218,10 @@ def test_rows_meta_no_longer_returns_are_removed(pipeline: Pipeline) -> None:
     assert pipeline.run(START, END).success
     rows = spend_rows(pipeline.engine)
     assert not [r for r in rows if r[6] == "999"]
-    assert [r for r in rows if r[6] == "998"]  # another organization's rows are out of scope
+    # another organization's rows are out of scope
+    assert [r for r in rows if r[6] == "998"] == [
+        ("other-org", "act_5", "AD", day(2), "1", "2", "998", "USD", Decimal("5.00"), 1, 0)
+    ]
     assert sort_rows([r for r in rows if r[0] != "other-org"]) == truth_rows(pipeline)
 
 
