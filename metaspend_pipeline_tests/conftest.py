@@ -166,12 +166,23 @@ def fake_token() -> str:
     return "EAAtest" + secrets.token_hex(16)
 
 
+# The suite's own knobs, read when the conftest is imported; every other META_*/METASPEND_* is a setting.
+TEST_KNOBS = ("METASPEND_TEST_",)
+
+
+@pytest.fixture(autouse=True)
+def no_settings_from_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test starts without the shell's META_* and METASPEND_* settings: a test's outcome is
+    decided by what it sets itself, whatever `META_FETCH_WINDOW_DAYS=...` the developer exported."""
+    for name in list(os.environ):
+        if name.startswith(("META_", "METASPEND_")) and not name.startswith(TEST_KNOBS):
+            monkeypatch.delenv(name)
+
+
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch, db_url: str, encryption_key: str, tmp_path: Path) -> dict[str, str]:
-    """A clean environment for the package: this test's warehouse and key, nothing inherited."""
-    for name in list(os.environ):
-        if name.startswith(("META_", "METASPEND_")):
-            monkeypatch.delenv(name)
+    """A clean environment for the package (see `no_settings_from_the_shell`): this test's warehouse
+    and key, nothing inherited."""
     values = {"METASPEND_DATABASE_URL": db_url, "META_TOKEN_ENCRYPTION_KEY": encryption_key}
     for name, value in values.items():
         monkeypatch.setenv(name, value)

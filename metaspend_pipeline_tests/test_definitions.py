@@ -153,3 +153,40 @@ def test_a_shells_settings_at_import_do_not_stick() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == ["2024-01-01", "0 9 * * *"]
+
+
+# Settings a developer may have exported, each far from its default.
+SHELL_SETTINGS = {
+    "META_SPEND_START_DATE": "2025-09-09",
+    "META_SPEND_LOOKBACK_DAYS": "11",
+    "METASPEND_ROAS_LOOKBACK_DAYS": "2",
+    "METASPEND_FRESHNESS_DEADLINE_CRON": "17 2 * * *",
+    "META_FETCH_WINDOW_DAYS": "2",
+    "META_SPEND_CRON": "5 23 * * 3",
+    "METASPEND_SCHEDULE_TIMEZONE": "Asia/Tokyo",
+    "META_PAGE_SIZE": "3",
+    "META_GRAPH_API_URL": "http://127.0.0.1:9",
+    "METASPEND_ENV": "production",
+    "METASPEND_DATABASE_URL": "sqlite:////nonexistent/shell.db",
+}
+
+
+def test_a_shells_settings_do_not_change_a_tests_outcome() -> None:
+    """The suite's own tests of the defaults pass with every setting above exported in the shell."""
+    env = {**os.environ, **SHELL_SETTINGS}
+    tests = [
+        "metaspend_pipeline_tests/test_definitions.py::test_the_partitions_end_yesterday",
+        "metaspend_pipeline_tests/test_schedules.py::test_a_tick_fetches_yesterday_and_the_lookback_and_recomputes_roas",
+        "metaspend_pipeline_tests/test_schedules.py::test_token_refresh_tick_requests_one_run",
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-n", "0", "-q", "-p", "no:cacheprovider", *tests],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.splitlines()[-1].startswith("4 passed in")  # the first on SQLite and on PostgreSQL
