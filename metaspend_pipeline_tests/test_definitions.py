@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from metaspend_pipeline.definitions import build_definitions, load
 from metaspend_pipeline.settings import Settings
+from metaspend_pipeline_tests.dates import TODAY, iso
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ["meta_raw_insights", "meta_spend_daily", "meta_roas_by_campaign", "meta_roas_by_adset", "meta_roas_by_ad"]
@@ -81,25 +82,27 @@ def test_settings_are_read_when_the_definitions_are_built(env: dict[str, str], m
     """Not when the modules were imported (above, before this test set anything)."""
     import datetime as dt
 
-    monkeypatch.setenv("META_SPEND_START_DATE", "2025-03-01")
+    start = iso(1)  # before the tick's range, after the default first partition, on any clock
+    monkeypatch.setenv("META_SPEND_START_DATE", start)
     monkeypatch.setenv("META_SPEND_LOOKBACK_DAYS", "5")
     monkeypatch.setenv("METASPEND_FRESHNESS_DEADLINE_CRON", "30 11 * * *")
     definitions = load()
     spec = definitions.resolve_assets_def("meta_spend_daily").specs_by_key[dg.AssetKey("meta_spend_daily")]
     for name in ASSETS:
-        assert definitions.resolve_assets_def(name).partitions_def.get_first_partition_key() == "2025-03-01", name
-    assert definitions.resolve_job_def("meta_spend_job").partitions_def.get_first_partition_key() == "2025-03-01"
+        assert definitions.resolve_assets_def(name).partitions_def.get_first_partition_key() == start, name
+    assert definitions.resolve_job_def("meta_spend_job").partitions_def.get_first_partition_key() == start
     assert spec.freshness_policy == dg.FreshnessPolicy.cron(
         deadline_cron="30 11 * * *", lower_bound_delta=dt.timedelta(hours=24)
     )
     schedule = definitions.resolve_schedule_def("meta_spend_schedule")
     [request, *_] = (
         schedule.evaluate_tick(
-            dg.build_schedule_context(scheduled_execution_time=dt.datetime(2026, 11, 25, 6, tzinfo=dt.UTC))
+            dg.build_schedule_context(scheduled_execution_time=dt.datetime.combine(TODAY, dt.time(6), dt.UTC))
         ).run_requests
         or []
     )
-    assert request.tags["dagster/asset_partition_range_start"] == "2026-11-19"  # yesterday and the 5 days before
+    # yesterday and the 5 days before
+    assert request.tags["dagster/asset_partition_range_start"] == (TODAY - dt.timedelta(days=6)).isoformat()
 
 
 def test_the_column_schema_follows_the_configured_database(env: dict[str, str], monkeypatch) -> None:  # type: ignore[no-untyped-def]
