@@ -11,11 +11,13 @@ end-to-end tests are collected first so that no worker ends the run alone on one
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
 import shutil
 import socket
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -164,12 +166,23 @@ def fake_token() -> str:
     return "EAAtest" + secrets.token_hex(16)
 
 
+# The suite's own knobs, read when the conftest is imported; every other META_*/METASPEND_* is a setting.
+TEST_KNOBS = ("METASPEND_TEST_",)
+
+
+@pytest.fixture(autouse=True)
+def no_settings_from_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test starts without the shell's META_* and METASPEND_* settings: a test's outcome is
+    decided by what it sets itself, whatever `META_FETCH_WINDOW_DAYS=...` the developer exported."""
+    for name in list(os.environ):
+        if name.startswith(("META_", "METASPEND_")) and not name.startswith(TEST_KNOBS):
+            monkeypatch.delenv(name)
+
+
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch, db_url: str, encryption_key: str, tmp_path: Path) -> dict[str, str]:
-    """A clean environment for the package: this test's warehouse and key, nothing inherited."""
-    for name in list(os.environ):
-        if name.startswith(("META_", "METASPEND_")):
-            monkeypatch.delenv(name)
+    """A clean environment for the package (see `no_settings_from_the_shell`): this test's warehouse
+    and key, nothing inherited."""
     values = {"METASPEND_DATABASE_URL": db_url, "META_TOKEN_ENCRYPTION_KEY": encryption_key}
     for name, value in values.items():
         monkeypatch.setenv(name, value)
@@ -269,6 +282,59 @@ def api_settings(sandbox_server: SandboxServer) -> MetaApiSettings:
         async_poll_max=0.1,
         async_timeout_seconds=10.0,
     )
+
+
+# --- a stranger's server, to prove that nothing reaches it -------------------------------------
+
+
+class Listener:
+    """A TCP listener on 127.0.0.1 that records every byte anyone sends it."""
+
+    def __init__(self) -> None:
+        self._socket = socket.create_server(("127.0.0.1", 0))
+        self._socket.settimeout(0.2)
+        self.url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
+        self.received: list[bytes] = []
+        self.connections = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._socket.accept()
+            except TimeoutError:
+                continue
+            self.connections += 1
+            with conn:
+                conn.settimeout(1)
+                with contextlib.suppress(OSError):
+                    self.received.append(conn.recv(65536))
+
+    def assert_records_what_reaches_it(self) -> None:
+        """The control: the listener does record what reaches it, so "nothing received" means something."""
+        with socket.create_connection(("127.0.0.1", int(self.url.rsplit(":", 1)[1]))) as conn:
+            conn.sendall(b"control")
+        for _ in range(50):
+            if self.received:
+                break
+            threading.Event().wait(0.05)
+        assert self.received == [b"control"]
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._socket.close()
+
+
+@pytest.fixture
+def listener() -> Iterator[Listener]:
+    server = Listener()
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 # --- the pipeline, through Dagster -----------------------------------------------------------------

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from decimal import Decimal
 
 import dagster as dg
+import pytest
 import sqlalchemy as sa
 
 from metaspend_pipeline.storage.schema import (
@@ -99,6 +101,64 @@ def test_a_range_equals_the_sandbox_truth_at_every_level(pipeline: Pipeline) -> 
     assert all(e.passed for e in result.get_asset_check_evaluations())
 
 
+def test_windows_cover_every_day_once() -> None:
+    from metaspend_pipeline.ingest import windows
+
+    assert list(windows(day(1), day(8), 3)) == [(day(1), day(3)), (day(4), day(6)), (day(7), day(8))]
+    assert list(windows(day(1), day(6), 3)) == [(day(1), day(3)), (day(4), day(6))]
+    assert list(windows(day(1), day(3), 1)) == [(day(1), day(1)), (day(2), day(2)), (day(3), day(3))]
+    assert list(windows(day(1), day(1), 92)) == [(day(1), day(1))]
+
+
+def test_a_range_over_several_fetch_windows_equals_the_sandbox_truth(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eight days in windows of 3 (1-3, 4-6, 7-8): no day lost or doubled at a window's edge, in the
+    fetch, the spend and ROAS, each day compared with the sandbox's truth."""
+    monkeypatch.setenv("META_FETCH_WINDOW_DAYS", "3")
+    start, end = iso(1), iso(8)
+    result = pipeline.run(start, end)
+    assert result.success
+    assert sort_rows(spend_rows(pipeline.engine)) == truth_rows(pipeline, start=start, end=end)
+    # three insight series per ad account and level: one per window
+    insight_ranges = {
+        r["params"]["time_range"]
+        for r in pipeline.sandbox.requests_log()
+        if r["path"].endswith("/insights") and r["method"] == "GET"
+    }
+    assert {json.loads(t)["since"] for t in insight_ranges} == {iso(1), iso(4), iso(7)}
+    with pipeline.engine.connect() as conn:
+        raw_accounts = conn.execute(
+            sa.select(meta_raw_insights.c.ad_account_id, meta_raw_insights.c.date, meta_raw_insights.c.spend).where(
+                meta_raw_insights.c.level == "ACCOUNT"
+            )
+        ).all()
+        roas = conn.execute(
+            sa.select(
+                meta_roas_by_campaign.c.organization_id,
+                meta_roas_by_campaign.c.date,
+                meta_roas_by_campaign.c.campaign_id,
+                meta_roas_by_campaign.c.spend,
+            )
+        ).all()
+    world = pipeline.sandbox.world
+    accounts = [a for o in world.organizations for a in o.ad_accounts]
+    expected_accounts = sorted(
+        (a, dt.date.fromisoformat(r["date"]), Decimal(r["spend"]).quantize(Decimal("0.01")))
+        for a in accounts
+        for r in world.truth(a, "account", day(1), day(8))
+    )
+    assert sorted((a, d, Decimal(s)) for a, d, s in raw_accounts) == expected_accounts
+    assert {d for _, d, _ in expected_accounts} == {day(n) for n in range(1, 9)}
+    campaign_spend: dict[tuple[str, dt.date, str], Decimal] = {}
+    for org in world.organizations:
+        for a in org.ad_accounts:
+            for r in world.truth(a, "campaign", day(1), day(8)):
+                key = (org.organization_id, dt.date.fromisoformat(r["date"]), r["campaign_id"])
+                campaign_spend[key] = campaign_spend.get(key, Decimal(0)) + Decimal(r["spend"])
+    assert {(o, d, c): s for o, d, c, s in roas} == {k: v.quantize(Decimal("0.01")) for k, v in campaign_spend.items()}
+
+
 def test_a_range_costs_pages_not_days(pipeline: Pipeline) -> None:
     """Seven days cost one request series per level, not one per day."""
     assert pipeline.run(START, END).success
@@ -158,7 +218,10 @@ def test_rows_meta_no_longer_returns_are_removed(pipeline: Pipeline) -> None:
     assert pipeline.run(START, END).success
     rows = spend_rows(pipeline.engine)
     assert not [r for r in rows if r[6] == "999"]
-    assert [r for r in rows if r[6] == "998"]  # another organization's rows are out of scope
+    # another organization's rows are out of scope
+    assert [r for r in rows if r[6] == "998"] == [
+        ("other-org", "act_5", "AD", day(2), "1", "2", "998", "USD", Decimal("5.00"), 1, 0)
+    ]
     assert sort_rows([r for r in rows if r[0] != "other-org"]) == truth_rows(pipeline)
 
 

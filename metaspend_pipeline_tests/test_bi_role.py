@@ -27,6 +27,7 @@ from metaspend_pipeline.storage import db
 from metaspend_pipeline.storage.bi import REPORTING_RELATIONS
 from metaspend_pipeline.storage.schema import meta_roas_by_campaign, metadata
 from metaspend_pipeline_tests.conftest import _admin
+from metaspend_pipeline_tests.dates import day, iso
 from metaspend_pipeline_tests.test_roas import example  # noqa: F401 - the ROAS example, as a fixture
 
 postgres_only = pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
@@ -302,13 +303,13 @@ def test_the_readme_roas_sql_run_as_the_role_equals_metaspend_roas(example: str,
     sql = (
         readme_roas_sql()
         .replace("'org-123'", "'acme'")
-        .replace("'2024-03-01'", "'2026-10-04'")
-        .replace("'2024-03-31'", "'2026-10-05'")
+        .replace("'2024-03-01'", f"'{iso(4)}'")
+        .replace("'2024-03-31'", f"'{iso(5)}'")
     )
     with connect_as(example, role) as conn:
         rows = conn.execute(sql).fetchall()
     with db.engine_for(example).connect() as conn:
-        expected = report.roas_report(conn, "acme", "campaign", dt.date(2026, 10, 4), dt.date(2026, 10, 5))
+        expected = report.roas_report(conn, "acme", "campaign", day(4), day(5))
     assert [(r[0], r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows] == [
         (
             item["campaignId"],

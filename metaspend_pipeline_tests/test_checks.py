@@ -115,6 +115,23 @@ def test_checks_fail_on_wrong_data(pipeline: Pipeline, corruption: str) -> None:
     assert evaluation.severity == dg.AssetCheckSeverity.ERROR
 
 
+@pytest.mark.parametrize(("cents", "passes"), [("0.01", True), ("0.02", False)])
+def test_levels_reconcile_tolerates_exactly_one_cent(pipeline: Pipeline, cents: str, passes: bool) -> None:
+    """One ad moved by a cent: its ad sum is a cent off the other levels' and the check passes; two fail."""
+    assert pipeline.run(START, END).success
+    with pipeline.engine.begin() as conn:
+        row = first_ad_row(conn)
+        conn.execute(
+            meta_spend_daily.update().where(meta_spend_daily.c.id == row.id).values(spend=row.spend + Decimal(cents))
+        )
+    evaluation = run_checks(pipeline)[("meta_spend_daily", "levels_reconcile")]
+    assert evaluation.passed is passes
+    if not passes:
+        assert f"organization demo-org-1, ad account act_1000000001, {row.date}: levels disagree" in (
+            evaluation.description or ""
+        )
+
+
 def test_roas_currency_mismatch_is_reported(pipeline: Pipeline) -> None:
     campaign = pipeline.sandbox.world.accounts["act_1000000001"].campaigns[0]
     adset = next(a for a in pipeline.sandbox.world.accounts["act_1000000001"].adsets if a.campaign == campaign)

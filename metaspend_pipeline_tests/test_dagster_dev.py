@@ -4,7 +4,10 @@ the definitions, and a partition launched over GraphQL is queued, run and writte
 from __future__ import annotations
 
 import shutil
+import sys
+import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -19,8 +22,10 @@ from metaspend_pipeline_tests._dagster_processes import (
     REPOSITORY,
     ROOT,
     GraphQL,
+    Processes,
     clean_env,
     dagster_dev,
+    free_port,
 )
 from metaspend_pipeline_tests.dates import day, iso
 
@@ -98,3 +103,22 @@ def test_dagster_dev_shows_the_definitions_and_runs_a_partition(dagster_dev: tup
         for level in ("campaign", "adset", "ad")
     )
     assert rows == expected > 0
+
+
+def test_a_server_that_dies_fails_the_wait_at_once_with_its_log(tmp_path: Path) -> None:
+    """The helpers poll a webserver; when its process has exited they fail now, naming it and
+    showing its log, instead of taking connection errors as "still starting" until the deadline."""
+    with ExitStack() as stack:
+        processes = Processes(stack, tmp_path)
+        processes.start("webserver", [sys.executable, "-c", "print('cannot bind the port'); raise SystemExit(3)"], {})
+        graphql = GraphQL(free_port(), processes)
+        started = time.monotonic()
+        with pytest.raises(
+            AssertionError, match=r"webserver exited with code 3; its log ends with:\ncannot bind the port"
+        ):
+            graphql.wait_until_ready(timeout=120)
+        with pytest.raises(AssertionError, match="webserver exited with code 3"):
+            graphql(REPOSITORY)
+        with pytest.raises(AssertionError, match="webserver exited with code 3"):
+            graphql.wait_for_run("some-run", timeout=120)
+    assert time.monotonic() - started < 30

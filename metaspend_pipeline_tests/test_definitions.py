@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from metaspend_pipeline.definitions import build_definitions, load
 from metaspend_pipeline.settings import Settings
+from metaspend_pipeline_tests.dates import TODAY, iso
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ["meta_raw_insights", "meta_spend_daily", "meta_roas_by_campaign", "meta_roas_by_adset", "meta_roas_by_ad"]
@@ -94,25 +95,27 @@ def test_settings_are_read_when_the_definitions_are_built(env: dict[str, str], m
     """Not when the modules were imported (above, before this test set anything)."""
     import datetime as dt
 
-    monkeypatch.setenv("META_SPEND_START_DATE", "2025-03-01")
+    start = iso(1)  # before the tick's range, after the default first partition, on any clock
+    monkeypatch.setenv("META_SPEND_START_DATE", start)
     monkeypatch.setenv("META_SPEND_LOOKBACK_DAYS", "5")
     monkeypatch.setenv("METASPEND_FRESHNESS_DEADLINE_CRON", "30 11 * * *")
     definitions = load()
     spec = definitions.resolve_assets_def("meta_spend_daily").specs_by_key[dg.AssetKey("meta_spend_daily")]
     for name in [*ASSETS, "fx_rates_daily"]:
-        assert definitions.resolve_assets_def(name).partitions_def.get_first_partition_key() == "2025-03-01", name
-    assert definitions.resolve_job_def("meta_spend_job").partitions_def.get_first_partition_key() == "2025-03-01"
+        assert definitions.resolve_assets_def(name).partitions_def.get_first_partition_key() == start, name
+    assert definitions.resolve_job_def("meta_spend_job").partitions_def.get_first_partition_key() == start
     assert spec.freshness_policy == dg.FreshnessPolicy.cron(
         deadline_cron="30 11 * * *", lower_bound_delta=dt.timedelta(hours=24)
     )
     schedule = definitions.resolve_schedule_def("meta_spend_schedule")
     [request, *_] = (
         schedule.evaluate_tick(
-            dg.build_schedule_context(scheduled_execution_time=dt.datetime(2026, 11, 25, 6, tzinfo=dt.UTC))
+            dg.build_schedule_context(scheduled_execution_time=dt.datetime.combine(TODAY, dt.time(6), dt.UTC))
         ).run_requests
         or []
     )
-    assert request.tags["dagster/asset_partition_range_start"] == "2026-11-19"  # yesterday and the 5 days before
+    # yesterday and the 5 days before
+    assert request.tags["dagster/asset_partition_range_start"] == (TODAY - dt.timedelta(days=6)).isoformat()
 
 
 def test_the_column_schema_follows_the_configured_database(env: dict[str, str], monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -166,3 +169,40 @@ def test_a_shells_settings_at_import_do_not_stick() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == ["2024-01-01", "0 9 * * *"]
+
+
+# Settings a developer may have exported, each far from its default.
+SHELL_SETTINGS = {
+    "META_SPEND_START_DATE": "2025-09-09",
+    "META_SPEND_LOOKBACK_DAYS": "11",
+    "METASPEND_ROAS_LOOKBACK_DAYS": "2",
+    "METASPEND_FRESHNESS_DEADLINE_CRON": "17 2 * * *",
+    "META_FETCH_WINDOW_DAYS": "2",
+    "META_SPEND_CRON": "5 23 * * 3",
+    "METASPEND_SCHEDULE_TIMEZONE": "Asia/Tokyo",
+    "META_PAGE_SIZE": "3",
+    "META_GRAPH_API_URL": "http://127.0.0.1:9",
+    "METASPEND_ENV": "production",
+    "METASPEND_DATABASE_URL": "sqlite:////nonexistent/shell.db",
+}
+
+
+def test_a_shells_settings_do_not_change_a_tests_outcome() -> None:
+    """The suite's own tests of the defaults pass with every setting above exported in the shell."""
+    env = {**os.environ, **SHELL_SETTINGS}
+    tests = [
+        "metaspend_pipeline_tests/test_definitions.py::test_the_partitions_end_yesterday",
+        "metaspend_pipeline_tests/test_schedules.py::test_a_tick_fetches_yesterday_and_the_lookback_and_recomputes_roas",
+        "metaspend_pipeline_tests/test_schedules.py::test_token_refresh_tick_requests_one_run",
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-n", "0", "-q", "-p", "no:cacheprovider", *tests],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.splitlines()[-1].startswith("4 passed in")  # the first on SQLite and on PostgreSQL

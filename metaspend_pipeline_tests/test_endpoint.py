@@ -2,69 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import socket
-import threading
-from collections.abc import Iterator
-
 import dagster as dg
 import pytest
 
 from metaspend_pipeline.definitions import load
 from metaspend_pipeline.settings import MetaApiSettings, SettingsError
 from metaspend_pipeline_tests.bad_inputs import DAY, RUN_CONFIG_MESSAGE, RUN_CONFIG_VALUES
-from metaspend_pipeline_tests.conftest import Pipeline
-
-
-class Listener:
-    """A TCP listener on 127.0.0.1 that records every byte anyone sends it."""
-
-    def __init__(self) -> None:
-        self._socket = socket.create_server(("127.0.0.1", 0))
-        self._socket.settimeout(0.2)
-        self.url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
-        self.received: list[bytes] = []
-        self.connections = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._socket.accept()
-            except TimeoutError:
-                continue
-            self.connections += 1
-            with conn:
-                conn.settimeout(1)
-                with contextlib.suppress(OSError):
-                    self.received.append(conn.recv(65536))
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._socket.close()
-
-
-@pytest.fixture
-def listener() -> Iterator[Listener]:
-    server = Listener()
-    try:
-        yield server
-    finally:
-        server.close()
-
-
-def _listener_works(listener: Listener) -> None:
-    """The control: the listener does record what reaches it, so "nothing received" means something."""
-    with socket.create_connection(("127.0.0.1", int(listener.url.rsplit(":", 1)[1]))) as conn:
-        conn.sendall(b"control")
-    for _ in range(50):
-        if listener.received:
-            break
-        threading.Event().wait(0.05)
-    assert listener.received == [b"control"]
+from metaspend_pipeline_tests.conftest import Listener, Pipeline
 
 
 @pytest.mark.parametrize("job", ["meta_spend_job", "meta_token_refresh_job"])
@@ -81,7 +25,7 @@ def test_launch_config_cannot_change_where_tokens_go(
         )
     assert RUN_CONFIG_MESSAGE.format(name=name) in str(info.value)
     assert listener.connections == 0
-    _listener_works(listener)
+    listener.assert_records_what_reaches_it()
 
 
 def test_outside_development_a_run_refuses_another_endpoint(
@@ -110,7 +54,7 @@ def test_outside_development_a_run_refuses_another_endpoint(
             assert expected in text
             assert pipeline.sandbox.config.app_secret not in text
     assert listener.connections == 0
-    _listener_works(listener)
+    listener.assert_records_what_reaches_it()
 
 
 @pytest.mark.parametrize(

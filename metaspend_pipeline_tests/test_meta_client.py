@@ -21,7 +21,7 @@ from metaspend_pipeline.meta.errors import (
 )
 from metaspend_pipeline.meta.sandbox.server import Sandbox, SandboxServer
 from metaspend_pipeline.settings import MetaApiSettings
-from metaspend_pipeline_tests.conftest import SANDBOX_SEED
+from metaspend_pipeline_tests.conftest import SANDBOX_SEED, Listener
 from metaspend_pipeline_tests.dates import day, iso
 
 ACCOUNT = "act_1000000001"
@@ -352,17 +352,20 @@ def test_usage_headers_slow_the_client_before_meta_blocks(sandbox: Sandbox, api_
 
 
 def test_a_real_rate_limit_throttle_is_waited_out(sandbox: Sandbox, api_settings: MetaApiSettings) -> None:
-    """Another caller used up the ad account's calls: the first answer is Meta's 80000 throttle."""
-    sandbox.configure(rate_limit_calls=5, rate_limit_window_seconds=0.5)
+    """Another caller used up the ad account's calls: the first answer is Meta's 80000 throttle.
+
+    The window (2 s) leaves a loaded machine time between the other caller's calls and ours; the
+    wait is capped just above it, so one wait is enough."""
+    sandbox.configure(rate_limit_calls=5, rate_limit_window_seconds=2.0)
     token = token_of(sandbox)
     for _ in range(5):
         requests.get(f"{api_settings.base_url}/{ACCOUNT}", headers={"Authorization": f"Bearer {token}"}, timeout=5)
-    settings = dataclasses.replace(api_settings, page_size=50, retry_max_wait=0.6)
+    settings = dataclasses.replace(api_settings, page_size=50, retry_max_wait=2.1)
     client = MetaClient(token, settings)
     rows = list(client.insights(ACCOUNT, "campaign", SINCE, UNTIL))
     assert as_truth(rows) == truth(sandbox, "campaign")
     assert client.stats.throttle_events == 1
-    assert client.stats.throttle_wait_seconds == pytest.approx(0.6)
+    assert client.stats.throttle_wait_seconds == pytest.approx(2.1)
     assert [r["status"] for r in insight_requests(sandbox)][:2] == [400, 200]
 
 
@@ -462,3 +465,80 @@ def test_faults_can_be_set_when_the_sandbox_starts(api_settings: MetaApiSettings
         rows = list(client.insights(ACCOUNT, "campaign", SINCE, UNTIL))
     assert as_truth(rows) == truth(sandbox, "campaign")
     assert client.stats.retries == 2
+
+
+@pytest.mark.parametrize("where", ["another port", "another host name"])
+def test_paging_next_on_a_foreign_host_is_refused_without_sending_the_token(
+    sandbox: Sandbox, api_settings: MetaApiSettings, listener: Listener, where: str
+) -> None:
+    """A `next` URL that leaves the Graph API's scheme and host is not followed: the token stays home.
+
+    Another port: a listener that records every byte; another host name (localhost for 127.0.0.1):
+    the sandbox itself, whose log shows whether anything came back to it under that name."""
+    sandbox_port = api_settings.graph_api_url.rsplit(":", 1)[1].split("/")[0]
+    foreign = listener.url if where == "another port" else f"http://localhost:{sandbox_port}"
+    sandbox.add_faults([{"kind": "foreign_next", "match": "insights", "base_url": foreign}])
+    settings = dataclasses.replace(api_settings, page_size=10)
+    with pytest.raises(MetaApiError, match=f"paging.next points at {foreign}.*refusing to send the token") as info:
+        list(MetaClient(token_of(sandbox), settings).insights(ACCOUNT, "ad", SINCE, UNTIL, use_async=False))
+    assert len(insight_requests(sandbox)) == 1  # the first page only
+    assert token_of(sandbox) not in str(info.value)
+    assert (listener.connections, listener.received) == (0, [])
+    listener.assert_records_what_reaches_it()
+
+
+@pytest.mark.parametrize(("retry_after", "regain_minutes", "largest"), [(1, 2, 120.0), (150, 1, 150.0)])
+def test_a_throttle_waits_the_largest_of_metas_wait_hints(
+    sandbox: Sandbox, api_settings: MetaApiSettings, retry_after: int, regain_minutes: int, largest: float
+) -> None:
+    """Retry-After, estimated_time_to_regain_access and the reset time disagree: the longest one wins."""
+    sandbox.add_faults(
+        [{"kind": "throttle", "match": "insights", "regain_minutes": regain_minutes, "retry_after": retry_after}]
+    )
+    waits: list[float] = []
+    settings = dataclasses.replace(api_settings, retry_max_wait=600.0, retry_budget_seconds=600.0)
+    client = MetaClient(token_of(sandbox), settings, sleep=waits.append)
+    rows = list(client.insights(ACCOUNT, "campaign", SINCE, SINCE))
+    assert as_truth(rows) == truth(sandbox, "campaign", SINCE, SINCE)
+    assert client.stats.throttle_events == 1
+    throttle_waits = [w for w in waits if w >= 1.0]
+    assert len(throttle_waits) == 1
+    assert largest <= throttle_waits[0] <= largest * 1.1  # the hint, plus at most 10% jitter
+
+
+def test_a_report_run_that_never_finishes_times_out_with_a_clear_error(
+    sandbox: Sandbox, api_settings: MetaApiSettings
+) -> None:
+    """The sandbox keeps the report running for an hour; the client gives up after its timeout, twice."""
+    import threading
+    import time
+
+    sandbox.configure(async_job_seconds=3600.0)
+    settings = dataclasses.replace(
+        api_settings, async_timeout_seconds=0.3, async_poll_initial=0.02, async_poll_max=0.05
+    )
+    outcome: list[BaseException | None] = []
+
+    def fetch() -> None:
+        try:
+            list(MetaClient(token_of(sandbox), settings).insights(ACCOUNT, "ad", SINCE, SINCE, use_async=True))
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    started = time.monotonic()
+    worker = threading.Thread(target=fetch, daemon=True)
+    worker.start()
+    worker.join(timeout=20)
+    assert not worker.is_alive(), "the client was still polling a report run that never finishes after 20 s"
+    assert time.monotonic() - started < 10
+    from metaspend_pipeline.meta.errors import MetaReportJobError
+
+    error = outcome[0]
+    assert isinstance(error, MetaReportJobError)
+    assert str(error) == (
+        f"ad account {ACCOUNT}, ad insights {SINCE}: report run ended with no result within 0.3s "
+        "(META_ASYNC_TIMEOUT_SECONDS; last status 'Job Not Started') twice, even for a single day"
+    )
+    assert [r["method"] for r in insight_requests(sandbox)] == ["POST", "POST"]

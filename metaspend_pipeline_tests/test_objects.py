@@ -138,7 +138,10 @@ def test_insights_carry_names_and_objective_on_request(sandbox: Sandbox, sandbox
     }
     rows = client.request("GET", f"{ACCOUNT}/insights", params, context="test")["data"]
     campaigns, adsets, ads = (truth(sandbox_server.url, k) for k in KINDS)
-    assert rows
+    spent = sandbox.world.truth(ACCOUNT, "ad", day(1), day(1))
+    assert sorted(r["ad_id"] for r in rows) == sorted(
+        r["ad_id"] for r in spent if ads[r["ad_id"]][2] in {"ACTIVE", "DELETED"}
+    )
     for row in rows:
         assert row["ad_name"] == ads[row["ad_id"]][0]
         assert row["adset_name"] == adsets[row["adset_id"]][0]
@@ -290,7 +293,8 @@ def test_names_appear_in_the_views_and_in_metaspend_roas(pipeline: Pipeline, san
             ),
             {"org": ORG, "account": ACCOUNT},
         ).all()
-    assert rows
+    spent = {r["ad_id"] for r in pipeline.sandbox.world.truth(ACCOUNT, "ad", day(1), day(3))}
+    assert {r[0] for r in rows} == spent
     for ad_id, ad_name, ad_status, adset_id, adset_name, campaign_id, campaign_name, objective, _ in rows:
         assert (ad_name, ad_status) == (ads[ad_id][0], ads[ad_id][2])
         assert (adset_id, adset_name) == (ads[ad_id][4], adsets[adset_id][0])
@@ -303,7 +307,7 @@ def test_names_appear_in_the_views_and_in_metaspend_roas(pipeline: Pipeline, san
     result = CliRunner().invoke(cli, ["roas", "--org", ORG, "--group-by", "ad", "--from", START, "--to", END])
     assert result.exit_code == 0, result.output
     items = [i for i in json.loads(result.output) if i["adId"] in ads]
-    assert items
+    assert sorted(i["adId"] for i in items) == sorted(spent)
     for item in items:
         assert list(item)[:7] == ["adId", "adName", "adsetId", "adsetName", "campaignId", "campaignName", "leadsCount"]
         ad = ads[item["adId"]]

@@ -26,10 +26,13 @@ from metaspend_pipeline.storage.schema import (
     sale,
 )
 from metaspend_pipeline_tests.conftest import Pipeline
+from metaspend_pipeline_tests.dates import day, iso
 
 UTC = dt.UTC
-D3, D4, D5 = dt.date(2026, 10, 3), dt.date(2026, 10, 4), dt.date(2026, 10, 5)
-NOW = dt.datetime(2026, 11, 1, tzinfo=UTC)
+# Days relative to today (Dagster's partitions end yesterday). No expected value depends on summer
+# or winter time: every lead's local day below is the same at either offset of its zone.
+D3, D4, D5 = day(3), day(4), day(5)
+NOW = dt.datetime.combine(day(31), dt.time(), UTC)
 D = Decimal
 
 
@@ -42,9 +45,10 @@ def spend(
     ad: str | None,
     amount: str,
     currency: str = "USD",
+    organization: str = "acme",
 ) -> dict[str, object]:
     return {
-        "organization_id": "acme",
+        "organization_id": organization,
         "provider": "FACEBOOK",
         "date": day,
         "level": level,
@@ -67,11 +71,11 @@ def at(day: dt.date, hour: int, minute: int = 0) -> dt.datetime:
 
 @pytest.fixture
 def example(env: dict[str, str]) -> str:
-    """acme: act_1 in USD on Los Angeles time (UTC-7 in October), act_2 in EUR on Berlin time (UTC+2).
+    """acme: act_1 in USD on Los Angeles time (UTC-7 or -8), act_2 in EUR on Berlin time (UTC+1 or +2).
 
     campaign 101 (act_1): spend 100.00 on the 4th (ads 201: 60.00, 202: 40.00), 50.00 on the 5th (ad 201)
     campaign 102 (act_1): spend 30.00 on the 4th, no leads
-    campaign 103 (act_2): no spend in the range (1.00 on 1 Sep ties it to act_2), leads only
+    campaign 103 (act_2): no spend in the range (1.00 on a day a month before ties it to act_2), leads only
     campaign 104 (act_1): spend 100.00 on the 4th and 300.00 on the 5th, revenue 100.00 and 900.00
     """
     url = env["METASPEND_DATABASE_URL"]
@@ -84,16 +88,16 @@ def example(env: dict[str, str]) -> str:
         spend(D5, "ADSET", "act_1", "101", "301", None, "50.00"),
         spend(D5, "AD", "act_1", "101", "301", "201", "50.00"),
         spend(D4, "CAMPAIGN", "act_1", "102", None, None, "30.00"),
-        spend(dt.date(2026, 9, 1), "CAMPAIGN", "act_2", "103", None, None, "1.00", "EUR"),
+        spend(D4 - dt.timedelta(days=33), "CAMPAIGN", "act_2", "103", None, None, "1.00", "EUR"),
         spend(D4, "CAMPAIGN", "act_1", "104", None, None, "100.00"),
         spend(D5, "CAMPAIGN", "act_1", "104", None, None, "300.00"),
     ]
     leads = [
-        ("L1", at(D5, 3), "101", "301", "201"),  # 20:00 on the 4th in Los Angeles
+        ("L1", at(D5, 3), "101", "301", "201"),  # 19:00 or 20:00 on the 4th in Los Angeles
         ("L2", at(D4, 18), "101", "301", "202"),
         ("L3", at(D5, 20), "101", "301", "201"),
-        ("L4", at(D4, 5), "101", "301", "201"),  # 22:00 on the 3rd in Los Angeles: outside the range
-        ("L5", at(D4, 23, 30), "103", None, None),  # 01:30 on the 5th in Berlin
+        ("L4", at(D4, 5), "101", "301", "201"),  # 21:00 or 22:00 on the 3rd in Los Angeles: outside the range
+        ("L5", at(D4, 23, 30), "103", None, None),  # 00:30 or 01:30 on the 5th in Berlin
         ("L6", at(D4, 10), "103", None, None),
         ("L7", at(D4, 19), "104", None, None),
         ("L8", at(D5, 19), "104", None, None),
@@ -108,14 +112,35 @@ def example(env: dict[str, str]) -> str:
         ("S6", "L8", "900.00", "USD"),
         ("S7", "L4", "5000.00", "USD"),  # its lead is outside the range
     ]
+    seed(
+        url,
+        "acme",
+        {"act_1": ("USD", "America/Los_Angeles", "-8"), "act_2": ("EUR", "Europe/Berlin", "1")},
+        rows,
+        leads,
+        sales,
+    )
+    run_roas(url, iso(4), iso(5))
+    return url
+
+
+def seed(
+    url: str,
+    organization: str,
+    accounts: dict[str, tuple[str, str, str]],
+    rows: list[dict[str, object]],
+    leads: list[tuple[str, dt.datetime, str, str | None, str | None]],
+    sales: list[tuple[str, str, str, str]],
+) -> None:
+    """One connected organization with its ad accounts (currency, time zone, offset), spend, leads, sales."""
     with db.engine_for(url).begin() as conn:
         conn.execute(
             connected_account.insert().values(
-                id="ca1",
-                organization_id="acme",
+                id=f"ca-{organization}",
+                organization_id=organization,
                 provider="FACEBOOK",
                 status="CONNECTED",
-                ad_accounts=["act_1", "act_2"],
+                ad_accounts=list(accounts),
                 created_at=NOW,
                 updated_at=NOW,
             )
@@ -124,64 +149,68 @@ def example(env: dict[str, str]) -> str:
             meta_ad_account.insert(),
             [
                 {
-                    "ad_account_id": "act_1",
-                    "name": "US",
-                    "currency": "USD",
-                    "timezone_name": "America/Los_Angeles",
-                    "timezone_offset_hours_utc": D("-8"),
+                    "ad_account_id": account,
+                    "name": account,
+                    "currency": currency,
+                    "timezone_name": zone,
+                    "timezone_offset_hours_utc": D(offset),
                     "updated_at": NOW,
-                },
-                {
-                    "ad_account_id": "act_2",
-                    "name": "EU",
-                    "currency": "EUR",
-                    "timezone_name": "Europe/Berlin",
-                    "timezone_offset_hours_utc": D("1"),
-                    "updated_at": NOW,
-                },
+                }
+                for account, (currency, zone, offset) in accounts.items()
             ],
         )
-        conn.execute(meta_spend_daily.insert(), rows)
-        # the ECB's rates of the days, for the reporting-currency columns (acme reports in USD)
-        conn.execute(
-            fx_rates_daily.insert(),
-            [
-                {"date": d, "currency": c, "rate": D(r), "ecb_date": d, "fetched_at": NOW}
-                for d in (D4, D5)
-                for c, r in (("EUR", "1"), ("USD", "1.0850"))
-            ],
-        )
+        if rows:
+            conn.execute(meta_spend_daily.insert(), rows)
+        # the ECB's rates of the days, for the reporting-currency columns (every organization here
+        # reports in USD); written once per database
+        if not conn.execute(sa.select(sa.func.count()).select_from(fx_rates_daily)).scalar_one():
+            conn.execute(
+                fx_rates_daily.insert(),
+                [
+                    {"date": d, "currency": c, "rate": D(r), "ecb_date": d, "fetched_at": NOW}
+                    for d in (D3, D4, D5)
+                    for c, r in (("EUR", "1"), ("USD", "1.0850"))
+                ],
+            )
         conn.execute(
             lead.insert(),
             [
-                {"id": i, "organization_id": "acme", "created_at": c, "campaign_id": cp, "adset_id": s, "ad_id": a}
+                {
+                    "id": i,
+                    "organization_id": organization,
+                    "created_at": c,
+                    "campaign_id": cp,
+                    "adset_id": s,
+                    "ad_id": a,
+                }
                 for i, c, cp, s, a in leads
             ],
         )
-        conn.execute(
-            sale.insert(),
-            [
-                {
-                    "id": i,
-                    "organization_id": "acme",
-                    "lead_id": lid,
-                    "amount": D(amount),
-                    "currency": cur,
-                    "closed_at": NOW,
-                }
-                for i, lid, amount, cur in sales
-            ],
-        )
+        if sales:
+            conn.execute(
+                sale.insert(),
+                [
+                    {
+                        "id": i,
+                        "organization_id": organization,
+                        "lead_id": lid,
+                        "amount": D(amount),
+                        "currency": cur,
+                        "closed_at": NOW,
+                    }
+                    for i, lid, amount, cur in sales
+                ],
+            )
+
+
+def run_roas(url: str, start: str, end: str) -> None:
     result = Pipeline(url, None, "http://127.0.0.1:9").run(  # type: ignore[arg-type]
-        "2026-10-04",
-        "2026-10-05",
-        asset_selection=[dg.AssetKey(f"meta_roas_by_{g}") for g in ("campaign", "adset", "ad")],
+        start, end, asset_selection=[dg.AssetKey(f"meta_roas_by_{g}") for g in ("campaign", "adset", "ad")]
     )
     assert result.success
-    return url
 
 
-def table(url: str, t: sa.Table, group: str) -> dict[tuple[dt.date, str], tuple]:
+def table(url: str, t: sa.Table, group: str, organization: str = "acme") -> dict[tuple[dt.date, str], tuple]:
     with db.engine_for(url).connect() as conn:
         return {
             (r.date, r._mapping[f"{group}_id"]): (
@@ -195,7 +224,7 @@ def table(url: str, t: sa.Table, group: str) -> dict[tuple[dt.date, str], tuple]
                 r.roas,
                 r.revenue_currency_mismatch,
             )
-            for r in conn.execute(sa.select(t).where(t.c.organization_id == "acme"))
+            for r in conn.execute(sa.select(t).where(t.c.organization_id == organization))
         }
 
 
@@ -230,7 +259,7 @@ def report(*args: str) -> object:
 
 
 def test_report_sums_before_dividing(example: str) -> None:
-    output = report("--group-by", "campaign", "--from", "2026-10-04", "--to", "2026-10-05")
+    output = report("--group-by", "campaign", "--from", iso(4), "--to", iso(5))
     items = {i["campaignId"]: i for i in json.loads(output, parse_float=Decimal)}
     # campaign 104: daily ROAS 1.0 and 3.0 average to 2.0; the right answer is 1000 / 400 = 2.5
     assert items["104"] == {
@@ -257,7 +286,7 @@ def test_report_sums_before_dividing(example: str) -> None:
 
 
 def test_report_in_the_dashboard_shape_and_other_formats(example: str) -> None:
-    output = report("--group-by", "campaign", "--from", "2026-10-04", "--to", "2026-10-04")
+    output = report("--group-by", "campaign", "--from", iso(4), "--to", iso(4))
     first = json.loads(output, parse_float=Decimal)[0]
     assert first == {
         "campaignId": "101",
@@ -275,19 +304,19 @@ def test_report_in_the_dashboard_shape_and_other_formats(example: str) -> None:
         "currency": "USD",
         "revenueCurrencyMismatch": False,
     }
-    csv_text = report("--group-by", "ad", "--from", "2026-10-04", "--to", "2026-10-04", "--format", "csv")
+    csv_text = report("--group-by", "ad", "--from", iso(4), "--to", iso(4), "--format", "csv")
     assert csv_text.splitlines()[0].startswith("adId,adName,adsetId,adsetName,campaignId,campaignName,leadsCount")
     assert "201,,,,,,1,1,300.00,60.00,300.00,1.0,5.0,,,,USD,false" in csv_text
-    table_text = report("--group-by", "adset", "--from", "2026-10-04", "--to", "2026-10-05", "--format", "table")
+    table_text = report("--group-by", "adset", "--from", iso(4), "--to", iso(5), "--format", "table")
     assert "mixed currencies" in table_text
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--org", "nobody", "--from", "2026-10-01", "--to", "2026-10-02"], "organization nobody has no connected"),
-        (["--org", "acme", "--from", "2026-10-05", "--to", "2026-10-01"], "--from 2026-10-05 is after --to"),
-        (["--org", "acme", "--from", "10/01/2026", "--to", "2026-10-01"], "--from '10/01/2026' is not a date"),
+        (["--org", "nobody", "--from", iso(1), "--to", iso(2)], "organization nobody has no connected"),
+        (["--org", "acme", "--from", iso(5), "--to", iso(1)], f"--from {iso(5)} is after --to"),
+        (["--org", "acme", "--from", "10/01/2026", "--to", iso(1)], "--from '10/01/2026' is not a date"),
     ],
 )
 def test_report_bad_input(example: str, args: list[str], message: str) -> None:
@@ -303,3 +332,77 @@ def test_ratio_rules() -> None:
     assert ratios(3, 0, D(0), D("5")).roas is None  # no revenue
     assert ratios(3, 1, D("5"), D(0)).roas is None  # no spend
     assert ratios(3, 1, None, D("5")).avg_ticket is None  # mismatched currencies
+
+
+def test_ratio_ties_round_half_up() -> None:
+    """Values exactly halfway: half up, where half-even or half-down would round the other way."""
+    r = ratios(256, 2, D("100.01"), D("12801.28"))
+    # 2 / 256 = 0.0078125 -> 0.007813; 100.01 / 2 = 50.005 -> 50.01; 100.01 / 12801.28 = 0.0078125 -> 0.007813
+    assert (r.conversion_rate, r.avg_ticket, r.roas) == (D("0.007813"), D("50.01"), D("0.007813"))
+    r = ratios(128, 2, D("0.05"), D("6.40"))
+    # 2 / 128 = 0.015625 (exact); 0.05 / 2 = 0.025 -> 0.03; 0.05 / 6.40 = 0.0078125 -> 0.007813
+    assert (r.conversion_rate, r.avg_ticket, r.roas) == (D("0.015625"), D("0.03"), D("0.007813"))
+
+
+# The farthest time zones: Kiritimati is UTC+14, Etc/GMT+12 is UTC-12 (POSIX signs are reversed).
+FAR_ZONES = {"act_k": ("USD", "Pacific/Kiritimati", "14"), "act_w": ("USD", "Etc/GMT+12", "-12")}
+
+
+@pytest.mark.parametrize("window_days", ["1", "92"])
+def test_leads_in_the_margin_days_of_the_lead_window_count(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, window_days: str
+) -> None:
+    """A lead counts on its local day even when that day starts 14 hours before UTC's (UTC+14) or
+    ends 12 hours after it (UTC-12): the leads read for [since, until] span the UTC days around it.
+
+    Range D4..D5. k (UTC+14): K1 at D3 10:30 UTC is 00:30 on D4, counted; K0 at D3 09:30 UTC is
+    23:30 on D3, not. w (UTC-12): W1 at D6 11:30 UTC is 23:30 on D5, counted; W2 at D6 12:30 UTC is
+    00:30 on D6, not. With windows of one day each window has these margins too.
+    """
+    monkeypatch.setenv("META_FETCH_WINDOW_DAYS", window_days)
+    url = env["METASPEND_DATABASE_URL"]
+    seed(
+        url,
+        "edge",
+        FAR_ZONES,
+        [
+            spend(D4, "CAMPAIGN", "act_k", "k1", None, None, "10.00", organization="edge"),
+            spend(D5, "CAMPAIGN", "act_w", "w1", None, None, "10.00", organization="edge"),
+        ],
+        [
+            ("K1", at(D3, 10, 30), "k1", None, None),
+            ("K0", at(D3, 9, 30), "k1", None, None),
+            ("W1", at(D5 + dt.timedelta(days=1), 11, 30), "w1", None, None),
+            ("W2", at(D5 + dt.timedelta(days=1), 12, 30), "w1", None, None),
+        ],
+        [
+            ("SK1", "K1", "40.00", "USD"),
+            ("SW1", "W1", "60.00", "USD"),
+            ("SK0", "K0", "999.00", "USD"),
+            ("SW2", "W2", "999.00", "USD"),
+        ],
+    )
+    run_roas(url, iso(4), iso(5))
+    assert table(url, meta_roas_by_campaign, "campaign", "edge") == {
+        (D4, "k1"): ("USD", 1, 1, D("40.00"), D("10.00"), D("40.00"), D("1.000000"), D("4.000000"), False),
+        (D5, "w1"): ("USD", 1, 1, D("60.00"), D("10.00"), D("60.00"), D("1.000000"), D("6.000000"), False),
+    }
+
+
+def test_the_only_ad_account_gives_its_time_zone_to_leads_of_unknown_campaigns(env: dict[str, str]) -> None:
+    """A lead whose campaign Meta never reported has no ad account of its own. With one ad account
+    in the organization it takes that account's zone; with two the pipeline cannot know, and the
+    lead counts on its UTC day.
+
+    Lead at D4 11:00 UTC: 01:00 on D5 in Kiritimati (UTC+14), 23:00 on D3 at UTC-12, D4 in UTC.
+    """
+    url = env["METASPEND_DATABASE_URL"]
+    seed(url, "solo", {"act_s": ("USD", "Pacific/Kiritimati", "14")}, [], [("LS", at(D4, 11), "new", None, None)], [])
+    seed(url, "duo", FAR_ZONES, [], [("LD", at(D4, 11), "new", None, None)], [])
+    run_roas(url, iso(3), iso(5))
+    assert table(url, meta_roas_by_campaign, "campaign", "solo") == {
+        (D5, "new"): ("USD", 1, 0, D("0.00"), D("0.00"), None, D("0.000000"), None, False),
+    }
+    assert table(url, meta_roas_by_campaign, "campaign", "duo") == {
+        (D4, "new"): (None, 1, 0, D("0.00"), D("0.00"), None, D("0.000000"), None, False),
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import dagster as dg
@@ -98,3 +99,56 @@ def test_refresh_without_app_credentials_says_what_is_missing(pipeline: Pipeline
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "META_APP_ID and META_APP_SECRET are needed" in failure.event_specific_data.error.to_string()
+
+
+def test_refresh_horizon_is_exactly_seven_days_and_only_connected_accounts_are_refreshed(
+    engine: sa.Engine, encryption_key: str, sandbox: Sandbox, api_settings: MetaApiSettings
+) -> None:
+    """A token expiring at now + 7 days exactly is extended, one a second later is not; tokens of
+    accounts that are NEEDS_REAUTH or DISCONNECTED are never sent to Meta, however soon they expire."""
+    from metaspend_pipeline.settings import Settings
+    from metaspend_pipeline.token_refresh import EXTENDED, SKIPPED, refresh_tokens
+
+    keyring = KeyRing.from_settings(Settings.from_env({"META_TOKEN_ENCRYPTION_KEY": encryption_key}))
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    expiries = {
+        "inside": dt.timedelta(days=6, hours=23, minutes=59, seconds=59),
+        "exactly": dt.timedelta(days=7),
+        "outside": dt.timedelta(days=7, seconds=1),
+        "reauth": dt.timedelta(days=1),
+        "disconnected": dt.timedelta(days=1),
+    }
+    ids = {}
+    for org, left in expiries.items():
+        token = f"EAA{org}" + "7" * 30
+        sandbox.add_token(token, "demo-org-1", expires_in=left.total_seconds())
+        with engine.begin() as conn:
+            ids[org] = store_connection(conn, keyring, org, "FACEBOOK", ["act_1000000001"], token, now + left)
+    with engine.begin() as conn:
+        store.set_status(conn, ids["reauth"], "NEEDS_REAUTH")
+        store.set_status(conn, ids["disconnected"], "DISCONNECTED")
+    settings = dataclasses.replace(api_settings, app_id=sandbox.config.app_id, app_secret=sandbox.config.app_secret)
+
+    outcomes = refresh_tokens(engine, keyring, lambda token: MetaClient(token, settings), now)
+    assert Settings.from_env({}).token_refresh_within_days == 7  # what the job passes unless told otherwise
+
+    assert {o.organization_id: o.status for o in outcomes} == {
+        "inside": EXTENDED,
+        "exactly": EXTENDED,
+        "outside": SKIPPED,
+        "reauth": SKIPPED,
+        "disconnected": SKIPPED,
+    }
+    details = {o.organization_id: o.detail for o in outcomes}
+    horizon = now + dt.timedelta(days=7)
+    assert (
+        details["outside"]
+        == f"expires {horizon + dt.timedelta(seconds=1):%Y-%m-%d %H:%M} UTC, after {horizon:%Y-%m-%d}"
+    )
+    assert (details["reauth"], details["disconnected"]) == ("account is NEEDS_REAUTH", "account is DISCONNECTED")
+    exchanges = [r for r in sandbox.requests_log() if r["endpoint"] == "access_token"]
+    assert len(exchanges) == 2
+    with engine.connect() as conn:
+        statuses = dict(conn.execute(sa.select(store.connected_account.c.id, store.connected_account.c.status)).all())
+    assert statuses[ids["reauth"]] == "NEEDS_REAUTH"
+    assert statuses[ids["disconnected"]] == "DISCONNECTED"

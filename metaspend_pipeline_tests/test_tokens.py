@@ -81,6 +81,19 @@ def test_bad_keys_are_refused_without_echoing_them(value: str, message: str) -> 
     assert value not in str(info.value)
 
 
+def test_keys_in_standard_and_url_safe_base64_with_or_without_padding_are_the_same_key() -> None:
+    """A key whose base64 has both alphabets' special characters (+/ and -_) and padding."""
+    raw = bytes([0xFB, 0xFF, 0xBF] * 10 + [0xFE, 0x01])
+    standard = base64.b64encode(raw).decode()
+    url_safe = base64.urlsafe_b64encode(raw).decode()
+    assert "+" in standard and "/" in standard and standard.endswith("=")
+    assert "-" in url_safe and "_" in url_safe
+    for text in (standard, url_safe, url_safe.rstrip("="), f"  {standard}\n"):
+        assert parse_key(text, "META_TOKEN_ENCRYPTION_KEY") == raw, text
+    stored = ring(standard).encrypt("EAAtest", "acct-1")
+    assert ring(url_safe.rstrip("=")).decrypt(stored, "acct-1") == "EAAtest"
+
+
 def test_missing_key_says_how_to_make_one() -> None:
     with pytest.raises(TokenKeyError, match="metaspend keys generate"):
         KeyRing.from_settings(Settings.from_env({}))

@@ -573,7 +573,10 @@ class MetaClient:
             if status == _JOB_DONE or status in _JOB_FAILED:
                 return status
             if self._clock() + pause > deadline:
-                return f"no result within {self.settings.async_timeout_seconds:.0f}s (last status {status!r})"
+                return (
+                    f"no result within {self.settings.async_timeout_seconds:g}s (META_ASYNC_TIMEOUT_SECONDS; "
+                    f"last status {status!r})"
+                )
             self._sleep(pause)
             self.stats.response_seconds += pause
             pause = min(pause * 2, self.settings.async_poll_max)

@@ -22,11 +22,12 @@ in any `app_rate_limit_window_seconds` (code 4 beyond it), both reported in the 
   POST   /__sandbox/tokens         {"token": ..., "organization_id": ..., "expires_in": 60, "revoked": false}
   GET    /__sandbox/ecb/eurofxref-hist.xml (and -hist-90d.xml, -daily.xml)  the ECB's reference rates (`ecb.py`)
   GET    /__sandbox/ecb/truth?since=...&until=...  the rows a correct fx_rates_daily holds
-Fault kinds: throttle (code, subcode, regain_minutes, is_transient), http429 (retry_after),
+Fault kinds: throttle (code, subcode, regain_minutes, is_transient, retry_after), http429 (retry_after),
 server_error (code, http_status, is_transient), reduce_data, reset, slow (seconds), malformed,
 token_expired, token_invalid, permission, unknown_object, job_failed, job_skipped (POST only),
 corrupt_row (field, value; a missing value removes the field from the page's first row),
-reset_mid_body (the headers and half the body, then a reset).
+reset_mid_body (the headers and half the body, then a reset), foreign_next (base_url: the page's
+`paging.next` points at that scheme and host instead of the sandbox's, as a hostile answer would).
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ DEFAULT_APP_SECRET = "sandbox-app-secret"  # noqa: S105 - the sandbox's fake app
 MAX_HISTORY_MONTHS = 37
 _SECRET_PARAMS = ("access_token", "appsecret_proof", "client_secret", "fb_exchange_token", "input_token")
 # faults the endpoint itself applies, instead of answering with an error
-_ENDPOINT_FAULTS = frozenset({"job_failed", "job_skipped", "corrupt_row", "reset_mid_body"})
+_ENDPOINT_FAULTS = frozenset({"job_failed", "job_skipped", "corrupt_row", "reset_mid_body", "foreign_next"})
 _REDUCE_MESSAGE = "Please reduce the amount of data you're asking for, then retry your request"
 # The object edges and the fields each kind of object has.
 _EDGES = {"campaigns": "campaign", "adsets": "adset", "ads": "ad"}
@@ -463,6 +464,7 @@ class Sandbox:
                 f"(#{code}) There have been too many calls from this ad-account. Wait a bit and try again.",
                 subcode=subcode,
                 transient=o.get("is_transient", code == 17 or None),
+                headers={"Retry-After": str(o["retry_after"])} if "retry_after" in o else {},
             )
         if kind == "http429":
             extra = {"Retry-After": str(o["retry_after"])} if "retry_after" in o else {}
@@ -793,7 +795,10 @@ class Sandbox:
             if offset + len(page) < len(rows):
                 query = {k: v for k, v in params.items() if k not in {"after", "appsecret_proof"}}
                 query.update({"access_token": token or "", "limit": str(limit), "after": _cursor(offset + len(page))})
-                body["paging"]["next"] = f"{request.host_url.rstrip('/')}{request.path}?{urllib.parse.urlencode(query)}"
+                host = request.host_url.rstrip("/")
+                if fault is not None and fault.kind == "foreign_next":
+                    host = str(fault.options["base_url"]).rstrip("/")
+                body["paging"]["next"] = f"{host}{request.path}?{urllib.parse.urlencode(query)}"
         return _json(body)
 
     def _insights(self, call: Call) -> Response:
