@@ -64,10 +64,20 @@ def require_postgres() -> None:
     pytest.skip(f"{message}; set METASPEND_TEST_POSTGRES_URL or start a server to run these tests")
 
 
+# scripts/mutation runs the tests once per mutant, each run a new session: it migrates one template
+# per backend beforehand and names them here, so that a run copies them instead of migrating again.
+# (Migrations are not among the mutated modules, so a template migrated once is the same for all.)
+SHARED_POSTGRES_TEMPLATE = os.environ.get("METASPEND_TEST_POSTGRES_TEMPLATE")
+SHARED_SQLITE_TEMPLATE = os.environ.get("METASPEND_TEST_SQLITE_TEMPLATE")
+
+
 @pytest.fixture(scope="session")
 def postgres_template() -> Iterator[str]:
     """A migrated database that each test's database is copied from."""
     require_postgres()
+    if SHARED_POSTGRES_TEMPLATE:
+        yield SHARED_POSTGRES_TEMPLATE
+        return
     name = f"metaspend_test_{os.getpid()}_tpl"
     with _admin() as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -82,6 +92,8 @@ def postgres_template() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if SHARED_SQLITE_TEMPLATE:
+        return Path(SHARED_SQLITE_TEMPLATE)
     path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
     url = f"sqlite:///{path}"
     db.upgrade(url)
