@@ -20,6 +20,7 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this checkout's package (its migrations make the templates), not an installed one
 PACKAGE = "metaspend_pipeline"
 KILLED = {"killed", "timeout", "caught by type check"}
 
