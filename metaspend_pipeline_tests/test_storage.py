@@ -192,3 +192,126 @@ def test_overlapping_writers_of_one_organization_wait_for_each_other(postgres_ur
     with engine.connect() as conn:
         spends = conn.execute(sa.select(meta_raw_insights.c.spend)).scalars().all()
     assert spends == [Decimal("2.00")] * 5
+
+
+# --- the raw store's scopes, ad account metadata and fetch log (mutation testing, docs/testing.md) ---
+
+
+def raw_keys(conn: sa.Connection) -> list[tuple]:
+    t = meta_raw_insights
+    query = sa.select(t.c.organization_id, t.c.ad_account_id, t.c.level, t.c.date, t.c.ad_id, t.c.spend, t.c.provider)
+    return sorted(tuple(r) for r in conn.execute(query))
+
+
+def test_a_raw_replace_touches_only_its_organization_ad_account_level_and_days(engine: sa.Engine) -> None:
+    one = ad_rows(1)[0]
+    before = DAY - dt.timedelta(days=1)
+    after = DAY + dt.timedelta(days=3)
+
+    def write(org: str, account: str, level: str, day: dt.date, spend: str, since: dt.date, until: dt.date) -> int:
+        with engine.begin() as conn:
+            return raw_store.replace_raw_insights(
+                conn,
+                organization_id=org,
+                provider="FACEBOOK",
+                ad_account_id=account,
+                level=level,
+                since=since,
+                until=until,
+                rows=[dataclasses.replace(one, date=day, spend=Decimal(spend))],
+                fetched_at=NOW,
+            )
+
+    for org, account, level, day in [
+        ("org-1", "act_1", "AD", DAY),  # the scope replaced below
+        ("org-1", "act_1", "AD", DAY + dt.timedelta(days=2)),  # its last day: replaced too
+        ("org-1", "act_1", "AD", before),  # the day before the range
+        ("org-1", "act_1", "AD", after),  # the day after
+        ("org-1", "act_1", "ADSET", DAY),  # another level
+        ("org-1", "act_2", "AD", DAY),  # another ad account
+        ("org-2", "act_1", "AD", DAY),  # another organization
+    ]:
+        assert write(org, account, level, day, "1.00", day, day) == 1
+    assert write("org-1", "act_1", "AD", DAY + dt.timedelta(days=1), "2.00", DAY, DAY + dt.timedelta(days=2)) == 1
+    with engine.connect() as conn:
+        assert raw_keys(conn) == sorted(
+            [
+                ("org-1", "act_1", "AD", before, "1000", Decimal("1.00"), "FACEBOOK"),
+                ("org-1", "act_1", "AD", DAY + dt.timedelta(days=1), "1000", Decimal("2.00"), "FACEBOOK"),
+                ("org-1", "act_1", "AD", after, "1000", Decimal("1.00"), "FACEBOOK"),
+                ("org-1", "act_1", "ADSET", DAY, "1000", Decimal("1.00"), "FACEBOOK"),
+                ("org-1", "act_2", "AD", DAY, "1000", Decimal("1.00"), "FACEBOOK"),
+                ("org-2", "act_1", "AD", DAY, "1000", Decimal("1.00"), "FACEBOOK"),
+            ]
+        )
+        assert raw_store.raw_scopes(conn, DAY, DAY + dt.timedelta(days=2)) == {
+            "org-1": ["act_1", "act_2"],
+            "org-2": ["act_1"],
+        }
+        assert raw_store.raw_scopes(conn, before, before) == {"org-1": ["act_1"]}
+        assert raw_store.raw_scopes(conn, after, after + dt.timedelta(days=5)) == {"org-1": ["act_1"]}
+        assert raw_store.raw_scopes(conn, DAY, DAY, organizations=["org-2"]) == {"org-2": ["act_1"]}
+        assert raw_store.raw_scopes(conn, DAY, DAY, organizations=[]) == {}
+        assert raw_store.raw_scopes(conn, after + dt.timedelta(days=1), after + dt.timedelta(days=9)) == {}
+
+
+def test_ad_account_metadata_is_inserted_then_updated_in_place(engine: sa.Engine) -> None:
+    from metaspend_pipeline.storage.schema import meta_ad_account
+
+    with engine.begin() as conn:
+        raw_store.upsert_ad_account(
+            conn,
+            ad_account_id="act_1",
+            name="Old name",
+            currency="USD",
+            timezone_name="America/Los_Angeles",
+            timezone_offset_hours_utc=Decimal("-8"),
+        )
+        raw_store.upsert_ad_account(
+            conn,
+            ad_account_id="act_2",
+            name=None,
+            currency="JPY",
+            timezone_name="Asia/Tokyo",
+            timezone_offset_hours_utc=None,
+        )
+    with engine.begin() as conn:
+        raw_store.upsert_ad_account(
+            conn,
+            ad_account_id="act_1",
+            name="New name",
+            currency="EUR",
+            timezone_name="Europe/Berlin",
+            timezone_offset_hours_utc=Decimal("1"),
+        )
+    t = meta_ad_account
+    with engine.connect() as conn:
+        rows = {r.ad_account_id: r for r in conn.execute(sa.select(t))}
+        info = raw_store.ad_account_info(conn)
+    assert {k: (r.name, r.currency, r.timezone_name, r.timezone_offset_hours_utc) for k, r in rows.items()} == {
+        "act_1": ("New name", "EUR", "Europe/Berlin", Decimal("1")),
+        "act_2": (None, "JPY", "Asia/Tokyo", None),
+    }
+    assert rows["act_1"].updated_at is not None
+    assert info == {
+        "act_1": raw_store.AdAccountInfo("act_1", "EUR", "Europe/Berlin"),
+        "act_2": raw_store.AdAccountInfo("act_2", "JPY", "Asia/Tokyo"),
+    }
+
+
+def test_the_fetch_log_gives_back_a_runs_outcomes_in_order(engine: sa.Engine) -> None:
+    outcomes = [
+        raw_store.FetchOutcome("org-1", "act_1", DAY, DAY, "OK", None, 12, 3, 1.5),
+        raw_store.FetchOutcome(
+            "org-2", None, DAY, DAY + dt.timedelta(days=1), "FAILED", "organization org-2: no token"
+        ),
+        raw_store.FetchOutcome("org-1", "act_2", DAY, DAY, "OK", rows=0, requests=1),
+    ]
+    with engine.begin() as conn:
+        for outcome in outcomes:
+            raw_store.log_fetch(conn, "run-1", outcome)
+        raw_store.log_fetch(conn, "run-2", dataclasses.replace(outcomes[0], rows=99))
+    with engine.connect() as conn:
+        assert raw_store.fetches_of_run(conn, "run-1") == outcomes
+        assert raw_store.fetches_of_run(conn, "run-2") == [dataclasses.replace(outcomes[0], rows=99)]
+        assert raw_store.fetches_of_run(conn, "run-3") == []
