@@ -315,3 +315,119 @@ def test_the_fetch_log_gives_back_a_runs_outcomes_in_order(engine: sa.Engine) ->
         assert raw_store.fetches_of_run(conn, "run-1") == outcomes
         assert raw_store.fetches_of_run(conn, "run-2") == [dataclasses.replace(outcomes[0], rows=99)]
         assert raw_store.fetches_of_run(conn, "run-3") == []
+
+
+def insight(level: str, day: dt.date, ids: tuple[str | None, str | None, str | None], spend: str, **kw: object) -> Row:
+    values: dict[str, object] = {"impressions": 10, "clicks": 1, "currency": "USD", **kw}
+    return Row(
+        ad_account_id="act_1",
+        level=level.lower(),
+        date=day,
+        campaign_id=ids[0],
+        adset_id=ids[1],
+        ad_id=ids[2],
+        spend=Decimal(spend),
+        raw={"spend": spend},
+        **values,  # type: ignore[arg-type]
+    )
+
+
+def replace_level(conn: sa.Connection, level: str, rows: list[Row], org: str = "org-1", account: str = "act_1") -> None:
+    raw_store.replace_raw_insights(
+        conn,
+        organization_id=org,
+        provider="FACEBOOK",
+        ad_account_id=account,
+        level=level,
+        since=DAY,
+        until=DAY + dt.timedelta(days=2),
+        rows=rows,
+        fetched_at=NOW,
+    )
+
+
+def spend_table(conn: sa.Connection) -> dict[tuple, tuple]:
+    t = meta_spend_daily
+    return {
+        (r.organization_id, r.ad_account_id, r.date, r.level, r.campaign_id, r.adset_id, r.ad_id): (
+            r.currency, r.spend, r.impressions, r.clicks, r.provider
+        )
+        for r in conn.execute(sa.select(t))
+    }  # fmt: skip
+
+
+def test_a_spend_refresh_makes_its_scope_equal_the_raw_rows_and_nothing_else(engine: sa.Engine) -> None:
+    d0, d1, d2 = DAY, DAY + dt.timedelta(days=1), DAY + dt.timedelta(days=2)
+    with engine.begin() as conn:
+        for account, org, c in (("act_1", "org-1", "1"), ("act_2", "org-1", "7"), ("act_1", "org-2", "1")):
+            # ids are Meta's, unique across ad accounts: act_2's campaign is 7, its ad set 72, its ads 75 and 76
+            adset, ads = ("2", ("5", "6")) if c == "1" else ("72", ("75", "76"))
+            replace_level(
+                conn, "ACCOUNT", [insight("account", d, (None, None, None), "9.00") for d in (d0, d1, d2)], org, account
+            )
+            replace_level(
+                conn, "CAMPAIGN", [insight("campaign", d, (c, None, None), "3.00") for d in (d0, d1, d2)], org, account
+            )
+            replace_level(
+                conn, "ADSET", [insight("adset", d, (c, adset, None), "3.00") for d in (d0, d1, d2)], org, account
+            )
+            replace_level(
+                conn,
+                "AD",
+                [
+                    insight("ad", d, (c, adset, ad), amount)
+                    for d in (d0, d1, d2)
+                    for ad, amount in zip(ads, ("1.25", "1.75"), strict=True)
+                ],
+                org,
+                account,
+            )
+        first = spend_store.refresh_spend(conn, "org-1", ["act_1"], d0, d1, NOW)
+        table = spend_table(conn)
+    # the account level stays raw; the 3rd day, act_2 and org-2 are outside the scope
+    assert (first.staged, first.written, first.deleted, first.unchanged) == (8, 8, 0, 0)
+    assert dict(first.rows_by_day_level) == {
+        (d0, "CAMPAIGN"): 1, (d0, "ADSET"): 1, (d0, "AD"): 2, (d1, "CAMPAIGN"): 1, (d1, "ADSET"): 1, (d1, "AD"): 2,
+    }  # fmt: skip
+    assert dict(first.spend_by_day_currency) == {(d0, "USD"): Decimal("3.00"), (d1, "USD"): Decimal("3.00")}
+    assert table == {
+        ("org-1", "act_1", d, level, "1", adset, ad): ("USD", Decimal(amount), 10, 1, "FACEBOOK")
+        for d in (d0, d1)
+        for level, adset, ad, amount in (
+            ("CAMPAIGN", None, None, "3.00"), ("ADSET", "2", None, "3.00"), ("AD", "2", "5", "1.25"), ("AD", "2", "6", "1.75"),
+        )
+    }  # fmt: skip
+
+    with engine.begin() as conn:
+        assert spend_store.refresh_spend(conn, "org-1", ["act_1"], d2, d2, NOW).written == 4  # the 3rd day now
+        assert spend_store.refresh_spend(conn, "org-1", ["act_2"], d0, d2, NOW).written == 12
+        # one value changed per row, each in another column; ad 6 of the 1st day gone
+        replace_level(
+            conn,
+            "AD",
+            [
+                insight("ad", d0, ("1", "2", "5"), "1.25", impressions=11),
+                insight("ad", d1, ("1", "2", "5"), "1.25", clicks=2),
+                insight("ad", d1, ("1", "2", "6"), "1.75", currency="EUR"),
+                insight("ad", d2, ("1", "2", "5"), "1.30"),
+                insight("ad", d2, ("1", "2", "6"), "1.75"),
+            ],
+        )
+        before = spend_table(conn)
+        second = spend_store.refresh_spend(conn, "org-1", ["act_1"], d0, d1, NOW)
+        after = spend_table(conn)
+    assert (second.staged, second.written, second.deleted, second.unchanged) == (7, 3, 1, 4)
+    changed = {k: v for k, v in after.items() if before.get(k) != v}
+    assert changed == {
+        ("org-1", "act_1", d0, "AD", "1", "2", "5"): ("USD", Decimal("1.25"), 11, 1, "FACEBOOK"),
+        ("org-1", "act_1", d1, "AD", "1", "2", "5"): ("USD", Decimal("1.25"), 10, 2, "FACEBOOK"),
+        ("org-1", "act_1", d1, "AD", "1", "2", "6"): ("EUR", Decimal("1.75"), 10, 1, "FACEBOOK"),
+    }
+    assert set(before) - set(after) == {("org-1", "act_1", d0, "AD", "1", "2", "6")}
+    assert after[("org-1", "act_1", d2, "AD", "1", "2", "5")][1] == Decimal("1.25")  # the 3rd day: not refreshed
+    assert not any(k[0] == "org-2" for k in after)
+
+    with engine.connect() as conn:
+        assert spend_store.spend_summary(conn, d0, d1) == (15, {"USD": Decimal("12.00")})
+        assert spend_store.spend_summary(conn, d2, d2, ["org-1"]) == (8, {"USD": Decimal("6.00")})
+        assert spend_store.spend_summary(conn, d0, d2, ["org-2"]) == (0, {})
