@@ -42,10 +42,10 @@ def _mutated_modules() -> list[str]:
     return [path.removesuffix(".py").replace("/", ".") for path in config["only_mutate"]]
 
 
-def score(only: str | None, diffs: bool) -> int:
+def score(only: list[str] | None, diffs: bool) -> int:
     from mutmut.stats import status_by_exit_code
 
-    modules = [only] if only else _mutated_modules()
+    modules = only or _mutated_modules()
     header = (
         f"{'module':<36} {'killed':>6} {'total':>6} {'%':>6} {'survived':>8} {'timeout':>7} {'other':>5} {'unrun':>5}"
     )
@@ -136,7 +136,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     s = commands.add_parser("score")
-    s.add_argument("--only", help="one module, dotted")
+    s.add_argument("--only", action="append", help="a module, dotted (repeatable)")
     s.add_argument("--diffs", action="store_true", help="print each survivor's diff")
     for command in ("module-name", "create-sqlite-template", "create-postgres-template", "drop-postgres-template"):
         commands.add_parser(command).add_argument("value")
