@@ -17,6 +17,7 @@ from metaspend_pipeline.meta.errors import (
     MetaApiError,
     MetaDataError,
     MetaPermissionError,
+    MetaReportJobError,
     MetaRetriesExhaustedError,
     MetaTokenError,
 )
@@ -772,3 +773,111 @@ def test_a_bad_object_is_refused_naming_the_field(kind: str, change: dict[str, o
     with pytest.raises(MetaDataError) as info:
         parse_object("x", "act_7", kind)
     assert str(info.value) == f"ad account act_7, {kind}s: an item is not an object"
+
+
+class FakeTime:
+    """A clock that moves only when the client sleeps: the polls' timing, exactly."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_a_report_run_that_never_finishes_times_out_twice_then_fails_for_one_day(
+    sandbox: Sandbox, api_settings: MetaApiSettings
+) -> None:
+    sandbox.configure(async_job_seconds=600.0)  # "Job Not Started" for a minute: far past the timeout
+    settings = dataclasses.replace(
+        api_settings, async_timeout_seconds=1.75, async_poll_initial=0.25, async_poll_max=0.5
+    )
+    time = FakeTime()
+    client = MetaClient(token_of(sandbox), settings, sleep=time.sleep, clock=time.clock)
+    with pytest.raises(MetaReportJobError) as info:
+        list(client.insights(ACCOUNT, "ad", SINCE, SINCE, use_async=True))
+    assert str(info.value) == (
+        f"ad account act_1000000001, ad insights {SINCE}: report run ended with no result within 2s "
+        "(last status 'Job Not Started') twice, even for a single day"
+    )
+    assert client.stats.async_jobs == 2
+    # each run: polls 0.25 s apart, then twice as long, at most 0.5 s; after the poll at 1.25 s the
+    # next (at 1.75 s) is still within the 1.75 s deadline, the one after is not
+    assert time.sleeps == [0.25, 0.5, 0.5, 0.5] * 2
+    assert client.stats.response_seconds == 3.5
+
+
+def test_a_report_split_in_two_halves_covers_every_day_once(sandbox: Sandbox, api_settings: MetaApiSettings) -> None:
+    sandbox.configure(async_fail_above_days=1)
+    client = MetaClient(token_of(sandbox), dataclasses.replace(api_settings, async_min_days=1))
+    since, until = day(1), day(3)
+    rows = list(client.insights(ACCOUNT, "adset", since, until))
+    assert as_truth(rows) == truth(sandbox, "adset", since, until)
+    ranges = [json.loads(r["params"]["time_range"]) for r in sandbox.requests_log() if r["method"] == "POST"]
+    # 3 days fail twice, so they are split: the first half has 3 // 2 = 1 day, the second the other 2,
+    # which fail twice too and are split again; single days succeed
+    assert [(r["since"], r["until"]) for r in ranges] == [
+        (iso(1), iso(3)), (iso(1), iso(3)), (iso(1), iso(1)), (iso(2), iso(3)), (iso(2), iso(3)),
+        (iso(2), iso(2)), (iso(3), iso(3)),
+    ]  # fmt: skip
+
+
+def test_insight_requests_ask_daily_rows_of_every_status_and_only_the_levels_ids(
+    sandbox: Sandbox, api_settings: MetaApiSettings
+) -> None:
+    from metaspend_pipeline.meta.client import EFFECTIVE_STATUSES
+
+    client = MetaClient(token_of(sandbox), api_settings)
+    list(client.insights("1000000001", "adset", SINCE, SINCE, use_async=False))  # bare digits: act_ added
+    [request] = insight_requests(sandbox)
+    assert request["path"].endswith("/act_1000000001/insights")
+    params = request["params"]
+    assert params["level"] == "adset"
+    assert (
+        params["fields"]
+        == "date_start,date_stop,account_id,account_currency,spend,impressions,clicks,campaign_id,adset_id"
+    )
+    assert json.loads(params["time_range"]) == {"since": SINCE.isoformat(), "until": SINCE.isoformat()}
+    assert params["time_increment"] == "1"
+    assert json.loads(params["filtering"]) == [
+        {"field": "adset.effective_status", "operator": "IN", "value": list(EFFECTIVE_STATUSES)}
+    ]
+    assert len(EFFECTIVE_STATUSES) == 12 and {"DELETED", "ARCHIVED"} <= set(EFFECTIVE_STATUSES)
+    with pytest.raises(ValueError, match="level must be one of account, campaign, adset, ad, got 'ads'"):
+        list(client.insights(ACCOUNT, "ads", SINCE, SINCE))
+    with pytest.raises(ValueError, match=f"since {SINCE} is after until {day(0)}"):
+        list(client.insights(ACCOUNT, "ad", SINCE, day(0)))
+
+
+def test_async_is_chosen_for_ad_sets_and_ads_from_async_min_days(
+    sandbox: Sandbox, api_settings: MetaApiSettings
+) -> None:
+    settings = dataclasses.replace(api_settings, async_min_days=3)
+    for level, until, posts in (("ad", day(3), 1), ("adset", day(3), 1), ("ad", day(2), 0), ("campaign", day(9), 0)):
+        sandbox.reset()
+        sandbox.configure(async_job_seconds=0.02)
+        list(MetaClient(token_of(sandbox), settings).insights(ACCOUNT, level, day(1), until))
+        assert len([r for r in sandbox.requests_log() if r["method"] == "POST"]) == posts, (level, until)
+
+
+def test_the_ad_accounts_of_a_token_in_full(sandbox: Sandbox, api_settings: MetaApiSettings) -> None:
+    from metaspend_pipeline.meta.client import AdAccount
+
+    accounts = MetaClient(token_of(sandbox, "demo-org-3"), api_settings).ad_accounts()
+    meta = {a.id: a for a in accounts}
+    assert [a.id for a in accounts] == ["act_3000000001", "act_3000000002"]
+    assert meta["act_3000000001"] == AdAccount(
+        "act_3000000001",
+        meta["act_3000000001"].name,
+        "INR",
+        "Asia/Kolkata",
+        Decimal("5.5"),
+        meta["act_3000000001"].account_status,
+    )
+    assert meta["act_3000000002"].currency == "JPY"
+    assert all(a.name and a.account_status is not None for a in accounts)
