@@ -465,3 +465,53 @@ def test_refresh_reports_rows_and_mismatches_per_group_and_replaces_only_its_win
     roas.refresh_organization(engine, "acme", D5, D5, 1, again, groups=("campaign",))  # the 4th stays
     assert set(_campaign_rows(engine, "acme")) == {(D4, "11"), (D5, "22"), (D5, "99")}
     assert dict(again.rows_by_day_group) == {(D5, "campaign"): 2}
+
+
+def test_the_roas_stores_reads(engine: sa.Engine) -> None:
+    from metaspend_pipeline.storage import roas as roas_store
+    from metaspend_pipeline.storage.roas import RoasRow
+
+    _margin_example(engine)
+    with engine.begin() as conn:
+        conn.execute(
+            connected_account.insert().values(
+                id="ca-acme-2", organization_id="acme", provider="INSTAGRAM", status="NEEDS_REAUTH",
+                ad_accounts=["act_z", "act_k"], created_at=NOW, updated_at=NOW,
+            )
+        )  # fmt: skip
+        conn.execute(
+            meta_spend_daily.insert(),
+            [{**spend(D4, "CAMPAIGN", "act_x", "55", None, None, "1.00"), "organization_id": "gone"}],
+        )
+
+        def row(org: str, day: dt.date, group_id: str, mismatch: bool) -> RoasRow:
+            return RoasRow(org, day, group_id, "USD", 1, 0, None, D("1.00"), None, D("0"), None, mismatch)
+
+        written = roas_store.replace_roas(
+            conn,
+            "adset",
+            "acme",
+            D3,
+            D5,
+            [row("acme", D5, "8", True), row("acme", D3, "9", False), row("acme", D4, "7", True)],
+        )
+        roas_store.replace_roas(conn, "adset", "solo", D4, D4, [row("solo", D4, "1", True)])
+        roas_store.replace_roas(conn, "adset", "acme", D5, D5, [row("acme", D5, "6", False)])  # replaces the 5th only
+    assert written == 3
+    with engine.connect() as conn:
+        assert roas_store.organization_ad_accounts(conn, "acme") == {"act_k", "act_m", "act_z"}
+        assert roas_store.organization_ad_accounts(conn, "nobody") == set()
+        assert roas_store.roas_organizations(conn) == ["acme", "gone", "solo"]
+        read = [
+            (r.organization_id, r.date, r.adset_id, r.revenue_currency_mismatch)
+            for r in roas_store.iter_roas(conn, "adset", D3, D5)
+        ]
+        assert read == [
+            ("acme", D3, "9", False),
+            ("acme", D4, "7", True),
+            ("acme", D5, "6", False),
+            ("solo", D4, "1", True),
+        ]
+        assert [r.adset_id for r in roas_store.iter_roas(conn, "adset", D4, D4, ["acme"])] == ["7"]
+        assert [r.adset_id for r in roas_store.iter_roas(conn, "adset", D3, D5, only_mismatches=True)] == ["7", "1"]
+        assert list(roas_store.iter_roas(conn, "adset", D3, D5, [])) == []
