@@ -431,3 +431,15 @@ def test_a_spend_refresh_makes_its_scope_equal_the_raw_rows_and_nothing_else(eng
         assert spend_store.spend_summary(conn, d0, d1) == (15, {"USD": Decimal("12.00")})
         assert spend_store.spend_summary(conn, d2, d2, ["org-1"]) == (8, {"USD": Decimal("6.00")})
         assert spend_store.spend_summary(conn, d0, d2, ["org-2"]) == (0, {})
+
+
+def test_raw_scopes_come_by_organization_then_ad_account(engine: sa.Engine) -> None:
+    one = ad_rows(1)[0]
+    with engine.begin() as conn:
+        for org, account in (("org-b", "act_1"), ("org-a", "act_9"), ("org-a", "act_2"), ("org-b", "act_0")):
+            raw_store.replace_raw_insights(
+                conn, organization_id=org, provider="FACEBOOK", ad_account_id=account, level="AD",
+                since=DAY, until=DAY, rows=[one], fetched_at=NOW,
+            )  # fmt: skip
+        scopes = raw_store.raw_scopes(conn, DAY, DAY + dt.timedelta(days=2))
+    assert list(scopes.items()) == [("org-a", ["act_2", "act_9"]), ("org-b", ["act_0", "act_1"])]

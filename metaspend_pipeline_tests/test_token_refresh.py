@@ -163,6 +163,7 @@ def test_refresh_tokens_extends_up_to_exactly_seven_days_and_only_connected_acco
     }
     assert outcomes[rejected].detail.startswith("Meta rejected the token (")
     assert outcomes[rejected].detail.endswith("); reconnect the account")
+    assert "code 190/467: Invalid OAuth access token" in outcomes[rejected].detail  # Meta's own words
     assert "EAArejected" not in outcomes[rejected].detail
     assert outcomes[foreign_key].detail.startswith(f"token of connected account {foreign_key} was encrypted with key ")
     assert str(outcomes[never]) == f"organization never (FACEBOOK, account {never}): skipped, token never expires"
@@ -183,3 +184,33 @@ def test_refresh_tokens_extends_up_to_exactly_seven_days_and_only_connected_acco
         rejected: "NEEDS_REAUTH",
         foreign_key: "CONNECTED",
     }
+
+
+def test_a_token_meta_extends_without_expiry_is_said_to_have_none(
+    engine: sa.Engine, encryption_key: str, sandbox: Sandbox, api_settings: MetaApiSettings
+) -> None:
+    import dataclasses
+
+    from metaspend_pipeline.settings import Settings
+    from metaspend_pipeline.storage.db import utcnow
+    from metaspend_pipeline.token_refresh import refresh_tokens
+
+    sandbox.configure(token_lifetime_seconds=0)  # Meta's answer has no expires_in
+    keyring = KeyRing.from_settings(Settings.from_env({"META_TOKEN_ENCRYPTION_KEY": encryption_key}))
+    now = utcnow()
+    sandbox.add_token("EAAsoon" + "7" * 30, "demo-org-1")
+    with engine.begin() as conn:
+        account = store_connection(
+            conn, keyring, "soon", "FACEBOOK", ["act_1000000001"], "EAAsoon" + "7" * 30, now + dt.timedelta(days=1)
+        )
+    settings = dataclasses.replace(api_settings, app_id=sandbox.config.app_id, app_secret=sandbox.config.app_secret)
+    [outcome] = refresh_tokens(engine, keyring, lambda t: MetaClient(t, settings), now, within_days=1)
+    assert (outcome.connected_account_id, outcome.status, outcome.detail, outcome.expires_at) == (
+        account,
+        "EXTENDED",
+        "new token valid until no expiry",
+        None,
+    )
+    with engine.connect() as conn:
+        [stored] = store.stored_tokens(conn)
+    assert stored.expires_at is None
