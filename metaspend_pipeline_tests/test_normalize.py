@@ -4,8 +4,10 @@ failure is recorded for the organization with the window at fault while what was
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from decimal import Decimal
 
+import pytest
 import sqlalchemy as sa
 
 from metaspend_pipeline.normalize import NormalizeReport, normalize_organization
@@ -40,7 +42,9 @@ def test_the_report_adds_up_every_window(engine: sa.Engine) -> None:
         assert len(spend_table(conn)) == 6
 
 
-def test_a_failing_window_is_recorded_and_the_windows_before_it_stay(engine: sa.Engine) -> None:
+def test_a_failing_window_is_recorded_and_the_windows_before_it_stay(
+    engine: sa.Engine, caplog: pytest.LogCaptureFixture
+) -> None:
     raw_days(engine)
     with engine.begin() as conn:  # campaign 1 on D2 already stored under another ad account: the same key
         conn.execute(
@@ -50,8 +54,10 @@ def test_a_failing_window_is_recorded_and_the_windows_before_it_stay(engine: sa.
             )
         )  # fmt: skip
     report = NormalizeReport()
-    normalize_organization(engine, "org-1", ["act_1"], D0, D2, 2, report)
+    with caplog.at_level(logging.ERROR, logger="metaspend_pipeline.normalize"):
+        normalize_organization(engine, "org-1", ["act_1"], D0, D2, 2, report)
     assert list(report.failures) == ["org-1"]
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [(logging.ERROR, report.failures["org-1"])]
     assert report.failures["org-1"].startswith(f"organization org-1, {D2}..{D2}: IntegrityError: ")
     assert (report.written, report.rows) == (6, 6)  # the first window's
     with engine.connect() as conn:
