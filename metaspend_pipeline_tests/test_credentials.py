@@ -286,7 +286,10 @@ def test_select_tokens_keeps_connected_meta_tokens_most_recent_first(engine: sa.
     assert credentials.select_tokens([dataclasses.replace(t, status="NEEDS_REAUTH") for t in tokens], NOW) == []
 
 
-def test_the_development_fallback_in_full(engine: sa.Engine, encryption_key: str, fake_token: str) -> None:
+def test_the_development_fallback_in_full(
+    engine: sa.Engine, encryption_key: str, fake_token: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="metaspend_pipeline.credentials")
     creds = lookup(
         engine,
         encryption_key,
@@ -296,6 +299,13 @@ def test_the_development_fallback_in_full(engine: sa.Engine, encryption_key: str
         META_AD_ACCOUNT_ID=" 777 ",
     )
     assert creds == [credentials.AdAccountCredential("org-1", "act_777", "INSTAGRAM", None, None, fake_token)]
+    assert [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "metaspend_pipeline.credentials"] == [
+        (
+            logging.WARNING,
+            "organization org-1 has no valid stored token; using the development fallback "
+            "META_PAGE_ACCESS_TOKEN for ad account  777 ",
+        )
+    ]
     assert creds[0].from_environment
     from metaspend_pipeline.redaction import redact
 

@@ -4,6 +4,7 @@ truth, and what the report and the fetch log say of each organization and ad acc
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections import Counter, defaultdict
 from decimal import Decimal
 
@@ -117,7 +118,7 @@ def test_a_range_across_window_boundaries_equals_the_truth_and_is_reported_exact
 
 
 def test_each_failure_is_recorded_and_named_and_the_others_go_on(
-    sandbox: Sandbox, api_settings: MetaApiSettings, engine: sa.Engine
+    sandbox: Sandbox, api_settings: MetaApiSettings, engine: sa.Engine, caplog: pytest.LogCaptureFixture
 ) -> None:
     since = until = day(2)
     org1 = next(o for o in sandbox.world.organizations if o.organization_id == "demo-org-1")
@@ -132,6 +133,7 @@ def test_each_failure_is_recorded_and_named_and_the_others_go_on(
         return accounts[org]
 
     reauth: list[str | None] = []
+    caplog.set_level(logging.ERROR, logger="metaspend_pipeline.ingest")
     report = ingest.fetch_organizations(
         engine,
         ["broken-org", "demo-org-1", "demo-org-3", "expired-org"],
@@ -170,6 +172,8 @@ def test_each_failure_is_recorded_and_named_and_the_others_go_on(
     assert [o.status for o in report.failures] == ["FAILED"] * 4
     assert report.failed_organizations == ["broken-org", "demo-org-1", "expired-org"]
     assert report.accounts_fetched == 1
+    logged = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "metaspend_pipeline.ingest"]
+    assert sorted(logged) == sorted((logging.ERROR, o.error) for o in report.failures)
     with engine.connect() as conn:
         logged = raw_store.fetches_of_run(conn, "failures")
     assert sorted(logged, key=lambda o: (o.organization_id, o.ad_account_id or "")) == report.outcomes
