@@ -63,3 +63,18 @@ def test_a_failing_window_is_recorded_and_the_windows_before_it_stay(
     with engine.connect() as conn:
         stored = spend_table(conn)
     assert sorted({k[2] for k in stored if k[1] == "act_1"}) == [D0, D1]
+
+
+def test_one_report_adds_up_several_organizations(engine: sa.Engine) -> None:
+    """The asset runs every organization into one report: the same day and currency add up."""
+    with engine.begin() as conn:
+        replace_level(conn, "CAMPAIGN", [insight("campaign", D0, ("1", None, None), "3.00")])
+        replace_level(
+            conn, "CAMPAIGN", [insight("campaign", D0, ("8", None, None), "4.25")], org="org-2", account="act_2"
+        )
+    report = NormalizeReport()
+    normalize_organization(engine, "org-1", ["act_1"], D0, D0, 1, report)
+    normalize_organization(engine, "org-2", ["act_2"], D0, D0, 1, report)
+    assert dict(report.spend_by_day_currency) == {(D0, "USD"): Decimal("7.25")}
+    assert dict(report.rows_by_day_level) == {(D0, "CAMPAIGN"): 2}
+    assert (report.written, report.rows) == (2, 2)
