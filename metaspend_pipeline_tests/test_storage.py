@@ -443,3 +443,44 @@ def test_raw_scopes_come_by_organization_then_ad_account(engine: sa.Engine) -> N
             )  # fmt: skip
         scopes = raw_store.raw_scopes(conn, DAY, DAY + dt.timedelta(days=2))
     assert list(scopes.items()) == [("org-a", ["act_2", "act_9"]), ("org-b", ["act_0", "act_1"])]
+
+
+@pytest.mark.postgres
+def test_writers_of_two_organizations_do_not_wait_for_each_other(postgres_url: str) -> None:
+    """The lock is the organization's own: org-2's replace goes through while org-1's is open."""
+    from metaspend_pipeline.storage import db
+
+    engine = db.engine_for(postgres_url)
+    first_holds_lock = threading.Event()
+    second_done = threading.Event()
+    errors: list[BaseException] = []
+
+    def first() -> None:
+        try:
+            with engine.begin() as conn:
+                write_raw(conn, ad_rows(2), org="org-1")
+                first_holds_lock.set()
+                second_done.wait(10)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    try:
+        assert first_holds_lock.wait(10)
+        with engine.begin() as conn:
+            conn.exec_driver_sql("SET LOCAL lock_timeout = '2s'")  # a wait on org-1's lock would fail here
+            write_raw(conn, ad_rows(2), org="org-2")
+            raw_store.upsert_ad_account(
+                conn,
+                ad_account_id="act_1",
+                name=None,
+                currency="USD",
+                timezone_name="UTC",
+                timezone_offset_hours_utc=None,
+            )
+            spend_store.refresh_spend(conn, "org-2", ["act_1"], DAY, DAY + dt.timedelta(days=2), NOW)
+    finally:
+        second_done.set()
+        thread.join(10)
+    assert errors == []
