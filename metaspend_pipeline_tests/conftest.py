@@ -236,6 +236,21 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
+def ascii_id(text: str, limit: int = 80) -> str:
+    """A test id in printable ASCII without backslashes, at most `limit` characters: scripts/mutation
+    gives test ids back on pytest's command line, where an escaped id is not found."""
+    return "".join(ch if ch.isascii() and ch.isprintable() and ch != "\\" else f"U+{ord(ch):04X}" for ch in text)[
+        :limit
+    ]
+
+
+def pytest_make_parametrize_id(config: pytest.Config, val: object, argname: str) -> str | None:
+    """Every string parameter's id so: pytest would escape non-ASCII, and a long id helps nobody."""
+    if isinstance(val, str) and (len(val) > 80 or ascii_id(val, limit=len(val) * 6) != val):
+        return ascii_id(val)
+    return None
+
+
 _BACKEND_ID = re.compile(r"\[(.*)\]$")
 
 
