@@ -336,18 +336,20 @@ def test_rotation_counts_the_tokens_already_on_the_current_key(engine: sa.Engine
     from metaspend_pipeline.tokens import generate_key
 
     old, new = generate_key(), generate_key()
-    connect(engine, old, "org-1", "EAAone00000000", ["act_1"])
-    connect(engine, new, "org-2", "EAAtwo00000000", ["act_2"])
+    expiry = (NOW + dt.timedelta(days=30)).replace(microsecond=0)
+    connect(engine, new, "org-1", "EAAone00000000", ["act_1"])  # read first: already current
+    connect(engine, old, "org-2", "EAAtwo00000000", ["act_2"], expires_at=expiry)
+    connect(engine, new, "org-3", "EAAthree000000", ["act_3"])
     keys = KeyRing.from_settings(
         Settings.from_env({"META_TOKEN_ENCRYPTION_KEY": new, "META_TOKEN_ENCRYPTION_OLD_KEYS": old})
     )
     with engine.connect() as conn:
         before = {t.organization_id: t for t in store.stored_tokens(conn)}
     with engine.begin() as conn:
-        assert credentials.rotate_keys(conn, keys) == credentials.RotationReport(reencrypted=1, already_current=1)
+        assert credentials.rotate_keys(conn, keys) == credentials.RotationReport(reencrypted=1, already_current=2)
     with engine.connect() as conn:
         after = {t.organization_id: t for t in store.stored_tokens(conn)}
-    assert after["org-2"] == before["org-2"]  # untouched
-    assert after["org-1"].access_token_encrypted != before["org-1"].access_token_encrypted
-    assert (after["org-1"].expires_at, after["org-1"].last_refreshed_at) == (None, None)  # a rotation is no refresh
-    assert keys.decrypt(after["org-1"].access_token_encrypted, after["org-1"].connected_account_id) == "EAAone00000000"
+    assert after["org-1"] == before["org-1"] and after["org-3"] == before["org-3"]  # untouched
+    assert after["org-2"].access_token_encrypted != before["org-2"].access_token_encrypted
+    assert (after["org-2"].expires_at, after["org-2"].last_refreshed_at) == (expiry, None)  # a rotation is no refresh
+    assert keys.decrypt(after["org-2"].access_token_encrypted, after["org-2"].connected_account_id) == "EAAtwo00000000"

@@ -218,3 +218,30 @@ def test_the_app_pacer_spaces_every_caller_once_the_app_is_busy() -> None:
     app.observe(Usage(50.0, "x-app-usage.call_count"))  # below the slowdown again: no spacing
     assert app.reserve() == 0.0
     assert app.reserve() == 0.0
+
+
+def test_own_calls_explain_the_usage_within_a_quarter_of_it() -> None:
+    clock = Clock()
+    pacer = Pacer(30, 100, clock)
+    pacer.observe(Usage(30.0, "x"))
+    for second in (0.0, 1.0, 2.0):
+        clock.now = second
+        pacer.record_call()
+    clock.now = 5.0
+    pacer.observe(Usage(40.0, "x"))
+    # 3 own calls of 10% = 30%, off by 10 = exactly a quarter of 40%: still explained by them, so the
+    # oldest call (0 s) leaving the window at 100 s + a 2 s margin counts: 97 s over 6 calls left + 1
+    assert pacer.take_delay() == pytest.approx(97 / 7)
+
+
+def test_a_pause_shorter_than_a_second_is_not_rounded_up() -> None:
+    clock = Clock()
+    pacer = Pacer(50, 10, clock)
+    pacer.observe(Usage(25.0, "x"))
+    clock.now = 0.5
+    pacer.record_call()
+    clock.now = 5.0
+    pacer.record_call()
+    clock.now = 10.0
+    pacer.observe(Usage(50.0, "x"))  # 2 own calls of 25%: the oldest leaves at 0.5 + 10 + 0.25 s
+    assert pacer.take_delay() == pytest.approx(0.75 / 3)
