@@ -208,6 +208,7 @@ def _slowness(item: pytest.Item) -> int:
 # scripts/mutation: a mutant's tests stop at the first failure, so there the fastest go first, by the
 # durations mutmut measured (its mutmut-stats.json, named by METASPEND_TEST_DURATIONS).
 FASTEST_FIRST = os.environ.get("METASPEND_TEST_DURATIONS")
+SETUP_RUNS_DAGSTER = {"pipeline", "example"}
 
 
 def _durations() -> dict[str, float]:
@@ -220,7 +221,10 @@ def _durations() -> dict[str, float]:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if FASTEST_FIRST:
         durations = _durations()
-        items.sort(key=lambda item: durations.get(item.nodeid, 0.0))
+        # mutmut times a test's call, not its setup: tests whose fixtures run Dagster go last anyway
+        items.sort(
+            key=lambda item: (bool(SETUP_RUNS_DAGSTER & set(item.fixturenames)), durations.get(item.nodeid, 0.0))
+        )
         return
     items.sort(key=_slowness)  # stable: the order inside each group stays the collection order
 
