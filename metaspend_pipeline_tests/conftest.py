@@ -209,6 +209,14 @@ def _slowness(item: pytest.Item) -> int:
 # durations mutmut measured (its mutmut-stats.json, named by METASPEND_TEST_DURATIONS).
 FASTEST_FIRST = os.environ.get("METASPEND_TEST_DURATIONS")
 SETUP_RUNS_DAGSTER = {"pipeline", "example"}
+# Their assertions hold only when the client's calls are as fast as usual against the sandbox's
+# real-time rate limits; mutmut's trampolines on a loaded machine slow them enough to fail them now
+# and then, which aborts a mutation run. Under mutation they are skipped (docs/testing.md).
+WALL_CLOCK_PACING_TESTS = {
+    "test_usage_headers_slow_the_client_before_meta_blocks",
+    "test_a_real_rate_limit_throttle_is_waited_out",
+    "test_high_app_usage_slows_every_ad_account",
+}
 
 
 def _durations() -> dict[str, float]:
@@ -220,6 +228,11 @@ def _durations() -> dict[str, float]:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if FASTEST_FIRST:
+        for item in items:
+            if item.originalname in WALL_CLOCK_PACING_TESTS:
+                item.add_marker(
+                    pytest.mark.skip(reason="paces against the sandbox's real-time limits: flaky under mutmut")
+                )
         durations = _durations()
         # mutmut times a test's call, not its setup: tests whose fixtures run Dagster go last anyway
         items.sort(
