@@ -353,3 +353,12 @@ def test_rotation_counts_the_tokens_already_on_the_current_key(engine: sa.Engine
     assert after["org-2"].access_token_encrypted != before["org-2"].access_token_encrypted
     assert (after["org-2"].expires_at, after["org-2"].last_refreshed_at) == (expiry, None)  # a rotation is no refresh
     assert keys.decrypt(after["org-2"].access_token_encrypted, after["org-2"].connected_account_id) == "EAAtwo00000000"
+
+
+def test_an_older_token_still_reads_the_ad_accounts_the_newer_one_does_not_list(
+    engine: sa.Engine, encryption_key: str
+) -> None:
+    older = connect(engine, encryption_key, "org-1", "EAAolder000000", ["act_1", "act_2"], provider="FACEBOOK")
+    newer = connect(engine, encryption_key, "org-1", "EAAnewer000000", ["act_1"])
+    creds = {c.ad_account_id: (c.connected_account_id, c.access_token) for c in lookup(engine, encryption_key, "org-1")}
+    assert creds == {"act_1": (newer, "EAAnewer000000"), "act_2": (older, "EAAolder000000")}
