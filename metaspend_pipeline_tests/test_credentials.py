@@ -362,3 +362,13 @@ def test_an_older_token_still_reads_the_ad_accounts_the_newer_one_does_not_list(
     newer = connect(engine, encryption_key, "org-1", "EAAnewer000000", ["act_1"])
     creds = {c.ad_account_id: (c.connected_account_id, c.access_token) for c in lookup(engine, encryption_key, "org-1")}
     assert creds == {"act_1": (newer, "EAAnewer000000"), "act_2": (older, "EAAolder000000")}
+
+
+def test_a_token_without_ad_accounts_says_how_to_add_one(engine: sa.Engine, encryption_key: str) -> None:
+    connect(engine, encryption_key, "org-1", "EAAnoaccounts0", [])
+    with pytest.raises(NoAdAccountError) as info:
+        lookup(engine, encryption_key, "org-1")
+    assert str(info.value) == (
+        "No ad account ID found for organization org-1: its connected accounts list none. "
+        "Reconnect with `metaspend accounts connect --org org-1 --ad-account act_...`."
+    )
