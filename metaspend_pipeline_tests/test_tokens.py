@@ -317,3 +317,12 @@ def test_a_decrypted_token_is_masked_in_logs_from_then_on(fake_token: str) -> No
 )
 def test_needs_rotation_unless_written_with_the_current_key(stored, needs: bool) -> None:  # type: ignore[no-untyped-def]
     assert KeyRing(KEY_BYTES).needs_rotation(stored()) is needs
+
+
+def test_a_nonce_with_a_character_outside_base64_is_refused_as_such(fake_token: str) -> None:
+    """Not decoded leniently (skipping the stray character), which would fail later as tampering."""
+    nonce = base64.b64encode(bytes(12)).decode()
+    stored = ":".join(["v1", key_id(KEY_BYTES), nonce[:8] + "*" + nonce[8:], base64.b64encode(bytes(17)).decode()])
+    with pytest.raises(TokenDecryptionError) as info:
+        KeyRing(KEY_BYTES).decrypt(stored, "acct-9")
+    assert str(info.value) == ("token of connected account acct-9 has a nonce or ciphertext that is not valid base64")
