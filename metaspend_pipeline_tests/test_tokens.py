@@ -319,10 +319,11 @@ def test_needs_rotation_unless_written_with_the_current_key(stored, needs: bool)
     assert KeyRing(KEY_BYTES).needs_rotation(stored()) is needs
 
 
-def test_a_nonce_with_a_character_outside_base64_is_refused_as_such(fake_token: str) -> None:
+def test_a_nonce_or_ciphertext_with_a_character_outside_base64_is_refused_as_such(fake_token: str) -> None:
     """Not decoded leniently (skipping the stray character), which would fail later as tampering."""
-    nonce = base64.b64encode(bytes(12)).decode()
-    stored = ":".join(["v1", key_id(KEY_BYTES), nonce[:8] + "*" + nonce[8:], base64.b64encode(bytes(17)).decode()])
-    with pytest.raises(TokenDecryptionError) as info:
-        KeyRing(KEY_BYTES).decrypt(stored, "acct-9")
-    assert str(info.value) == ("token of connected account acct-9 has a nonce or ciphertext that is not valid base64")
+    nonce, sealed = base64.b64encode(bytes(12)).decode(), base64.b64encode(bytes(17)).decode()
+    for stray_nonce, stray_sealed in ((nonce[:8] + "*" + nonce[8:], sealed), (nonce, sealed[:8] + "*" + sealed[8:])):
+        stored = ":".join(["v1", key_id(KEY_BYTES), stray_nonce, stray_sealed])
+        with pytest.raises(TokenDecryptionError) as info:
+            KeyRing(KEY_BYTES).decrypt(stored, "acct-9")
+        assert str(info.value) == "token of connected account acct-9 has a nonce or ciphertext that is not valid base64"
