@@ -30,7 +30,7 @@ from metaspend_pipeline_tests.bad_inputs import (
     MetaValue,
     render,
 )
-from metaspend_pipeline_tests.conftest import Pipeline
+from metaspend_pipeline_tests.conftest import Pipeline, ascii_id
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "bad-inputs.md"
 FETCH_ORDER = ("account", "campaign", "adset", "ad")  # ingest.LEVELS: the order the fetch asks for levels
@@ -44,7 +44,7 @@ def _organization(sandbox: Sandbox, account: str) -> str:
     return next(o.organization_id for o in sandbox.world.organizations if account in o.ad_accounts)
 
 
-@pytest.mark.parametrize("case", META_VALUES, ids=lambda c: f"{c.field}={c.value!r}")
+@pytest.mark.parametrize("case", META_VALUES, ids=lambda c: ascii_id(f"{c.field}={c.value!r}"))
 def test_a_bad_value_from_meta_fails_the_fetch_naming_account_date_and_field(
     sandbox: Sandbox, api_settings: MetaApiSettings, case: MetaValue
 ) -> None:
@@ -167,7 +167,7 @@ def test_the_parser_bounds_are_the_money_column() -> None:
     assert currency.minor_units("USD") == currency.minor_units("ZZZ") == 2
 
 
-@pytest.mark.parametrize("case", ENV_VALUES, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.env.items()))
+@pytest.mark.parametrize("case", ENV_VALUES, ids=lambda c: ascii_id(",".join(f"{k}={v}" for k, v in c.env.items())))
 def test_a_bad_environment_value_is_refused_before_any_request(
     env: dict[str, str], monkeypatch: pytest.MonkeyPatch, case: EnvValue
 ) -> None:
@@ -183,7 +183,7 @@ def test_a_bad_environment_value_is_refused_before_any_request(
         assert conn.execute(sa.select(sa.func.count()).select_from(connected_account)).scalar_one() == 0
 
 
-@pytest.mark.parametrize("case", CLI_ARGUMENTS, ids=lambda c: " ".join(c.args).encode("unicode_escape").decode())
+@pytest.mark.parametrize("case", CLI_ARGUMENTS, ids=lambda c: ascii_id(" ".join(c.args)))
 def test_bad_command_line_arguments_exit_2_and_write_nothing(env: dict[str, str], case: CliArguments) -> None:
     token = "EAAbad" + "8" * 24
     result = CliRunner().invoke(cli, list(case.args), input=token)

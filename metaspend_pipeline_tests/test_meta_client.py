@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import re
 from decimal import Decimal
 
 import pytest
@@ -16,6 +17,7 @@ from metaspend_pipeline.meta.errors import (
     MetaApiError,
     MetaDataError,
     MetaPermissionError,
+    MetaReportJobError,
     MetaRetriesExhaustedError,
     MetaTokenError,
 )
@@ -542,3 +544,423 @@ def test_a_report_run_that_never_finishes_times_out_with_a_clear_error(
         "(META_ASYNC_TIMEOUT_SECONDS; last status 'Job Not Started') twice, even for a single day"
     )
     assert [r["method"] for r in insight_requests(sandbox)] == ["POST", "POST"]
+
+
+# --- the parsers and the client's own rules, exactly (mutation testing, docs/testing.md) -----------
+
+
+def test_a_token_with_white_space_inside_or_none_at_all_is_refused() -> None:
+    from metaspend_pipeline.meta.client import MetaClient as Client
+
+    settings = MetaApiSettings(graph_api_url="http://127.0.0.1:9")
+    for token, message in (
+        ("", "MetaClient needs an access token"),
+        ("   ", "MetaClient needs an access token"),
+        ("EAA abc", "the access token contains white space or control characters; store it again"),
+        ("EAA\x00abc", "the access token contains white space or control characters; store it again"),
+    ):
+        with pytest.raises(MetaApiError) as info:
+            Client(token, settings)
+        assert str(info.value) == message
+    client = Client("  EAAtrimmed0000\n", settings)
+    assert repr(client) == "MetaClient(http://127.0.0.1:9/v21.0)"
+
+
+def test_paging_next_on_another_host_or_scheme_is_refused_and_ours_is_stripped_of_secrets() -> None:
+    client = MetaClient("EAAnext000000", MetaApiSettings(graph_api_url="http://127.0.0.1:9"))
+    url, query = client._follow(
+        "http://127.0.0.1:9/v21.0/act_1/insights?access_token=EAAnext000000&appsecret_proof=abc&after=XYZ&limit=500&empty=",
+        25,
+        "ctx",
+    )
+    assert (url, query) == ("http://127.0.0.1:9/v21.0/act_1/insights", {"after": "XYZ", "limit": "25", "empty": ""})
+    for foreign, where in (
+        ("http://evil.example:9/v21.0/act_1/insights?after=1", "http://evil.example:9"),
+        ("http://127.0.0.1:10/v21.0/act_1/insights?after=1", "http://127.0.0.1:10"),
+        ("https://127.0.0.1:9/v21.0/act_1/insights?after=1", "https://127.0.0.1:9"),
+    ):
+        with pytest.raises(MetaApiError) as info:
+            client._follow(foreign, 25, "ad account act_1, ad insights")
+        assert str(info.value) == (
+            f"ad account act_1, ad insights: paging.next points at {where}, not the Graph API at "
+            "http://127.0.0.1:9; refusing to send the token there"
+        )
+
+
+def test_transient_failures_back_off_exponentially_with_jitter_up_to_the_cap(
+    sandbox: Sandbox, api_settings: MetaApiSettings
+) -> None:
+    import random
+
+    settings = dataclasses.replace(api_settings, retry_base_delay=0.004, retry_max_wait=0.012, max_retries=5)
+    sandbox.add_faults([{"kind": "server_error", "match": "act_1000000001", "times": 3}])
+    sleeps = Sleeps()
+    client = MetaClient(token_of(sandbox), settings, sleep=sleeps, rng=random.Random(11))
+    assert client.ad_account(ACCOUNT).currency == "USD"
+    same = random.Random(11)
+    # 0.004 x 2^attempt, capped at 0.012, times a jitter in [0.5, 1)
+    assert sleeps.calls == [
+        0.004 * same.uniform(0.5, 1.0),
+        0.008 * same.uniform(0.5, 1.0),
+        0.012 * same.uniform(0.5, 1.0),
+    ]
+    assert (client.stats.retries, client.stats.requests) == (3, 4)
+
+
+def test_giving_up_says_how_many_attempts_and_the_last_failure(sandbox: Sandbox, api_settings: MetaApiSettings) -> None:
+    settings = dataclasses.replace(api_settings, max_retries=2)
+    sandbox.add_faults([{"kind": "server_error", "match": "act_1000000001", "times": 10, "code": 2}])
+    client = MetaClient(token_of(sandbox), settings)
+    with pytest.raises(MetaRetriesExhaustedError) as info:
+        client.ad_account(ACCOUNT)
+    assert re.fullmatch(
+        r"ad account act_1000000001: gave up after 3 attempts \(META_MAX_RETRIES=2\); "
+        r"last failure: HTTP 500, code 2: Service temporarily unavailable \(fbtrace_id \w+\)",
+        str(info.value),
+    )
+    assert (client.stats.requests, client.stats.retries) == (3, 2)
+
+    budget = dataclasses.replace(api_settings, retry_budget_seconds=0.0001, retry_base_delay=1.0, retry_max_wait=1.0)
+    client = MetaClient(token_of(sandbox), budget, sleep=lambda _: pytest.fail("no wait past the budget"))
+    with pytest.raises(MetaRetriesExhaustedError) as info:
+        client.ad_account(ACCOUNT)
+    text = str(info.value)
+    assert text.startswith("ad account act_1000000001: waiting ")
+    assert re.search(
+        r"\ds more would pass the retry budget of 0s \(META_RETRY_BUDGET_SECONDS\); "
+        r"last failure: HTTP 500, code 2: Service temporarily unavailable \(fbtrace_id \w+\)$",
+        text,
+    )
+
+
+def test_permanent_errors_say_what_to_do() -> None:
+    from metaspend_pipeline.meta.client import _permanent
+    from metaspend_pipeline.meta.errors import GraphError
+
+    def permanent(http: int, code: int | None, subcode: int | None = None) -> tuple[type, str]:
+        error = _permanent(GraphError(http, "msg", code, subcode), "ctx")
+        return type(error), str(error)
+
+    assert permanent(400, 100, 33) == (
+        MetaPermissionError,
+        "ctx: HTTP 400, code 100/33: msg (the ad account does not exist or this token cannot read it)",
+    )
+    lacks = "(the token lacks a permission, e.g. ads_read)"
+    assert permanent(400, 10) == (MetaPermissionError, f"ctx: HTTP 400, code 10: msg {lacks}")
+    assert permanent(400, 200) == (MetaPermissionError, f"ctx: HTTP 400, code 200: msg {lacks}")
+    assert permanent(400, 299) == (MetaPermissionError, f"ctx: HTTP 400, code 299: msg {lacks}")
+    assert permanent(403, None) == (MetaPermissionError, f"ctx: HTTP 403: msg {lacks}")
+    assert permanent(400, 3018) == (
+        MetaApiError,
+        "ctx: HTTP 400, code 3018: msg (Meta keeps insights for 37 months; start the range later)",
+    )
+    for code in (100, 199, 300, None):
+        assert permanent(400, code) == (MetaApiError, "ctx: HTTP 400" + (f", code {code}" if code else "") + ": msg")
+
+
+def test_appsecret_proof_and_epoch_times() -> None:
+    import hashlib
+    import hmac
+
+    from metaspend_pipeline.meta.client import _utc_from_epoch
+
+    assert appsecret_proof("EAAtoken", "s3cret") == hmac.new(b"s3cret", b"EAAtoken", hashlib.sha256).hexdigest()
+    assert _utc_from_epoch("1700000000") == dt.datetime(2023, 11, 14, 22, 13, 20, tzinfo=dt.UTC)
+    assert _utc_from_epoch(1) == dt.datetime(1970, 1, 1, 0, 0, 1, tzinfo=dt.UTC)
+    assert [_utc_from_epoch(v) for v in (0, -5, None, "never", "1.5")] == [None] * 5
+
+
+def parse(raw: dict[str, object], level: str = "ad") -> InsightRow:
+    from metaspend_pipeline.meta.client import parse_insight_row
+
+    return parse_insight_row(raw, "act_7", level, dt.date(2026, 10, 1), dt.date(2026, 10, 3))
+
+
+GOOD_ROW = {
+    "date_start": "2026-10-02",
+    "date_stop": "2026-10-02",
+    "account_id": "7",
+    "account_currency": "USD",
+    "campaign_id": "1",
+    "adset_id": 2,
+    "ad_id": "3",
+    "spend": "0012.50",
+    "impressions": "100",
+    "clicks": 0,
+}
+
+
+def test_a_good_row_is_parsed_exactly() -> None:
+    row = parse(GOOD_ROW)
+    assert (row.ad_account_id, row.level, row.date, row.campaign_id, row.adset_id, row.ad_id) == (
+        "act_7", "ad", dt.date(2026, 10, 2), "1", "2", "3",
+    )  # fmt: skip
+    assert (row.currency, row.spend, row.impressions, row.clicks, row.raw) == (
+        "USD",
+        Decimal("12.50"),
+        100,
+        0,
+        GOOD_ROW,
+    )
+    account_row = parse({k: v for k, v in GOOD_ROW.items() if not k.endswith("_id") or k == "account_id"}, "account")
+    assert (account_row.campaign_id, account_row.adset_id, account_row.ad_id) == (None, None, None)
+    bare = parse(
+        {
+            "date_start": "2026-10-01",
+            "account_currency": "JPY",
+            "spend": 5,
+            "campaign_id": "1",
+            "adset_id": "2",
+            "ad_id": "3",
+        }
+    )
+    assert (bare.spend, bare.impressions, bare.clicks, bare.date) == (Decimal(5), None, None, dt.date(2026, 10, 1))
+    assert parse({**GOOD_ROW, "date_start": "2026-10-03", "date_stop": None}).date == dt.date(2026, 10, 3)
+    big = parse({**GOOD_ROW, "spend": "9999999999999999.99", "clicks": str(2**63 - 1)})
+    assert (big.spend, big.clicks) == (Decimal("9999999999999999.99"), 2**63 - 1)
+    assert parse({**GOOD_ROW, "account_currency": "BHD", "spend": "1.250"}).spend == Decimal("1.25")
+
+
+WHERE = "ad account act_7, ad row of 2026-10-02"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"date_start": "2026-9-02"},
+            "ad account act_7, ad row of (no date): field date_start '2026-9-02' is not a date",
+        ),
+        (
+            {"date_start": "2026-02-30"},
+            "ad account act_7, ad row of 2026-02-30: field date_start '2026-02-30' is not a date",
+        ),
+        (
+            {"date_start": "2026-09-30", "date_stop": None},
+            "ad account act_7, ad row of 2026-09-30: date 2026-09-30 is outside the requested range 2026-10-01..2026-10-03",
+        ),
+        (
+            {"date_start": "2026-10-04", "date_stop": None},
+            "ad account act_7, ad row of 2026-10-04: date 2026-10-04 is outside the requested range 2026-10-01..2026-10-03",
+        ),
+        ({"date_stop": "2026-10-03"}, f"{WHERE}: date_stop '2026-10-03' differs from date_start; expected daily rows"),
+        ({"account_id": "8"}, f"{WHERE}: field account_id '8' is not act_7"),
+        ({"adset_id": True}, f"{WHERE}: field adset_id is missing or not an id (True)"),
+        ({"ad_id": "3a"}, f"{WHERE}: field ad_id is missing or not an id ('3a')"),
+        ({"campaign_id": "1" * 31}, f"{WHERE}: field campaign_id is missing or not an id ('{'1' * 31}')"),
+        ({"account_currency": "usd"}, f"{WHERE}: field account_currency 'usd' is not a currency code (3 letters A-Z)"),
+        ({"spend": None}, f"{WHERE}: field spend is missing"),
+        ({"spend": 1.5}, f"{WHERE}: field spend 1.5 is not a decimal string"),
+        ({"spend": False}, f"{WHERE}: field spend False is not a decimal string"),
+        ({"spend": "-1.00"}, f"{WHERE}: field spend '-1.00' is not a non-negative amount in plain digits"),
+        ({"spend": "1e3"}, f"{WHERE}: field spend '1e3' is not a non-negative amount in plain digits"),
+        (
+            {"spend": "\uff11\uff12"},
+            f"{WHERE}: field spend '\uff11\uff12' is not a non-negative amount in plain digits",
+        ),
+        (
+            {"spend": "10000000000000000"},
+            f"{WHERE}: field spend '10000000000000000' is out of range (at most 16 digits before the decimal point)",
+        ),
+        ({"spend": "1.255"}, f"{WHERE}: field spend '1.255' has 3 decimals; USD has 2, and amounts are never rounded"),
+        (
+            {"spend": "1.5", "account_currency": "JPY"},
+            f"{WHERE}: field spend '1.5' has 1 decimal; JPY has 0, and amounts are never rounded",
+        ),
+        (
+            {"spend": "1.255", "account_currency": "BHD"},
+            f"{WHERE}: field spend '1.255' has 3 decimals; the warehouse stores 2, and amounts are never rounded",
+        ),
+        ({"clicks": "7.5"}, f"{WHERE}: field clicks '7.5' is not a whole number"),
+        ({"clicks": True}, f"{WHERE}: field clicks True is not a whole number"),
+        ({"impressions": "-1"}, f"{WHERE}: field impressions '-1' is not a whole number"),
+        (
+            {"impressions": str(2**63)},
+            f"{WHERE}: field impressions '{2**63}' is out of range (above 2^63 - 1, the largest BIGINT)",
+        ),
+        (
+            {"impressions": "1" + "0" * 5000},
+            f"{WHERE}: field impressions '{'1' + '0' * 5000}' is out of range (above 2^63 - 1, the largest BIGINT)",
+        ),
+    ],
+)
+def test_a_bad_row_is_refused_naming_account_day_and_field(change: dict[str, object], message: str) -> None:
+    with pytest.raises(MetaDataError) as info:
+        parse({**GOOD_ROW, **change})
+    assert str(info.value) == message
+    assert info.value.ad_account_id == "act_7"
+
+
+def test_a_row_that_is_not_an_object_is_refused() -> None:
+    with pytest.raises(MetaDataError) as info:
+        parse(["not", "a", "row"])  # type: ignore[arg-type]
+    assert str(info.value) == "ad account act_7, ad insights: a row is not an object"
+
+
+GOOD_OBJECT = {
+    "id": "3",
+    "name": "Ad three",
+    "status": "ACTIVE",
+    "effective_status": "CAMPAIGN_PAUSED",
+    "campaign_id": "1",
+    "adset_id": "2",
+    "created_time": "2026-01-15T10:00:00-0800",
+    "updated_time": None,
+}
+
+
+def test_an_object_is_parsed_with_the_parents_of_its_kind() -> None:
+    from metaspend_pipeline.meta.client import MetaObject, parse_object
+
+    assert parse_object(GOOD_OBJECT, "act_7", "ad") == MetaObject(
+        "act_7", "ad", "3", "Ad three", "ACTIVE", "CAMPAIGN_PAUSED", None, "1", "2",
+        dt.datetime(2026, 1, 15, 18, 0, tzinfo=dt.UTC), None,
+    )  # fmt: skip
+    adset = parse_object({**GOOD_OBJECT, "objective": "LEADS"}, "act_7", "adset")
+    assert (adset.campaign_id, adset.adset_id, adset.objective) == ("1", None, None)
+    campaign = parse_object({**GOOD_OBJECT, "objective": "LEADS", "campaign_id": "x"}, "act_7", "campaign")
+    assert (campaign.campaign_id, campaign.adset_id, campaign.objective) == (None, None, "LEADS")
+
+
+@pytest.mark.parametrize(
+    ("kind", "change", "message"),
+    [
+        ("ad", {"id": "3a"}, "ad account act_7, ad '3a': field id '3a' is missing or not an id"),
+        ("ad", {"adset_id": None}, "ad account act_7, ad '3': field adset_id None is missing or not an id"),
+        ("adset", {"campaign_id": "²"}, "ad account act_7, adset '3': field campaign_id '²' is missing or not an id"),
+        ("ad", {"name": 5}, "ad account act_7, ad '3': field name 5 is missing or not text"),
+        ("ad", {"status": "active"}, "ad account act_7, ad '3': field status 'active' is not a status such as ACTIVE"),
+        ("ad", {"status": ""}, "ad account act_7, ad '3': field status '' is not a status such as ACTIVE"),
+        (
+            "ad",
+            {"effective_status": "PAUSED1"},
+            "ad account act_7, ad '3': field effective_status 'PAUSED1' is not a status such as ACTIVE",
+        ),
+        ("campaign", {"objective": 1}, "ad account act_7, campaign '3': field objective 1 is not text"),
+        (
+            "ad",
+            {"updated_time": "2026-01-15 10:00"},
+            "ad account act_7, ad '3': field updated_time '2026-01-15 10:00' is not a time such as 2026-01-15T10:00:00-0800",
+        ),
+    ],
+)
+def test_a_bad_object_is_refused_naming_the_field(kind: str, change: dict[str, object], message: str) -> None:
+    from metaspend_pipeline.meta.client import parse_object
+
+    with pytest.raises(MetaDataError) as info:
+        parse_object({**GOOD_OBJECT, **change}, "act_7", kind)
+    assert str(info.value) == message
+    with pytest.raises(MetaDataError) as info:
+        parse_object("x", "act_7", kind)
+    assert str(info.value) == f"ad account act_7, {kind}s: an item is not an object"
+
+
+class FakeTime:
+    """A clock that moves only when the client sleeps: the polls' timing, exactly."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_a_report_run_that_never_finishes_times_out_twice_then_fails_for_one_day(
+    sandbox: Sandbox, api_settings: MetaApiSettings
+) -> None:
+    sandbox.configure(async_job_seconds=600.0)  # "Job Not Started" for a minute: far past the timeout
+    settings = dataclasses.replace(
+        api_settings, async_timeout_seconds=1.75, async_poll_initial=0.25, async_poll_max=0.5
+    )
+    time = FakeTime()
+    client = MetaClient(token_of(sandbox), settings, sleep=time.sleep, clock=time.clock)
+    with pytest.raises(MetaReportJobError) as info:
+        list(client.insights(ACCOUNT, "ad", SINCE, SINCE, use_async=True))
+    assert str(info.value) == (
+        f"ad account act_1000000001, ad insights {SINCE}: report run ended with no result within 1.75s "
+        "(META_ASYNC_TIMEOUT_SECONDS; last status 'Job Not Started') twice, even for a single day"
+    )
+    assert client.stats.async_jobs == 2
+    # each run: polls 0.25 s apart, then twice as long, at most 0.5 s; after the poll at 1.25 s the
+    # next (at 1.75 s) is still within the 1.75 s deadline, the one after is not
+    assert time.sleeps == [0.25, 0.5, 0.5, 0.5] * 2
+    assert client.stats.response_seconds == 3.5
+
+
+def test_a_report_split_in_two_halves_covers_every_day_once(sandbox: Sandbox, api_settings: MetaApiSettings) -> None:
+    sandbox.configure(async_fail_above_days=1)
+    client = MetaClient(token_of(sandbox), dataclasses.replace(api_settings, async_min_days=1))
+    since, until = day(1), day(3)
+    rows = list(client.insights(ACCOUNT, "adset", since, until))
+    assert as_truth(rows) == truth(sandbox, "adset", since, until)
+    ranges = [json.loads(r["params"]["time_range"]) for r in sandbox.requests_log() if r["method"] == "POST"]
+    # 3 days fail twice, so they are split: the first half has 3 // 2 = 1 day, the second the other 2,
+    # which fail twice too and are split again; single days succeed
+    assert [(r["since"], r["until"]) for r in ranges] == [
+        (iso(1), iso(3)), (iso(1), iso(3)), (iso(1), iso(1)), (iso(2), iso(3)), (iso(2), iso(3)),
+        (iso(2), iso(2)), (iso(3), iso(3)),
+    ]  # fmt: skip
+
+
+def test_insight_requests_ask_daily_rows_of_every_status_and_only_the_levels_ids(
+    sandbox: Sandbox, api_settings: MetaApiSettings
+) -> None:
+    from metaspend_pipeline.meta.client import EFFECTIVE_STATUSES
+
+    client = MetaClient(token_of(sandbox), api_settings)
+    list(client.insights("1000000001", "adset", SINCE, SINCE, use_async=False))  # bare digits: act_ added
+    [request] = insight_requests(sandbox)
+    assert request["path"].endswith("/act_1000000001/insights")
+    params = request["params"]
+    assert params["level"] == "adset"
+    assert (
+        params["fields"]
+        == "date_start,date_stop,account_id,account_currency,spend,impressions,clicks,actions,action_values,"
+        "purchase_roas,campaign_id,adset_id"
+    )
+    assert json.loads(params["action_attribution_windows"]) == ["7d_click", "1d_view"]
+    assert params["use_unified_attribution_setting"] == "true"
+    assert json.loads(params["time_range"]) == {"since": SINCE.isoformat(), "until": SINCE.isoformat()}
+    assert params["time_increment"] == "1"
+    assert json.loads(params["filtering"]) == [
+        {"field": "adset.effective_status", "operator": "IN", "value": list(EFFECTIVE_STATUSES)}
+    ]
+    assert len(EFFECTIVE_STATUSES) == 12 and {"DELETED", "ARCHIVED"} <= set(EFFECTIVE_STATUSES)
+    with pytest.raises(ValueError, match="level must be one of account, campaign, adset, ad, got 'ads'"):
+        list(client.insights(ACCOUNT, "ads", SINCE, SINCE))
+    with pytest.raises(ValueError, match=f"since {SINCE} is after until {day(0)}"):
+        list(client.insights(ACCOUNT, "ad", SINCE, day(0)))
+
+
+def test_async_is_chosen_for_ad_sets_and_ads_from_async_min_days(
+    sandbox: Sandbox, api_settings: MetaApiSettings
+) -> None:
+    settings = dataclasses.replace(api_settings, async_min_days=3)
+    for level, until, posts in (("ad", day(3), 1), ("adset", day(3), 1), ("ad", day(2), 0), ("campaign", day(9), 0)):
+        sandbox.reset()
+        sandbox.configure(async_job_seconds=0.02)
+        list(MetaClient(token_of(sandbox), settings).insights(ACCOUNT, level, day(1), until))
+        assert len([r for r in sandbox.requests_log() if r["method"] == "POST"]) == posts, (level, until)
+
+
+def test_the_ad_accounts_of_a_token_in_full(sandbox: Sandbox, api_settings: MetaApiSettings) -> None:
+    from metaspend_pipeline.meta.client import AdAccount
+
+    accounts = MetaClient(token_of(sandbox, "demo-org-3"), api_settings).ad_accounts()
+    meta = {a.id: a for a in accounts}
+    assert [a.id for a in accounts] == ["act_3000000001", "act_3000000002"]
+    assert meta["act_3000000001"] == AdAccount(
+        "act_3000000001",
+        meta["act_3000000001"].name,
+        "INR",
+        "Asia/Kolkata",
+        Decimal("5.5"),
+        meta["act_3000000001"].account_status,
+    )
+    assert meta["act_3000000002"].currency == "JPY"
+    assert all(a.name and a.account_status is not None for a in accounts)

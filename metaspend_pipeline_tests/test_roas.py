@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
+from metaspend_pipeline import roas
 from metaspend_pipeline.cli import cli
 from metaspend_pipeline.roas import ratios
 from metaspend_pipeline.storage import db
@@ -406,3 +407,255 @@ def test_the_only_ad_account_gives_its_time_zone_to_leads_of_unknown_campaigns(e
     assert table(url, meta_roas_by_campaign, "campaign", "duo") == {
         (D4, "new"): (None, 1, 0, D("0.00"), D("0.00"), None, D("0.000000"), None, False),
     }
+
+
+# --- exact rules, without Dagster (mutation testing, docs/testing.md) -----------------------------
+
+
+def test_ratios_round_half_up_on_exact_ties() -> None:
+    # 2/256 = 0.05/6.40 = 0.0078125 and 0.05/2 = 0.025 are ties: half up gives ...13 and 0.03 (half even: ...12, 0.02)
+    r = ratios(256, 2, D("0.05"), D("6.40"))
+    assert (r.conversion_rate, r.avg_ticket, r.roas) == (D("0.007813"), D("0.03"), D("0.007813"))
+    r = ratios(3, 2, D("0.01"), D("3.00"))  # 0.666666.. rounds up, 0.005 is a tie, 0.00333.. rounds down
+    assert (r.conversion_rate, r.avg_ticket, r.roas) == (D("0.666667"), D("0.01"), D("0.003333"))
+
+
+def test_roas_only_from_revenue_and_spend_both_above_zero() -> None:
+    assert ratios(1, 1, D("-5.00"), D("10.00")).roas is None  # a refund: no negative ROAS
+    assert ratios(1, 1, D("0.00"), D("10.00")).roas is None
+    assert ratios(1, 1, D("5.00"), D("0.00")).roas is None
+    assert ratios(1, 1, None, D("10.00")) == roas.Ratios(avg_ticket=None, conversion_rate=D("1.000000"), roas=None)
+    assert ratios(0, 0, D("0.00"), D("1.00")) == roas.Ratios(None, None, None)
+    assert ratios(0, 1, D("7.00"), D("1.00")) == roas.Ratios(D("7.00"), None, D("7.000000"))
+
+
+def totals(**kw: object) -> roas.GroupTotals:
+    t = roas.GroupTotals()
+    for name, value in kw.items():
+        setattr(t, name, value)
+    return t
+
+
+def test_a_groups_currency_and_revenue() -> None:
+    def revenue(**by: str) -> dict[str, Decimal]:
+        return {c: D(v) for c, v in by.items()}
+
+    assert totals(spend_currencies={"USD"}, revenue=revenue(USD="10.5")).finish() == ("USD", D("10.50"), False)
+    assert totals(spend_currencies={"USD"}, fallback_currency="EUR").finish() == ("USD", D("0.00"), False)
+    assert totals(fallback_currency="EUR", revenue=revenue(EUR="5")).finish() == ("EUR", D("5.00"), False)
+    assert totals(revenue=revenue(GBP="3")).finish() == ("GBP", D("3.00"), False)  # sales alone decide
+    assert totals(revenue=revenue(GBP="3", USD="4")).finish() == (None, None, True)
+    assert totals().finish() == (None, D(0), False)
+    assert totals(spend_currencies={"USD", "EUR"}, revenue=revenue(USD="1")).finish() == (None, None, True)
+    assert totals(spend_currencies={"USD"}, revenue=revenue(USD="1", EUR="2")).finish() == ("USD", None, True)
+    assert totals(spend_currencies={"USD"}, revenue=revenue(EUR="2")).finish() == ("USD", None, True)
+
+
+def test_merge_sums_makes_one_row_per_day_and_group_from_four_sorted_streams() -> None:
+    from metaspend_pipeline.storage.roas import GroupSums, RoasRow
+
+    sums = GroupSums(
+        spend=iter(
+            [((D4, "1"), ("USD", D("10.00"))), ((D4, "1"), ("USD", D("5.00"))), ((D5, "2"), ("EUR", D("3.00")))]
+        ),
+        leads=iter([((D3, "9"), (2, None)), ((D4, "1"), (3, "USD")), ((D5, "3"), (1, None)), ((D5, "3"), (1, "GBP"))]),
+        sales=iter([((D4, "1"), ("USD", 2, D("45.00"))), ((D5, "3"), ("GBP", 1, D("0.05")))]),
+        meta_purchases=iter([((D4, "1"), ("USD", 3, D("60.00")))]),
+    )
+    assert list(roas.merge_sums("acme", sums)) == [
+        RoasRow("acme", D3, "9", None, 2, 0, D(0), D("0.00"), None, D("0.000000"), None, False),
+        RoasRow(
+            "acme",
+            D4,
+            "1",
+            "USD",
+            3,
+            2,
+            D("45.00"),
+            D("15.00"),
+            D("22.50"),
+            D("0.666667"),
+            D("3.000000"),
+            False,
+            meta_purchases=3,
+            meta_purchase_value=D("60.00"),
+            meta_roas=D("4.000000"),
+        ),
+        RoasRow("acme", D5, "2", "EUR", 0, 0, D("0.00"), D("3.00"), None, None, None, False),
+        RoasRow("acme", D5, "3", "GBP", 2, 1, D("0.05"), D("0.00"), D("0.05"), D("0.500000"), None, False),
+    ]
+
+
+def _margin_example(engine: sa.Engine) -> None:
+    """acme: act_k on Kiritimati time (UTC+14) ties campaign 11, act_m on UTC-12 ties campaign 22;
+    campaign 99 is tied to no ad account. solo: act_k only; its campaign 77 is tied to none."""
+    with engine.begin() as conn:
+        conn.execute(
+            connected_account.insert(),
+            [
+                {"id": "ca-acme", "organization_id": "acme", "provider": "FACEBOOK", "status": "CONNECTED",
+                 "ad_accounts": ["act_k", "act_m"], "created_at": NOW, "updated_at": NOW},
+                {"id": "ca-solo", "organization_id": "solo", "provider": "FACEBOOK", "status": "CONNECTED",
+                 "ad_accounts": ["act_k"], "created_at": NOW, "updated_at": NOW},
+            ],
+        )  # fmt: skip
+        conn.execute(
+            meta_ad_account.insert(),
+            [
+                {"ad_account_id": "act_k", "currency": "USD", "timezone_name": "Pacific/Kiritimati", "updated_at": NOW},
+                {"ad_account_id": "act_m", "currency": "USD", "timezone_name": "Etc/GMT+12", "updated_at": NOW},
+            ],
+        )
+        conn.execute(
+            meta_spend_daily.insert(),
+            [
+                spend(D4, "CAMPAIGN", "act_k", "11", None, None, "10.00"),
+                spend(D5, "CAMPAIGN", "act_m", "22", None, None, "20.00"),
+            ],
+        )
+        leads = [
+            ("K0", "acme", at(D3, 9, 59), "11"),  # 23:59 on the 3rd in Kiritimati: before the window
+            ("K1", "acme", at(D3, 10), "11"),  # 00:00 on the 4th in Kiritimati: the window's first day
+            ("M1", "acme", at(D5 + dt.timedelta(days=1), 11, 59), "22"),  # 23:59 on the 5th at UTC-12: its last day
+            ("M0", "acme", at(D5 + dt.timedelta(days=1), 12), "22"),  # 00:00 on the 6th at UTC-12: after it
+            ("U1", "acme", at(D5, 11, 30), "99"),  # two ad accounts, none its own: UTC, the 5th
+            ("S1", "solo", at(D4, 12), "77"),  # solo's only ad account: 02:00 on the 5th in Kiritimati
+        ]
+        conn.execute(
+            lead.insert(),
+            [{"id": i, "organization_id": o, "created_at": c, "campaign_id": cp} for i, o, c, cp in leads],
+        )
+        conn.execute(
+            sale.insert(),
+            [
+                {
+                    "id": i,
+                    "organization_id": "acme",
+                    "lead_id": lid,
+                    "amount": D(a),
+                    "currency": "usd",
+                    "closed_at": NOW,
+                }
+                for i, lid, a in (
+                    ("S0", "K0", "999.00"),
+                    ("S1", "K1", "30.00"),
+                    ("S2", "M1", "50.00"),
+                    ("S3", "M0", "7.00"),
+                )
+            ],
+        )
+        conn.execute(
+            fx_rates_daily.insert(),
+            [
+                {"date": d, "currency": c, "rate": D(r), "ecb_date": d, "fetched_at": NOW}
+                for d in (D3, D4, D5)
+                for c, r in (("EUR", "1"), ("USD", "1.0850"))
+            ],
+        )
+
+
+def _campaign_rows(engine: sa.Engine, org: str) -> dict[tuple[dt.date, str], tuple]:
+    t = meta_roas_by_campaign
+    with engine.connect() as conn:
+        return {
+            (r.date, r.campaign_id): (r.currency, r.leads_count, r.sales_count, r.revenue, r.spend, r.avg_ticket,
+                                      r.conversion_rate, r.roas, r.revenue_currency_mismatch)
+            for r in conn.execute(sa.select(t).where(t.c.organization_id == org))
+        }  # fmt: skip
+
+
+def test_leads_on_the_margin_days_of_the_window_count_on_their_local_day(engine: sa.Engine) -> None:
+    _margin_example(engine)
+    report = roas.RoasReport()
+    for org in ("acme", "solo"):
+        roas.refresh_organization(engine, org, D4, D5, 1, report, groups=("campaign",))
+    assert report.failures == {}
+    assert _campaign_rows(engine, "acme") == {
+        (D4, "11"): ("USD", 1, 1, D("30.00"), D("10.00"), D("30.00"), D("1.000000"), D("3.000000"), False),
+        (D5, "22"): ("USD", 1, 1, D("50.00"), D("20.00"), D("50.00"), D("1.000000"), D("2.500000"), False),
+        (D5, "99"): (None, 1, 0, D("0.00"), D("0.00"), None, D("0.000000"), None, False),
+    }
+    assert _campaign_rows(engine, "solo") == {
+        (D5, "77"): ("USD", 1, 0, D("0.00"), D("0.00"), None, D("0.000000"), None, False),
+    }
+    assert dict(report.rows_by_group) == {"campaign": 4}
+    assert dict(report.rows_by_day_group) == {(D4, "campaign"): 1, (D5, "campaign"): 3}
+    assert dict(report.mismatches_by_group) == {"campaign": 0}
+
+
+def test_refresh_reports_rows_and_mismatches_per_group_and_replaces_only_its_window(engine: sa.Engine) -> None:
+    _margin_example(engine)
+    with engine.begin() as conn:
+        conn.execute(
+            sale.insert(),
+            [{"id": "S4", "organization_id": "acme", "lead_id": "K1", "amount": D("1.00"), "currency": "EUR", "closed_at": NOW}],
+        )  # fmt: skip
+    first = roas.RoasReport()
+    roas.refresh_organization(engine, "acme", D4, D5, 2, first)
+    assert dict(first.rows_by_group) == {"campaign": 3}  # no lead or spend has an ad set or an ad
+    assert dict(first.mismatches_by_group) == {"campaign": 1}
+    assert _campaign_rows(engine, "acme")[(D4, "11")] == (
+        "USD",
+        1,
+        2,
+        None,
+        D("10.00"),
+        None,
+        D("2.000000"),
+        None,
+        True,
+    )
+    again = roas.RoasReport()
+    roas.refresh_organization(engine, "acme", D5, D5, 1, again, groups=("campaign",))  # the 4th stays
+    assert set(_campaign_rows(engine, "acme")) == {(D4, "11"), (D5, "22"), (D5, "99")}
+    assert dict(again.rows_by_day_group) == {(D5, "campaign"): 2}
+
+
+def test_the_roas_stores_reads(engine: sa.Engine) -> None:
+    from metaspend_pipeline.storage import roas as roas_store
+    from metaspend_pipeline.storage.roas import RoasRow
+
+    _margin_example(engine)
+    with engine.begin() as conn:
+        conn.execute(
+            connected_account.insert().values(
+                id="ca-acme-2", organization_id="acme", provider="INSTAGRAM", status="NEEDS_REAUTH",
+                ad_accounts=["act_z", "act_k"], created_at=NOW, updated_at=NOW,
+            )
+        )  # fmt: skip
+        conn.execute(
+            meta_spend_daily.insert(),
+            [{**spend(D4, "CAMPAIGN", "act_x", "55", None, None, "1.00"), "organization_id": "gone"}],
+        )
+
+        def row(org: str, day: dt.date, group_id: str, mismatch: bool) -> RoasRow:
+            return RoasRow(org, day, group_id, "USD", 1, 0, None, D("1.00"), None, D("0"), None, mismatch)
+
+        written = roas_store.replace_roas(
+            conn,
+            "adset",
+            "acme",
+            D3,
+            D5,
+            [row("acme", D5, "8", True), row("acme", D3, "9", False), row("acme", D4, "7", True)],
+        )
+        roas_store.replace_roas(conn, "adset", "solo", D4, D4, [row("solo", D4, "1", True)])
+        roas_store.replace_roas(conn, "adset", "acme", D5, D5, [row("acme", D5, "6", False)])  # replaces the 5th only
+    assert written == 3
+    with engine.connect() as conn:
+        assert roas_store.organization_ad_accounts(conn, "acme") == {"act_k", "act_m", "act_z"}
+        assert roas_store.organization_ad_accounts(conn, "nobody") == set()
+        assert roas_store.roas_organizations(conn) == ["acme", "gone", "solo"]
+        read = [
+            (r.organization_id, r.date, r.adset_id, r.revenue_currency_mismatch)
+            for r in roas_store.iter_roas(conn, "adset", D3, D5)
+        ]
+        assert read == [
+            ("acme", D3, "9", False),
+            ("acme", D4, "7", True),
+            ("acme", D5, "6", False),
+            ("solo", D4, "1", True),
+        ]
+        assert [r.adset_id for r in roas_store.iter_roas(conn, "adset", D4, D4, ["acme"])] == ["7"]
+        assert [r.adset_id for r in roas_store.iter_roas(conn, "adset", D3, D5, only_mismatches=True)] == ["7", "1"]
+        assert list(roas_store.iter_roas(conn, "adset", D3, D5, [])) == []

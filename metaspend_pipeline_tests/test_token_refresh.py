@@ -15,7 +15,7 @@ from metaspend_pipeline.meta.sandbox.server import Sandbox
 from metaspend_pipeline.resources import MetaAdsResource
 from metaspend_pipeline.settings import MetaApiSettings
 from metaspend_pipeline.storage import accounts as store
-from metaspend_pipeline.tokens import KeyRing
+from metaspend_pipeline.tokens import KeyRing, generate_key
 from metaspend_pipeline_tests.conftest import Pipeline
 
 NOW = dt.datetime.now(dt.UTC)
@@ -152,3 +152,119 @@ def test_refresh_horizon_is_exactly_seven_days_and_only_connected_accounts_are_r
         statuses = dict(conn.execute(sa.select(store.connected_account.c.id, store.connected_account.c.status)).all())
     assert statuses[ids["reauth"]] == "NEEDS_REAUTH"
     assert statuses[ids["disconnected"]] == "DISCONNECTED"
+
+
+def test_refresh_tokens_extends_up_to_exactly_seven_days_and_only_connected_accounts(
+    engine: sa.Engine, encryption_key: str, sandbox: Sandbox, api_settings: MetaApiSettings
+) -> None:
+    """`refresh_tokens` on its own, at a fixed `now`: the horizon is now + 7 days, inclusive, and
+    each stored token gets one outcome saying what happened to it."""
+    import dataclasses
+
+    from metaspend_pipeline.settings import Settings
+    from metaspend_pipeline.storage.db import utcnow
+    from metaspend_pipeline.token_refresh import refresh_tokens
+
+    now = utcnow().replace(microsecond=0)
+    horizon = now + dt.timedelta(days=7)
+    keyring = KeyRing.from_settings(Settings.from_env({"META_TOKEN_ENCRYPTION_KEY": encryption_key}))
+    other_keyring = KeyRing.from_settings(Settings.from_env({"META_TOKEN_ENCRYPTION_KEY": generate_key()}))
+
+    def connect(org: str, token: str, expires_at: dt.datetime | None, keys: KeyRing = keyring) -> str:
+        sandbox.add_token(token, "demo-org-1")
+        with engine.begin() as conn:
+            return store_connection(conn, keys, org, "FACEBOOK", ["act_1000000001"], token, expires_at)
+
+    at_horizon = connect("at-horizon", "EAAathorizon" + "1" * 30, horizon)
+    after_horizon = connect("after-horizon", "EAAafter" + "2" * 30, horizon + dt.timedelta(seconds=1))
+    never = connect("never", "EAAnever" + "3" * 30, None)
+    reauth = connect("reauth", "EAAreauth" + "4" * 30, now + dt.timedelta(days=1))
+    rejected = connect("rejected", "EAArejected" + "5" * 30, now + dt.timedelta(days=2))
+    sandbox.add_token("EAArejected" + "5" * 30, "demo-org-1", revoked=True)
+    foreign_key = connect("foreign-key", "EAAforeign" + "6" * 30, now + dt.timedelta(days=3), other_keyring)
+    with engine.begin() as conn:
+        store.set_status(conn, reauth, "NEEDS_REAUTH")
+        before = {t.connected_account_id: t for t in store.stored_tokens(conn)}
+
+    settings = dataclasses.replace(api_settings, app_id=sandbox.config.app_id, app_secret=sandbox.config.app_secret)
+    outcomes = {
+        o.connected_account_id: o for o in refresh_tokens(engine, keyring, lambda t: MetaClient(t, settings), now)
+    }
+
+    with engine.connect() as conn:
+        after = {t.connected_account_id: t for t in store.stored_tokens(conn)}
+        statuses = dict(conn.execute(sa.select(store.connected_account.c.id, store.connected_account.c.status)).all())
+    new_expiry = now + dt.timedelta(seconds=sandbox.config.token_lifetime_seconds)
+    assert {k: (o.organization_id, o.provider, o.status, o.detail, o.expires_at) for k, o in outcomes.items()} == {
+        at_horizon: (
+            "at-horizon",
+            "FACEBOOK",
+            "EXTENDED",
+            f"new token valid until {new_expiry:%Y-%m-%d %H:%M} UTC",
+            new_expiry,
+        ),
+        after_horizon: (
+            "after-horizon",
+            "FACEBOOK",
+            "SKIPPED",
+            f"expires {horizon + dt.timedelta(seconds=1):%Y-%m-%d %H:%M} UTC, after {horizon:%Y-%m-%d}",
+            horizon + dt.timedelta(seconds=1),
+        ),
+        never: ("never", "FACEBOOK", "SKIPPED", "token never expires", None),
+        reauth: ("reauth", "FACEBOOK", "SKIPPED", "account is NEEDS_REAUTH", now + dt.timedelta(days=1)),
+        rejected: ("rejected", "FACEBOOK", "NEEDS_REAUTH", outcomes[rejected].detail, now + dt.timedelta(days=2)),
+        foreign_key: ("foreign-key", "FACEBOOK", "FAILED", outcomes[foreign_key].detail, now + dt.timedelta(days=3)),
+    }
+    assert outcomes[rejected].detail.startswith("Meta rejected the token (")
+    assert outcomes[rejected].detail.endswith("); reconnect the account")
+    assert "code 190/467: Invalid OAuth access token" in outcomes[rejected].detail  # Meta's own words
+    assert "EAArejected" not in outcomes[rejected].detail
+    assert outcomes[foreign_key].detail.startswith(f"token of connected account {foreign_key} was encrypted with key ")
+    assert str(outcomes[never]) == f"organization never (FACEBOOK, account {never}): skipped, token never expires"
+    assert str(outcomes[rejected]).startswith(f"organization rejected (FACEBOOK, account {rejected}): needs reauth, ")
+
+    extended = after[at_horizon]
+    assert (extended.expires_at, extended.last_refreshed_at is not None) == (new_expiry, True)
+    new_token = keyring.decrypt(extended.access_token_encrypted, at_horizon)
+    assert new_token != "EAAathorizon" + "1" * 30
+    assert MetaClient(new_token, api_settings).ad_account("act_1000000001").currency == "USD"  # Meta accepts it
+    for untouched in (after_horizon, never, reauth, rejected, foreign_key):
+        assert dataclasses.replace(after[untouched], status="") == dataclasses.replace(before[untouched], status="")
+    assert statuses == {
+        at_horizon: "CONNECTED",
+        after_horizon: "CONNECTED",
+        never: "CONNECTED",
+        reauth: "NEEDS_REAUTH",
+        rejected: "NEEDS_REAUTH",
+        foreign_key: "CONNECTED",
+    }
+
+
+def test_a_token_meta_extends_without_expiry_is_said_to_have_none(
+    engine: sa.Engine, encryption_key: str, sandbox: Sandbox, api_settings: MetaApiSettings
+) -> None:
+    import dataclasses
+
+    from metaspend_pipeline.settings import Settings
+    from metaspend_pipeline.storage.db import utcnow
+    from metaspend_pipeline.token_refresh import refresh_tokens
+
+    sandbox.configure(token_lifetime_seconds=0)  # Meta's answer has no expires_in
+    keyring = KeyRing.from_settings(Settings.from_env({"META_TOKEN_ENCRYPTION_KEY": encryption_key}))
+    now = utcnow()
+    sandbox.add_token("EAAsoon" + "7" * 30, "demo-org-1")
+    with engine.begin() as conn:
+        account = store_connection(
+            conn, keyring, "soon", "FACEBOOK", ["act_1000000001"], "EAAsoon" + "7" * 30, now + dt.timedelta(days=1)
+        )
+    settings = dataclasses.replace(api_settings, app_id=sandbox.config.app_id, app_secret=sandbox.config.app_secret)
+    [outcome] = refresh_tokens(engine, keyring, lambda t: MetaClient(t, settings), now, within_days=1)
+    assert (outcome.connected_account_id, outcome.status, outcome.detail, outcome.expires_at) == (
+        account,
+        "EXTENDED",
+        "new token valid until no expiry",
+        None,
+    )
+    with engine.connect() as conn:
+        [stored] = store.stored_tokens(conn)
+    assert stored.expires_at is None
