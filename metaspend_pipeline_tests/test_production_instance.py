@@ -55,6 +55,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 SPEND_ASSETS = [
     "meta_raw_insights",
     "meta_spend_daily",
+    "fx_rates_daily",
     "meta_roas_by_campaign",
     "meta_roas_by_adset",
     "meta_roas_by_ad",
