@@ -21,7 +21,7 @@ from metaspend_pipeline.cli import cli
 from metaspend_pipeline.meta.sandbox.ecb import target_holidays
 from metaspend_pipeline.meta.sandbox.server import Sandbox
 from metaspend_pipeline.resources import WarehouseResource
-from metaspend_pipeline.settings import BUNDLED_FX_RATES, ECB_RATES_URL, SettingsError, fx_rates_url
+from metaspend_pipeline.settings import BUNDLED_FX_RATES, ECB_RATES_URL, Settings, SettingsError, fx_rates_url
 from metaspend_pipeline.storage import db
 from metaspend_pipeline.storage.schema import (
     ROAS_TABLES,
@@ -63,11 +63,16 @@ def stored_rates(url: str) -> list[dict[str, object]]:
 
 
 def around_a_holiday() -> tuple[dt.date, dt.date]:
-    """Eight days around the latest TARGET holiday at least ten days ago: a weekend and a holiday."""
+    """Eight days around the latest TARGET holiday at least ten days ago: a weekend and a holiday.
+
+    The days start at the holiday itself when three days before it would be before the first
+    partition (on a clock in early 2024, the holiday is 1 January 2024)."""
     holiday = max(
         h for year in (TODAY.year - 1, TODAY.year) for h in target_holidays(year) if h <= TODAY - dt.timedelta(days=10)
     )
-    return holiday - dt.timedelta(days=3), holiday + dt.timedelta(days=4)
+    first_partition = Settings.from_env({}).spend_start_date
+    start = holiday - dt.timedelta(days=3) if holiday - dt.timedelta(days=3) >= first_partition else holiday
+    return start, start + dt.timedelta(days=7)
 
 
 def failure_of(result: dg.ExecuteInProcessResult) -> str:
