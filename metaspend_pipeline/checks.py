@@ -25,7 +25,7 @@ from pydantic import Field
 from metaspend_pipeline import anomalies, validation
 from metaspend_pipeline.assets import ROAS_KEYS, fx_rates_daily, meta_raw_insights, meta_spend_daily
 from metaspend_pipeline.assets.common import ORGANIZATIONS_FAILED
-from metaspend_pipeline.partitions import partition_dates
+from metaspend_pipeline.partitions import days, partition_dates
 from metaspend_pipeline.resources import WarehouseResource
 from metaspend_pipeline.settings import AnomalySettings, Settings, SettingsError
 from metaspend_pipeline.storage import fx as fx_store
@@ -347,10 +347,9 @@ def every_needed_currency_has_a_rate(
     with warehouse.engine().connect() as conn:
         needed = fx_store.needed_currencies(conn, since, until)
         have = fx_store.rates(conn, since, until)
-    days = [since + dt.timedelta(days=n) for n in range((until - since).days + 1)]
     problems = []
     for currency, who in needed.items():
-        missing = [d for d in days if (d, currency) not in have]
+        missing = [d for d in days(since, until) if (d, currency) not in have]
         if missing:
             span = f"{missing[0]}" if len(missing) == 1 else f"{missing[0]}..{missing[-1]} ({len(missing)} days)"
             problems.append(f"{currency}: no rate for {span}; needed by {', '.join(who)}")

@@ -125,6 +125,21 @@ def example(env: dict[str, str]) -> str:
     return url
 
 
+def insert_rates(conn: sa.Connection) -> None:
+    """The ECB's rates of D3..D5, for the reporting-currency columns (every organization here reports
+    in USD); written once per database."""
+    if conn.execute(sa.select(sa.func.count()).select_from(fx_rates_daily)).scalar_one():
+        return
+    conn.execute(
+        fx_rates_daily.insert(),
+        [
+            {"date": d, "currency": c, "rate": D(r), "ecb_date": d, "fetched_at": NOW}
+            for d in (D3, D4, D5)
+            for c, r in (("EUR", "1"), ("USD", "1.0850"))
+        ],
+    )
+
+
 def seed(
     url: str,
     organization: str,
@@ -162,17 +177,7 @@ def seed(
         )
         if rows:
             conn.execute(meta_spend_daily.insert(), rows)
-        # the ECB's rates of the days, for the reporting-currency columns (every organization here
-        # reports in USD); written once per database
-        if not conn.execute(sa.select(sa.func.count()).select_from(fx_rates_daily)).scalar_one():
-            conn.execute(
-                fx_rates_daily.insert(),
-                [
-                    {"date": d, "currency": c, "rate": D(r), "ecb_date": d, "fetched_at": NOW}
-                    for d in (D3, D4, D5)
-                    for c, r in (("EUR", "1"), ("USD", "1.0850"))
-                ],
-            )
+        insert_rates(conn)
         conn.execute(
             lead.insert(),
             [
@@ -544,14 +549,7 @@ def _margin_example(engine: sa.Engine) -> None:
                 )
             ],
         )
-        conn.execute(
-            fx_rates_daily.insert(),
-            [
-                {"date": d, "currency": c, "rate": D(r), "ecb_date": d, "fetched_at": NOW}
-                for d in (D3, D4, D5)
-                for c, r in (("EUR", "1"), ("USD", "1.0850"))
-            ],
-        )
+        insert_rates(conn)
 
 
 def _campaign_rows(engine: sa.Engine, org: str) -> dict[tuple[dt.date, str], tuple]:
