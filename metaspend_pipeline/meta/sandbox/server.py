@@ -47,7 +47,7 @@ import struct
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, NamedTuple
@@ -950,7 +950,7 @@ class Sandbox:
         token = call.token
         account_id = f"act_{call.args['digits']}"
         self._authorize(token, account_id)
-        return _json(_account_json(self.world.accounts[account_id]))
+        return _json(_account_json(self.world.accounts[account_id], call.params))
 
     def _me_adaccounts(self, call: Call) -> Response:
         request, params, token = call.request, call.params, call.token
@@ -959,7 +959,7 @@ class Sandbox:
         for account_id in record.ad_accounts:
             account = self.world.accounts.get(account_id)
             if account is not None:
-                rows.append(_account_json(account))
+                rows.append(_account_json(account, params))
         return self._page(request, params, token, rows)
 
     def _debug_token(self, call: Call) -> Response:
@@ -1151,8 +1151,10 @@ def _status_filter(params: dict[str, str], *, legacy: bool) -> frozenset[str] | 
     return statuses
 
 
-def _account_json(account: SandboxAdAccount) -> dict[str, Any]:
-    return {
+def _account_json(account: SandboxAdAccount, params: Mapping[str, str]) -> dict[str, Any]:
+    """The ad account node as Meta answers it: `id` and the `fields` asked for (`id` and
+    `account_id` when none are); a field an ad account does not have is refused with #100."""
+    node = {
         "id": account.id,
         "account_id": account.account_id,
         "name": account.name,
@@ -1161,6 +1163,11 @@ def _account_json(account: SandboxAdAccount) -> dict[str, Any]:
         "timezone_offset_hours_utc": float(account.timezone_offset_hours_utc),
         "account_status": 1,
     }
+    fields = [f for f in params.get("fields", "account_id").split(",") if f]
+    unknown = [f for f in fields if f not in node]
+    if unknown:
+        raise GraphError(400, 100, f"(#100) Tried accessing nonexisting field ({unknown[0]}) on node type (AdAccount)")
+    return {"id": account.id} | {f: node[f] for f in fields}
 
 
 def _broken_midway(response: Response, environ: dict[str, Any]) -> Response:
