@@ -142,8 +142,12 @@ def test_high_app_usage_slows_every_ad_account(
 ) -> None:
     """Another caller has just used 90% of the app's calls: the five ad accounts' threads consult
     one app pacer, so every one of them waits its turn; nothing is refused and the rows are the truth."""
-    sandbox.configure(app_rate_limit_calls=100, app_rate_limit_window_seconds=4.0)
-    settings = dataclasses.replace(api_settings, usage_window_seconds=4.0, retry_max_wait=5.0)
+    # The 90 calls stay in the app's window for 8 s: every ad account's second call must come before
+    # they leave it, which takes well under a second, and a few on a loaded machine (or under
+    # libfaketime, whose clock calls are slower): with a 4 s window one ad account now and then made
+    # its second call after the others' calls had left it and had no turn to wait.
+    sandbox.configure(app_rate_limit_calls=100, app_rate_limit_window_seconds=8.0)
+    settings = dataclasses.replace(api_settings, usage_window_seconds=8.0, retry_max_wait=9.0)
     app = AppPacer(settings.usage_slowdown_pct, settings.usage_window_seconds)
     accounts = {
         org.organization_id: [
