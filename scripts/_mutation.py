@@ -1,6 +1,8 @@
 """scripts/mutation's helper: the shared test templates, and the score per module from mutants/.
 
-    python scripts/_mutation.py score [--only MODULE] [--diffs]
+    python scripts/_mutation.py score [--only MODULE] [--diffs] [--sample]
+    python scripts/_mutation.py generate                       -> mutants/ (mutmut's mutants, none tested)
+    python scripts/_mutation.py sample SIZE [--only MODULE]   -> the sample's untested mutants, one a line
     python scripts/_mutation.py module-name storage/spend         -> metaspend_pipeline.storage.spend
     python scripts/_mutation.py create-sqlite-template PATH
     python scripts/_mutation.py create-postgres-template NAME | drop-postgres-template NAME
@@ -8,13 +10,21 @@
 The score reads mutmut's own results (mutants/<module>.py.meta: an exit code per mutant) with
 mutmut's own meaning of the codes. A timeout counts as killed (the mutant made the tests hang, which
 they detected); "no tests" (no selected test runs the mutated function) counts as survived.
+
+A sample (`scripts/mutation --sample N`) is N mutants per module drawn at random with a fixed seed
+(all of a module's mutants when it has fewer), kept in mutants/sample.json: the score of a sample
+is killed / tested among its mutants, with a 95% Wilson interval for the module's full score.
+Raising N keeps the mutants of a smaller N (each module's mutants are shuffled once, and the sample
+is the first N), so a sample grows without testing its mutants again.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import random
 import sys
 from collections import Counter
 from pathlib import Path
@@ -23,6 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout's package (its migrations make the templates), not an installed one
 PACKAGE = "metaspend_pipeline"
 KILLED = {"killed", "timeout", "caught by type check"}
+SAMPLE = ROOT / "mutants" / "sample.json"
+SEED = "metaspend-mutation-sample-1"
 
 
 def module_name(text: str) -> str:
@@ -42,20 +54,84 @@ def _mutated_modules() -> list[str]:
     return [path.removesuffix(".py").replace("/", ".") for path in config["only_mutate"]]
 
 
-def score(only: list[str] | None, diffs: bool) -> int:
+def _meta(module: str) -> Path:
+    return ROOT / "mutants" / (module.replace(".", "/") + ".py.meta")
+
+
+def _exit_codes(module: str) -> dict[str, int | None] | None:
+    """mutmut's result per mutant of `module` (None: not tested yet), or None before generation."""
+    meta = _meta(module)
+    return json.loads(meta.read_text())["exit_code_by_key"] if meta.is_file() else None
+
+
+def _sampled(module: str, names: list[str], size: int) -> list[str]:
+    shuffled = sorted(names)
+    random.Random(f"{SEED}:{module}").shuffle(shuffled)
+    return shuffled[:size]
+
+
+def sample(size: int, only: list[str] | None) -> int:
+    """Draw (or grow) each module's sample, record it, and print its mutants not tested yet."""
+    chosen = json.loads(SAMPLE.read_text()) if SAMPLE.is_file() else {}
+    untested = []
+    for module in only or _mutated_modules():
+        codes = _exit_codes(module)
+        if codes is None:
+            raise SystemExit(f"{module}: no mutants generated yet (mutants/ is missing them)")
+        chosen[module] = _sampled(module, list(codes), size)
+        untested += [name for name in chosen[module] if codes[name] is None]
+    SAMPLE.write_text(json.dumps(chosen, indent=1, sort_keys=True))
+    print("\n".join(untested))
+    return 0
+
+
+def generate() -> int:
+    """mutmut's mutants of every module, without testing any (what `mutmut run` does first)."""
+    from mutmut import __main__ as mutmut
+
+    os.chdir(ROOT)
+    mutmut.set_mutant_under_test("mutant_generation")
+    Path("mutants").mkdir(exist_ok=True)
+    mutmut.copy_src_dir()
+    mutmut.copy_also_copy_files()
+    mutmut.setup_source_paths()
+    mutmut.store_lines_covered_by_tests()
+    mutmut.create_mutants(os.cpu_count() or 2)
+    return 0
+
+
+def wilson_interval(killed: int, tested: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% Wilson score interval of a proportion killed / tested (its bounds as %)."""
+    if tested == 0:
+        return (0.0, 100.0)
+    p = killed / tested
+    centre = p + z * z / (2 * tested)
+    spread = z * math.sqrt(p * (1 - p) / tested + z * z / (4 * tested * tested))
+    denominator = 1 + z * z / tested
+    return (100 * (centre - spread) / denominator, 100 * (centre + spread) / denominator)
+
+
+def score(only: list[str] | None, diffs: bool, sampled: bool = False) -> int:
     from mutmut.stats import status_by_exit_code
 
     modules = only or _mutated_modules()
+    samples = json.loads(SAMPLE.read_text()) if sampled and SAMPLE.is_file() else {}
+    if sampled and not samples:
+        raise SystemExit("no sample yet: run scripts/mutation --sample N")
     header = (
         f"{'module':<36} {'killed':>6} {'total':>6} {'%':>6} {'survived':>8} {'timeout':>7} {'other':>5} {'unrun':>5}"
     )
+    if sampled:
+        header += f" {'of':>5} {'95% interval':>13}"
     lines, survivors = [header, "-" * len(header)], []
     for module in modules:
-        meta = ROOT / "mutants" / (module.replace(".", "/") + ".py.meta")
-        if not meta.is_file():
+        codes = _exit_codes(module)
+        if codes is None or (sampled and module not in samples):
             lines.append(f"{module:<36} {'(not run yet)':>14}")
             continue
-        codes = json.loads(meta.read_text())["exit_code_by_key"]
+        population = len(codes)
+        if sampled:
+            codes = {name: codes[name] for name in samples[module]}
         statuses = {name: status_by_exit_code[code] for name, code in codes.items()}
         counts = Counter(statuses.values())
         killed = sum(counts[s] for s in KILLED)
@@ -64,10 +140,14 @@ def score(only: list[str] | None, diffs: bool) -> int:
         other = len(codes) - killed - unrun - survived
         checked = len(codes) - unrun
         percent = f"{100 * killed / checked:.1f}" if checked else "-"
-        lines.append(
+        line = (
             f"{module:<36} {killed:>6} {len(codes):>6} {percent:>6} {survived:>8} "
             f"{counts['timeout']:>7} {other:>5} {unrun:>5}"
         )
+        if sampled:
+            low, high = wilson_interval(killed, checked)
+            line += f" {population:>5} {f'{low:.1f}-{high:.1f}':>13}"
+        lines.append(line)
         path = Path(module.replace(".", "/") + ".py")
         not_killed = [n for n, s in sorted(statuses.items()) if s not in KILLED | {"not checked"}]
         survivors += [(path, n, statuses[n]) for n in not_killed]
@@ -75,6 +155,11 @@ def score(only: list[str] | None, diffs: bool) -> int:
     print(
         "\n% = killed (timeouts included) / mutants tested; unrun: not tested yet; other: suspicious, segfault, skipped"
     )
+    if sampled:
+        print(
+            "a random sample per module (mutants/sample.json): total = its size, of = the module's mutants, "
+            "95% interval = where the module's full score lies"
+        )
     if survivors:
         print(f"\nsurvivors ({len(survivors)}): `mutmut show <name>` prints the diff")
         for path, name, status in survivors:
@@ -138,11 +223,20 @@ def main() -> int:
     s = commands.add_parser("score")
     s.add_argument("--only", action="append", help="a module, dotted (repeatable)")
     s.add_argument("--diffs", action="store_true", help="print each survivor's diff")
+    s.add_argument("--sample", action="store_true", help="only the sampled mutants (mutants/sample.json)")
+    d = commands.add_parser("sample")
+    d.add_argument("size", type=int)
+    d.add_argument("--only", action="append", help="a module, dotted (repeatable)")
+    commands.add_parser("generate")
     for command in ("module-name", "create-sqlite-template", "create-postgres-template", "drop-postgres-template"):
         commands.add_parser(command).add_argument("value")
     args = parser.parse_args()
     if args.command == "score":
-        return score(args.only, args.diffs)
+        return score(args.only, args.diffs, args.sample)
+    if args.command == "generate":
+        return generate()
+    if args.command == "sample":
+        return sample(args.size, args.only)
     if args.command == "module-name":
         print(module_name(args.value))
     elif args.command == "create-sqlite-template":
