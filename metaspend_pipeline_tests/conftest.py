@@ -232,6 +232,22 @@ WALL_CLOCK_PACING_TESTS = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _no_dagster_runs_under_mutation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under scripts/mutation, a test that runs a Dagster job (`materialize`, `execute_in_process`)
+    is skipped when it gets there: one such run costs seconds, a surviving mutant runs every test
+    that covers its function, and at two cores a mutant of the fetch or the ROAS took ten minutes.
+    The scores are then those of the direct tests, a lower bound (docs/testing.md)."""
+    if not FASTEST_FIRST:
+        return
+    import dagster as dg
+
+    def left_out(*args: object, **kwargs: object) -> None:
+        pytest.skip("runs a Dagster job: left out under mutation (docs/testing.md)")
+
+    monkeypatch.setattr(dg.JobDefinition, "execute_in_process", left_out)
+
+
 def _durations() -> dict[str, float]:
     try:
         return json.loads(Path(FASTEST_FIRST or "").read_text()).get("duration_by_test", {})
