@@ -210,7 +210,8 @@ def test_an_ad_the_names_do_not_know_is_fetched_again_with_the_spend(
     sandbox: Sandbox, api_settings: MetaApiSettings, engine: sa.Engine
 ) -> None:
     """The names were fetched an instant ago, but one ad with spend in the range is missing from
-    `meta_ad` (created since): the next spend fetch of that range fetches the names again."""
+    `meta_ad` (created since): the next spend fetch of that range fetches the names again, and
+    replaces the range's raw rows."""
     [account] = [a for a in _accounts(sandbox, api_settings, ["demo-org-2"])["demo-org-2"]]
     since = until = day(2)
 
@@ -228,3 +229,47 @@ def test_an_ad_the_names_do_not_know_is_fetched_again_with_the_spend(
     fetch("again")
     with engine.connect() as conn:
         assert conn.execute(sa.select(ad.c.name).where(ad.c.id == new_ad)).scalar_one_or_none() is not None
+    assert raw_as_truth(raw_rows(engine)) == _truth(sandbox, ["demo-org-2"], since, until)  # replaced, not doubled
+
+
+def test_an_ad_account_two_organizations_share_is_counted_for_each(
+    sandbox: Sandbox, api_settings: MetaApiSettings, engine: sa.Engine
+) -> None:
+    """An agency's organization lists its client's ad account too: the fetch stores it for both, and
+    the run's counts and spend are the two fetches' together (twice the ad account's own)."""
+    org = _organization(sandbox, "demo-org-2")
+    since, until = day(2), day(3)
+
+    def account(organization_id: str) -> list[MetaAdAccount]:
+        client = MetaClient(org.token, api_settings)
+        return [MetaAdAccount(organization_id, org.ad_accounts[0], org.provider, f"ca-{organization_id}", client)]
+
+    report = ingest.fetch_organizations(
+        engine, ["agency", "demo-org-2"], account, pytest.fail, since, until, run_id="shared", window_days=2
+    )
+    assert [(o.organization_id, o.status) for o in report.outcomes] == [("agency", "OK"), ("demo-org-2", "OK")]
+    truth = _truth(sandbox, ["demo-org-2"], since, until)
+    assert dict(report.rows_by_day_level) == {k: 2 * n for k, n in Counter((r[3], r[2]) for r in truth).items()}
+    spend: dict[tuple[dt.date, str], Decimal] = {}
+    for r in sandbox.world.truth(org.ad_accounts[0], "account", since, until):
+        key = (dt.date.fromisoformat(r["date"]), r["currency"])
+        spend[key] = spend.get(key, Decimal(0)) + 2 * Decimal(r["spend"])
+    assert dict(report.spend_by_day_currency) == spend
+    stored = raw_as_truth(raw_rows(engine))
+    assert [r[1:] for r in stored if r[0] == "agency"] == [r[1:] for r in stored if r[0] == "demo-org-2"]
+    assert [r for r in stored if r[0] == "demo-org-2"] == truth
+
+
+def test_rows_spooled_to_disk_are_stored_as_they_came(
+    sandbox: Sandbox, api_settings: MetaApiSettings, engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A spool keeps SPOOL_MEMORY_BYTES in memory, then moves to a temporary file: with 1 KiB, every
+    level of a week spills to disk, and the rows stored are the truth."""
+    monkeypatch.setattr(ingest, "SPOOL_MEMORY_BYTES", 1024)
+    since, until = day(1), day(7)
+    accounts = _accounts(sandbox, api_settings, ["demo-org-3"])
+    report = ingest.fetch_organizations(
+        engine, ["demo-org-3"], accounts.__getitem__, pytest.fail, since, until, run_id="disk", window_days=7
+    )
+    assert {o.status for o in report.outcomes} == {"OK"}
+    assert raw_as_truth(raw_rows(engine)) == _truth(sandbox, ["demo-org-3"], since, until)
