@@ -272,7 +272,7 @@ def fetch_organizations(
         if on_account_done is not None:
             on_account_done(account)
 
-    if report.concurrency == 1 or len(pending) <= 1:
+    if report.concurrency == 1:  # also when at most one ad account is pending (see above)
         for account in pending:
             fetch_one(account)
     else:

@@ -116,7 +116,7 @@ class KeyRing:
 
     def decrypt(self, stored: str, connected_account_id: str) -> str:
         """The plaintext token; registered for redaction before it is returned."""
-        _, kid, nonce, sealed = _split(stored, connected_account_id)
+        kid, nonce, sealed = _split(stored, connected_account_id)
         key = self._key_for(kid)
         if key is None:
             raise TokenDecryptionError(
@@ -149,7 +149,8 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _split(stored: str, connected_account_id: str) -> tuple[str, str, bytes, bytes]:
+def _split(stored: str, connected_account_id: str) -> tuple[str, bytes, bytes]:
+    """The key id, nonce and sealed bytes of a stored value, its format checked (the version too)."""
     parts = (stored or "").split(":")
     if len(parts) != 4 or parts[0] != FORMAT_VERSION:
         found = parts[0] if len(parts) == 4 else f"{len(parts)} fields"
@@ -170,4 +171,4 @@ def _split(stored: str, connected_account_id: str) -> tuple[str, str, bytes, byt
             f"and a {len(sealed)}-byte ciphertext; expected a 12-byte nonce and a ciphertext with "
             "its 16-byte tag"
         )
-    return parts[0], parts[1], nonce, sealed
+    return parts[1], nonce, sealed
