@@ -638,7 +638,10 @@ def test_the_roas_stores_reads(engine: sa.Engine) -> None:
             [row("acme", D5, "8", True), row("acme", D3, "9", False), row("acme", D4, "7", True)],
         )
         roas_store.replace_roas(conn, "adset", "solo", D4, D4, [row("solo", D4, "1", True)])
-        roas_store.replace_roas(conn, "adset", "acme", D5, D5, [row("acme", D5, "6", False)])  # replaces the 5th only
+        # replaces the 5th only; two ad sets of one day, written out of order
+        roas_store.replace_roas(
+            conn, "adset", "acme", D5, D5, [row("acme", D5, "6", False), row("acme", D5, "5", True)]
+        )
     assert written == 3
     with engine.connect() as conn:
         assert roas_store.organization_ad_accounts(conn, "acme") == {"act_k", "act_m", "act_z"}
@@ -651,9 +654,14 @@ def test_the_roas_stores_reads(engine: sa.Engine) -> None:
         assert read == [
             ("acme", D3, "9", False),
             ("acme", D4, "7", True),
+            ("acme", D5, "5", True),
             ("acme", D5, "6", False),
             ("solo", D4, "1", True),
         ]
         assert [r.adset_id for r in roas_store.iter_roas(conn, "adset", D4, D4, ["acme"])] == ["7"]
-        assert [r.adset_id for r in roas_store.iter_roas(conn, "adset", D3, D5, only_mismatches=True)] == ["7", "1"]
+        assert [r.adset_id for r in roas_store.iter_roas(conn, "adset", D3, D5, only_mismatches=True)] == [
+            "7",
+            "5",
+            "1",
+        ]
         assert list(roas_store.iter_roas(conn, "adset", D3, D5, [])) == []
