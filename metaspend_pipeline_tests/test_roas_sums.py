@@ -78,6 +78,7 @@ def _sums(engine: sa.Engine, org: str = "acme", since: dt.date = D4, until: dt.d
             # At scale PostgreSQL groups by hashing, which yields the groups in no order; here too, so
             # that only the queries' ORDER BY can put them in the order the merge needs.
             conn.exec_driver_sql("SET enable_sort = off")
+            conn.exec_driver_sql("SET jit = off")  # the sorts' penalty cost would make it compile every query
         sums = roas_store.group_sums(conn, org, "campaign", since, until, None)
         return {
             "spend": list(sums.spend),
