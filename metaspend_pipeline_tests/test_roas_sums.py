@@ -75,8 +75,8 @@ def _conversion(
 def _sums(engine: sa.Engine, org: str = "acme", since: dt.date = D4, until: dt.date = D5) -> dict[str, list]:
     with engine.connect() as conn:
         if engine.dialect.name == "postgresql":
-            # At scale PostgreSQL groups by hashing, which yields the groups in no order; here too, so
-            # that only the queries' ORDER BY can put them in the order the merge needs.
+            # At scale PostgreSQL groups by hashing, which yields the groups in no order. Discouraged
+            # from sorting, it hashes here too where it can: only an ORDER BY then orders the groups.
             conn.exec_driver_sql("SET enable_sort = off")
             conn.exec_driver_sql("SET jit = off")  # the sorts' penalty cost would make it compile every query
         sums = roas_store.group_sums(conn, org, "campaign", since, until, None)
@@ -178,7 +178,8 @@ def test_a_sale_of_another_organization_never_counts(engine: sa.Engine) -> None:
 
 
 def test_a_lead_without_a_group_id_counts_in_no_group(engine: sa.Engine) -> None:
-    """The CRM writes an empty string as often as NULL for a lead that came without a campaign."""
+    """A lead that came without a campaign may carry an empty string instead of NULL: it belongs to
+    no group either way, and neither do its sales."""
     with engine.begin() as conn:
         _organization(conn, "acme", {"act_1": ("USD", "UTC")})
         _leads(conn, "acme", [("L1", at(D4, 12), "11"), ("L2", at(D4, 13), ""), ("L3", at(D4, 14), None)])
@@ -189,9 +190,10 @@ def test_a_lead_without_a_group_id_counts_in_no_group(engine: sa.Engine) -> None
 
 
 def test_meta_purchases_prefer_omni_purchase_then_purchase_then_the_pixels(engine: sa.Engine) -> None:
-    """omni_purchase counts the web's, the app's and the offline purchases, purchase the web's, the
-    pixel's its own: where Meta sends several, the broadest is the one read (not a sum, not the
-    first written)."""
+    """The same purchases are listed under each type Meta sends, omni_purchase being its total over
+    channels: the first present of omni_purchase, purchase and the pixel's is read, whatever order
+    they were written in, and never their sum. Here each type carries other numbers, so the one read
+    shows."""
     pixel = "offsite_conversion.fb_pixel_purchase"
     with engine.begin() as conn:
         _organization(conn, "acme", {"act_1": ("USD", "UTC")})
