@@ -74,15 +74,17 @@ def test_a_group_with_only_metas_purchases_takes_their_currency() -> None:
     )  # fmt: skip
 
 
-def test_metas_value_without_a_count_is_kept_and_values_in_two_currencies_are_not_added() -> None:
-    """Meta may send a purchase value without the count (`actions` missing): the value and its ROAS
-    stand. Values in two currencies cannot be added: NULL, as for the CRM's revenue."""
+def test_metas_count_or_value_alone_is_kept_and_values_in_two_currencies_are_not_added() -> None:
+    """Meta may send purchases without their value, or a value without the count (`actions`
+    missing): what was sent stands, with its ROAS where there is a value. Values in two currencies
+    cannot be added: NULL, as for the CRM's revenue."""
     rows = list(
         roas.merge_sums(
             "acme",
             sums(
                 spend=[((D4, "8"), ("USD", D("4.00"))), ((D4, "9"), ("USD", D("7.00")))],
                 meta=[
+                    ((D4, "7"), ("USD", 3, None)),
                     ((D4, "8"), ("USD", None, D("12.00"))),
                     ((D4, "9"), ("EUR", 1, D("5.00"))),
                     ((D4, "9"), ("USD", 1, D("7.00"))),
@@ -92,6 +94,7 @@ def test_metas_value_without_a_count_is_kept_and_values_in_two_currencies_are_no
     )
     # 12.00 / 4.00 = 3
     assert [(r.group_id, r.meta_purchases, r.meta_purchase_value, r.meta_roas) for r in rows] == [
+        ("7", 3, None, None),
         ("8", None, D("12.00"), D("3.000000")),
         ("9", 2, None, None),
     ]
