@@ -18,6 +18,7 @@ from metaspend_pipeline.storage.schema import (
     meta_ad_account,
     meta_roas_by_campaign,
     meta_spend_daily,
+    organization_setting,
     sale,
 )
 from metaspend_pipeline_tests.test_roas import D4, NOW, at, insert_rates, spend
@@ -100,8 +101,8 @@ def test_metas_count_or_value_alone_is_kept_and_values_in_two_currencies_are_not
     ]
 
 
-def _organization_with_a_sale(engine: sa.Engine, amount: str, currency: str) -> None:
-    """acme: act_1 (USD, UTC) spent 0.01 on campaign 1 on D4; its one lead of D4 sold for `amount`."""
+def _organization_with_a_sale(engine: sa.Engine, amount: str, currency: str, spent: str = "0.01") -> None:
+    """acme: act_1 (USD, UTC) spent `spent` on campaign 1 on D4; its one lead of D4 sold for `amount`."""
     with engine.begin() as conn:
         conn.execute(
             connected_account.insert().values(
@@ -112,7 +113,7 @@ def _organization_with_a_sale(engine: sa.Engine, amount: str, currency: str) -> 
         conn.execute(
             meta_ad_account.insert().values(ad_account_id="act_1", currency="USD", timezone_name="UTC", updated_at=NOW)
         )
-        conn.execute(meta_spend_daily.insert(), [spend(D4, "CAMPAIGN", "act_1", "1", None, None, "0.01")])
+        conn.execute(meta_spend_daily.insert(), [spend(D4, "CAMPAIGN", "act_1", "1", None, None, spent)])
         conn.execute(lead.insert().values(id="L1", organization_id="acme", created_at=at(D4, 12), campaign_id="1"))
         conn.execute(
             sale.insert().values(
@@ -154,6 +155,38 @@ def test_a_missing_rate_fails_the_organization_with_what_to_do(
     assert [r.getMessage() for r in caplog.records] == [message]
     with engine.connect() as conn:  # nothing of the failed window was written
         assert conn.execute(sa.select(sa.func.count()).select_from(meta_roas_by_campaign)).scalar_one() == 0
+
+
+def test_a_refresh_reports_in_the_organizations_currency_at_the_days_rates(engine: sa.Engine) -> None:
+    """acme reports in EUR: 10.85 USD of spend at 1.0850 USD per euro is 10.00 EUR, the 25.00 EUR
+    sale stays 25.00, so roas_reporting = 2.5; in the account's currency (USD) the EUR sale is a
+    mismatch."""
+    _organization_with_a_sale(engine, "25.00", "EUR", spent="10.85")
+    with engine.begin() as conn:
+        conn.execute(
+            organization_setting.insert().values(
+                organization_id="acme", reporting_currency="EUR", created_at=NOW, updated_at=NOW
+            )
+        )
+    report = roas.RoasReport()
+    roas.refresh_organization(engine, "acme", D4, D4, 1, report, groups=("campaign",))
+    assert report.failures == {}
+    t = meta_roas_by_campaign
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(t)).one()
+    assert (row.currency, row.spend, row.revenue, row.roas, row.revenue_currency_mismatch) == (
+        "USD",
+        D("10.85"),
+        None,
+        None,
+        True,
+    )
+    assert (row.reporting_currency, row.spend_reporting, row.revenue_reporting, row.roas_reporting) == (
+        "EUR",
+        D("10.00"),
+        D("25.00"),
+        D("2.500000"),
+    )
 
 
 def test_reporting_in_the_groups_own_currency_needs_no_rate() -> None:
