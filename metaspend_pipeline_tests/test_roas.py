@@ -603,9 +603,20 @@ def test_refresh_reports_rows_and_mismatches_per_group_and_replaces_only_its_win
         None,
         True,
     )
+    with engine.begin() as conn:  # M1 (the 5th, campaign 22) sells again; K1's EUR sale (the 4th) is gone
+        conn.execute(
+            sale.insert(),
+            [{"id": "S5", "organization_id": "acme", "lead_id": "M1", "amount": D("20.00"), "currency": "USD", "closed_at": NOW}],
+        )  # fmt: skip
+        conn.execute(sale.delete().where(sale.c.id == "S4"))
     again = roas.RoasReport()
     roas.refresh_organization(engine, "acme", D5, D5, 1, again, groups=("campaign",))  # the 4th stays
-    assert set(_campaign_rows(engine, "acme")) == {(D4, "11"), (D5, "22"), (D5, "99")}
+    assert again.failures == {}
+    rows = _campaign_rows(engine, "acme")
+    assert set(rows) == {(D4, "11"), (D5, "22"), (D5, "99")}
+    assert rows[(D4, "11")][8] is True  # not recomputed
+    # 50.00 + 20.00 = 70.00 from 2 sales of 1 lead, on 20.00 of spend
+    assert rows[(D5, "22")] == ("USD", 1, 2, D("70.00"), D("20.00"), D("35.00"), D("2.000000"), D("3.500000"), False)
     assert dict(again.rows_by_day_group) == {(D5, "campaign"): 2}
 
 
