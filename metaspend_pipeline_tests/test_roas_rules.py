@@ -68,10 +68,13 @@ def test_the_reporting_columns_add_every_entry_of_a_currency_then_convert_it() -
 def test_a_group_with_only_metas_purchases_takes_their_currency() -> None:
     """No spend, no lead, no sale in the CRM: Meta's purchases alone give the group its currency, so
     their value is kept (and no ROAS without spend)."""
-    (row,) = roas.merge_sums("acme", sums(meta=[((D4, "7"), ("EUR", 2, D("30.00")))]))
+    # two entries of one currency add up: 2 + 1 purchases, 30.00 + 5.00
+    (row,) = roas.merge_sums(
+        "acme", sums(meta=[((D4, "7"), ("EUR", 2, D("30.00"))), ((D4, "7"), ("EUR", 1, D("5.00")))])
+    )
     assert row == RoasRow(
         "acme", D4, "7", "EUR", 0, 0, D("0.00"), D("0.00"), None, None, None, False,
-        meta_purchases=2, meta_purchase_value=D("30.00"), meta_roas=None,
+        meta_purchases=3, meta_purchase_value=D("35.00"), meta_roas=None,
     )  # fmt: skip
 
 
