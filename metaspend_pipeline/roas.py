@@ -15,7 +15,7 @@
 - The reporting columns (`reporting_currency`, `spend_reporting`, `revenue_reporting`,
   `roas_reporting`) are in the organization's reporting currency: each currency's spend and each
   sale currency's revenue of the (day, group) is converted at that day's ECB rate
-  (`fx_rates_daily`) and rounded half up to cents, then summed; roas_reporting follows `ratios`.
+  (`fx_rates_daily`) and rounded half up to cents, then summed; roas_reporting follows `roas_of`.
   A rate missing for a needed (day, currency) fails the organization, naming both.
 
 Meta's view beside the CRM's: meta_purchases and meta_purchase_value are Meta's purchases of the
@@ -68,14 +68,18 @@ class Ratios:
     roas: Decimal | None
 
 
+def roas_of(revenue: Decimal | None, spend: Decimal) -> Decimal | None:
+    """revenue / spend, only where both are above 0 (no ROAS of 0, no negative ROAS from refunds)."""
+    if revenue is not None and revenue > 0 and spend > 0:
+        return (revenue / spend).quantize(RATIO, ROUND_HALF_UP)
+    return None
+
+
 def ratios(leads: int, sales: int, revenue: Decimal | None, spend: Decimal) -> Ratios:
     """The dashboard's ratios from sums (never an average of ratios)."""
     conversion = (Decimal(sales) / Decimal(leads)).quantize(RATIO, ROUND_HALF_UP) if leads else None
     avg_ticket = (revenue / sales).quantize(CENT, ROUND_HALF_UP) if sales and revenue is not None else None
-    roas = (
-        (revenue / spend).quantize(RATIO, ROUND_HALF_UP) if revenue is not None and revenue > 0 and spend > 0 else None
-    )
-    return Ratios(avg_ticket=avg_ticket, conversion_rate=conversion, roas=roas)
+    return Ratios(avg_ticket=avg_ticket, conversion_rate=conversion, roas=roas_of(revenue, spend))
 
 
 @dataclass
@@ -101,10 +105,10 @@ class GroupTotals:
         sale_currencies = set(self.revenue)
         if currency is None and len(sale_currencies) == 1:
             currency = next(iter(sale_currencies))
-        mismatch = bool(sale_currencies - {currency}) if sale_currencies else False
-        if mismatch:
+        if sale_currencies - {currency}:
             return currency, None, True
-        return currency, self.revenue.get(currency, Decimal(0)).quantize(CENT) if currency else Decimal(0), False
+        # without a currency there is no sale either (one sale currency would have been taken)
+        return currency, self.revenue.get(currency, Decimal(0)).quantize(CENT), False
 
 
 class MissingRateError(MetaspendError, LookupError):
@@ -138,7 +142,7 @@ class Conversion:
 
 def reporting_columns(t: GroupTotals, day: dt.date, conversion: Conversion | None) -> dict[str, object]:
     """The reporting-currency columns of one (day, group): spend per currency and revenue per sale
-    currency converted and rounded to cents, then summed; roas_reporting by the rules of `ratios`."""
+    currency converted and rounded to cents, then summed; roas_reporting by `roas_of`."""
     if conversion is None:
         return {}
     spend = sum((conversion.convert(a, c, day) for c, a in sorted(t.spend_by_currency.items())), Decimal("0.00"))
@@ -147,7 +151,7 @@ def reporting_columns(t: GroupTotals, day: dt.date, conversion: Conversion | Non
         "reporting_currency": conversion.currency,
         "spend_reporting": spend,
         "revenue_reporting": revenue,
-        "roas_reporting": ratios(0, 0, revenue, spend).roas,
+        "roas_reporting": roas_of(revenue, spend),
     }
 
 
@@ -178,7 +182,7 @@ def _with_meta(row: RoasRow, t: GroupTotals) -> RoasRow:
     if t.meta_purchases is None and not t.meta_purchase_value:
         return row
     value = t.meta_purchase_value.get(row.currency) if row.currency and len(t.meta_purchase_value) == 1 else None
-    meta_roas = ratios(0, 0, value, row.spend).roas
+    meta_roas = roas_of(value, row.spend)
     return dataclasses.replace(row, meta_purchases=t.meta_purchases, meta_purchase_value=value, meta_roas=meta_roas)
 
 

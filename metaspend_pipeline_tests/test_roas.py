@@ -603,9 +603,20 @@ def test_refresh_reports_rows_and_mismatches_per_group_and_replaces_only_its_win
         None,
         True,
     )
+    with engine.begin() as conn:  # M1 (the 5th, campaign 22) sells again; K1's EUR sale (the 4th) is gone
+        conn.execute(
+            sale.insert(),
+            [{"id": "S5", "organization_id": "acme", "lead_id": "M1", "amount": D("20.00"), "currency": "USD", "closed_at": NOW}],
+        )  # fmt: skip
+        conn.execute(sale.delete().where(sale.c.id == "S4"))
     again = roas.RoasReport()
     roas.refresh_organization(engine, "acme", D5, D5, 1, again, groups=("campaign",))  # the 4th stays
-    assert set(_campaign_rows(engine, "acme")) == {(D4, "11"), (D5, "22"), (D5, "99")}
+    assert again.failures == {}
+    rows = _campaign_rows(engine, "acme")
+    assert set(rows) == {(D4, "11"), (D5, "22"), (D5, "99")}
+    assert rows[(D4, "11")][8] is True  # not recomputed
+    # 50.00 + 20.00 = 70.00 from 2 sales of 1 lead, on 20.00 of spend
+    assert rows[(D5, "22")] == ("USD", 1, 2, D("70.00"), D("20.00"), D("35.00"), D("2.000000"), D("3.500000"), False)
     assert dict(again.rows_by_day_group) == {(D5, "campaign"): 2}
 
 
@@ -638,7 +649,10 @@ def test_the_roas_stores_reads(engine: sa.Engine) -> None:
             [row("acme", D5, "8", True), row("acme", D3, "9", False), row("acme", D4, "7", True)],
         )
         roas_store.replace_roas(conn, "adset", "solo", D4, D4, [row("solo", D4, "1", True)])
-        roas_store.replace_roas(conn, "adset", "acme", D5, D5, [row("acme", D5, "6", False)])  # replaces the 5th only
+        # replaces the 5th only; two ad sets of one day, written out of order
+        roas_store.replace_roas(
+            conn, "adset", "acme", D5, D5, [row("acme", D5, "6", False), row("acme", D5, "5", True)]
+        )
     assert written == 3
     with engine.connect() as conn:
         assert roas_store.organization_ad_accounts(conn, "acme") == {"act_k", "act_m", "act_z"}
@@ -651,9 +665,14 @@ def test_the_roas_stores_reads(engine: sa.Engine) -> None:
         assert read == [
             ("acme", D3, "9", False),
             ("acme", D4, "7", True),
+            ("acme", D5, "5", True),
             ("acme", D5, "6", False),
             ("solo", D4, "1", True),
         ]
         assert [r.adset_id for r in roas_store.iter_roas(conn, "adset", D4, D4, ["acme"])] == ["7"]
-        assert [r.adset_id for r in roas_store.iter_roas(conn, "adset", D3, D5, only_mismatches=True)] == ["7", "1"]
+        assert [r.adset_id for r in roas_store.iter_roas(conn, "adset", D3, D5, only_mismatches=True)] == [
+            "7",
+            "5",
+            "1",
+        ]
         assert list(roas_store.iter_roas(conn, "adset", D3, D5, [])) == []

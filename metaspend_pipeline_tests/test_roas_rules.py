@@ -1,0 +1,199 @@
+"""ROAS rules below the asset: the merge of the sums with Meta's view and the reporting currency,
+and what a failing organization leaves in the report and the log."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from decimal import Decimal
+
+import pytest
+import sqlalchemy as sa
+
+from metaspend_pipeline import roas
+from metaspend_pipeline.storage.roas import GroupSums, RoasRow
+from metaspend_pipeline.storage.schema import (
+    connected_account,
+    lead,
+    meta_ad_account,
+    meta_roas_by_campaign,
+    meta_spend_daily,
+    organization_setting,
+    sale,
+)
+from metaspend_pipeline_tests.test_roas import D4, NOW, at, insert_rates, spend
+
+D = Decimal
+# the ECB's rates of D4 as units per euro (insert_rates writes the same)
+RATES = {(D4, "EUR"): D("1"), (D4, "USD"): D("1.0850")}
+
+
+def sums(**streams: list) -> GroupSums:
+    return GroupSums(
+        spend=iter(streams.get("spend", [])),
+        leads=iter(streams.get("leads", [])),
+        sales=iter(streams.get("sales", [])),
+        meta_purchases=iter(streams.get("meta", [])),
+    )
+
+
+def test_the_reporting_columns_add_every_entry_of_a_currency_then_convert_it() -> None:
+    """Spend 10.00 + 5.00 USD; sales 1.00 + 2.00 EUR in a USD group (a mismatch, so no revenue in
+    USD), reported in USD: spend 15.00; revenue 3.00 EUR * 1.0850 = 3.255 -> 3.26; roas 3.26 / 15.00
+    = 0.217333."""
+    rows = roas.merge_sums(
+        "acme",
+        sums(
+            spend=[((D4, "1"), ("USD", D("10.00"))), ((D4, "1"), ("USD", D("5.00")))],
+            sales=[((D4, "1"), ("EUR", 1, D("1.00"))), ((D4, "1"), ("EUR", 1, D("2.00")))],
+        ),
+        roas.Conversion("acme", "USD", RATES),
+    )
+    (row,) = rows
+    assert (row.currency, row.revenue, row.spend, row.sales_count, row.revenue_currency_mismatch) == (
+        "USD",
+        None,
+        D("15.00"),
+        2,
+        True,
+    )
+    assert (row.reporting_currency, row.spend_reporting, row.revenue_reporting, row.roas_reporting) == (
+        "USD",
+        D("15.00"),
+        D("3.26"),
+        D("0.217333"),
+    )
+
+
+def test_a_group_with_only_metas_purchases_takes_their_currency() -> None:
+    """No spend, no lead, no sale in the CRM: Meta's purchases alone give the group its currency, so
+    their value is kept (and no ROAS without spend)."""
+    # two entries of one currency add up: 2 + 1 purchases, 30.00 + 5.00
+    (row,) = roas.merge_sums(
+        "acme", sums(meta=[((D4, "7"), ("EUR", 2, D("30.00"))), ((D4, "7"), ("EUR", 1, D("5.00")))])
+    )
+    assert row == RoasRow(
+        "acme", D4, "7", "EUR", 0, 0, D("0.00"), D("0.00"), None, None, None, False,
+        meta_purchases=3, meta_purchase_value=D("35.00"), meta_roas=None,
+    )  # fmt: skip
+
+
+def test_metas_count_or_value_alone_is_kept_and_values_in_two_currencies_are_not_added() -> None:
+    """Meta may send purchases without their value, or a value without the count (`actions`
+    missing): what was sent stands, with its ROAS where there is a value. Values in two currencies
+    cannot be added: NULL, as for the CRM's revenue."""
+    rows = list(
+        roas.merge_sums(
+            "acme",
+            sums(
+                spend=[((D4, "8"), ("USD", D("4.00"))), ((D4, "9"), ("USD", D("7.00")))],
+                meta=[
+                    ((D4, "7"), ("USD", 3, None)),
+                    ((D4, "8"), ("USD", None, D("12.00"))),
+                    ((D4, "9"), ("EUR", 1, D("5.00"))),
+                    ((D4, "9"), ("USD", 1, D("7.00"))),
+                ],
+            ),
+        )
+    )
+    # 12.00 / 4.00 = 3
+    assert [(r.group_id, r.meta_purchases, r.meta_purchase_value, r.meta_roas) for r in rows] == [
+        ("7", 3, None, None),
+        ("8", None, D("12.00"), D("3.000000")),
+        ("9", 2, None, None),
+    ]
+
+
+def _organization_with_a_sale(engine: sa.Engine, amount: str, currency: str, spent: str = "0.01") -> None:
+    """acme: act_1 (USD, UTC) spent `spent` on campaign 1 on D4; its one lead of D4 sold for `amount`."""
+    with engine.begin() as conn:
+        conn.execute(
+            connected_account.insert().values(
+                id="ca-acme", organization_id="acme", provider="FACEBOOK", status="CONNECTED",
+                ad_accounts=["act_1"], created_at=NOW, updated_at=NOW,
+            )
+        )  # fmt: skip
+        conn.execute(
+            meta_ad_account.insert().values(ad_account_id="act_1", currency="USD", timezone_name="UTC", updated_at=NOW)
+        )
+        conn.execute(meta_spend_daily.insert(), [spend(D4, "CAMPAIGN", "act_1", "1", None, None, spent)])
+        conn.execute(lead.insert().values(id="L1", organization_id="acme", created_at=at(D4, 12), campaign_id="1"))
+        conn.execute(
+            sale.insert().values(
+                id="S1", organization_id="acme", lead_id="L1", amount=D(amount), currency=currency, closed_at=NOW
+            )
+        )
+        insert_rates(conn)  # EUR and USD only
+
+
+def _refresh(engine: sa.Engine, caplog: pytest.LogCaptureFixture) -> roas.RoasReport:
+    report = roas.RoasReport()
+    with caplog.at_level(logging.ERROR, logger="metaspend_pipeline.roas"):
+        roas.refresh_organization(engine, "acme", D4, D4, 1, report, groups=("campaign",))
+    return report
+
+
+def test_a_value_its_column_cannot_hold_fails_the_organization_naming_the_error(
+    engine: sa.Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A sale typed in cents as units: 10,000,000,000.00 on 0.01 of spend is a ROAS of 10^12, past
+    NUMERIC(18, 6). The organization fails with the error's type and text, logged once."""
+    _organization_with_a_sale(engine, "10000000000.00", "USD")
+    report = _refresh(engine, caplog)
+    message = "organization acme: ValueError: 1000000000000.000000 does not fit NUMERIC(18, 6)"
+    assert report.failures == {"acme": message}
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [(logging.ERROR, message)]
+
+
+def test_a_missing_rate_fails_the_organization_with_what_to_do(
+    engine: sa.Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    _organization_with_a_sale(engine, "5.00", "BRL")
+    report = _refresh(engine, caplog)
+    message = (
+        f"organization acme: no ECB rate of BRL for {D4} in fx_rates_daily, needed to report organization acme "
+        f"in USD; materialize fx_rates_daily for {D4} first"
+    )
+    assert report.failures == {"acme": message}
+    assert [r.getMessage() for r in caplog.records] == [message]
+    with engine.connect() as conn:  # nothing of the failed window was written
+        assert conn.execute(sa.select(sa.func.count()).select_from(meta_roas_by_campaign)).scalar_one() == 0
+
+
+def test_a_refresh_reports_in_the_organizations_currency_at_the_days_rates(engine: sa.Engine) -> None:
+    """acme reports in EUR: 10.85 USD of spend at 1.0850 USD per euro is 10.00 EUR, the 25.00 EUR
+    sale stays 25.00, so roas_reporting = 2.5; in the account's currency (USD) the EUR sale is a
+    mismatch."""
+    _organization_with_a_sale(engine, "25.00", "EUR", spent="10.85")
+    with engine.begin() as conn:
+        conn.execute(
+            organization_setting.insert().values(
+                organization_id="acme", reporting_currency="EUR", created_at=NOW, updated_at=NOW
+            )
+        )
+    report = roas.RoasReport()
+    roas.refresh_organization(engine, "acme", D4, D4, 1, report, groups=("campaign",))
+    assert report.failures == {}
+    t = meta_roas_by_campaign
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(t)).one()
+    assert (row.currency, row.spend, row.revenue, row.roas, row.revenue_currency_mismatch) == (
+        "USD",
+        D("10.85"),
+        None,
+        None,
+        True,
+    )
+    assert (row.reporting_currency, row.spend_reporting, row.revenue_reporting, row.roas_reporting) == (
+        "EUR",
+        D("10.00"),
+        D("25.00"),
+        D("2.500000"),
+    )
+
+
+def test_reporting_in_the_groups_own_currency_needs_no_rate() -> None:
+    """An amount already in the reporting currency is only rounded: no rate is looked up."""
+    conversion = roas.Conversion("acme", "USD", {})
+    assert conversion.convert(D("12.34"), "USD", D4) == D("12.34")
+    assert conversion.convert(D("2.00"), "USD", D4 + dt.timedelta(days=1)) == D("2.00")
