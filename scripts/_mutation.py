@@ -2,7 +2,7 @@
 
     python scripts/_mutation.py score [--only MODULE] [--diffs] [--sample]
     python scripts/_mutation.py generate                       -> mutants/ (mutmut's mutants, none tested)
-    python scripts/_mutation.py sample SIZE [--only MODULE]   -> the sample's untested mutants, one a line
+    python scripts/_mutation.py sample SIZE [--only MODULE]   -> the sample's mutants to test, one a line
     python scripts/_mutation.py module-name storage/spend         -> metaspend_pipeline.storage.spend
     python scripts/_mutation.py create-sqlite-template PATH
     python scripts/_mutation.py create-postgres-template NAME | drop-postgres-template NAME
@@ -15,7 +15,8 @@ A sample (`scripts/mutation --sample N`) is N mutants per module drawn at random
 (all of a module's mutants when it has fewer), kept in mutants/sample.json: the score of a sample
 is killed / tested among its mutants, with a 95% Wilson interval for the module's full score.
 Raising N keeps the mutants of a smaller N (each module's mutants are shuffled once, and the sample
-is the first N), so a sample grows without testing its mutants again.
+is the first N), so a sample grows without testing its mutants again; a run tests the sample's
+untested mutants and tests its survivors again, which tests added since may kill.
 """
 
 from __future__ import annotations
@@ -71,17 +72,29 @@ def _sampled(module: str, names: list[str], size: int) -> list[str]:
 
 
 def sample(size: int, only: list[str] | None) -> int:
-    """Draw (or grow) each module's sample, record it, and print its mutants not tested yet."""
+    """Draw (or grow) each module's sample, record it, and print the mutants to test: those not
+    tested yet, and the survivors (a test added since may kill them).
+
+    A sample already drawn is kept: its mutants that still exist stay in it (a changed function's
+    mutants are made again and untested), and it is topped up in the module's shuffled order."""
+    from mutmut.stats import status_by_exit_code
+
     chosen = json.loads(SAMPLE.read_text()) if SAMPLE.is_file() else {}
-    untested = []
+    to_test = []
     for module in only or _mutated_modules():
         codes = _exit_codes(module)
         if codes is None:
             raise SystemExit(f"{module}: no mutants generated yet (mutants/ is missing them)")
-        chosen[module] = _sampled(module, list(codes), size)
-        untested += [name for name in chosen[module] if codes[name] is None]
+        kept = [name for name in chosen.get(module, []) if name in codes]
+        order = _sampled(module, list(codes), len(codes))
+        chosen[module] = (kept + [name for name in order if name not in set(kept)])[:size]
+        to_test += [
+            name
+            for name in chosen[module]
+            if codes[name] is None or status_by_exit_code[codes[name]] in ("survived", "no tests")
+        ]
     SAMPLE.write_text(json.dumps(chosen, indent=1, sort_keys=True))
-    print("\n".join(untested))
+    print("\n".join(to_test))
     return 0
 
 
