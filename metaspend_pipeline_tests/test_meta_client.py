@@ -961,3 +961,61 @@ def test_the_ad_accounts_of_a_token_in_full(sandbox: Sandbox, api_settings: Meta
     ]
     assert [(a.currency, a.timezone_offset_hours_utc) for a in accounts] == [("INR", Decimal("5.5")), ("JPY", 9)]
     assert all(isinstance(a.timezone_offset_hours_utc, Decimal) for a in accounts)
+
+
+def test_pacing_pauses_are_logged_with_their_reason_and_seconds(
+    sandbox: Sandbox, api_settings: MetaApiSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Ten calls in any half second allowed, 14 pages wanted: every pause the pacer takes is one log
+    line that names the fetch, the seconds slept and the figure that made it slow down."""
+    sandbox.configure(rate_limit_calls=10, rate_limit_window_seconds=0.5)
+    settings = dataclasses.replace(api_settings, page_size=3, retry_max_wait=0.5)
+    sleeps = Sleeps()
+    caplog.set_level(logging.INFO, logger="metaspend_pipeline.meta.client")
+    client = MetaClient(token_of(sandbox), settings, sleep=sleeps)
+    rows = list(client.insights(ACCOUNT, "campaign", SINCE, UNTIL, use_async=False))
+    assert as_truth(rows) == truth(sandbox, "campaign")  # 42 rows
+    assert client.stats.throttle_events == 0  # so every sleep is a pacing pause
+    pauses = [r.getMessage() for r in caplog.records if "pausing" in r.getMessage()]
+    assert len(pauses) == len(sleeps.calls) > 0
+    context = f"ad account {ACCOUNT}, campaign insights {SINCE}..{UNTIL}"
+    for message, seconds in zip(pauses, sleeps.calls, strict=True):
+        shown = re.fullmatch(
+            rf"{re.escape(context)}: pausing {seconds:.1f}s \(\S+ at (\d+)%, slowing down before Meta blocks\)", message
+        )
+        assert shown, message
+        assert int(shown[1]) >= settings.usage_slowdown_pct
+
+
+def test_a_report_run_meta_finds_too_large_to_start_is_retried_once(
+    sandbox: Sandbox, api_settings: MetaApiSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    sandbox.add_faults([{"kind": "reduce_data", "match": "insights"}])
+    client = MetaClient(token_of(sandbox), api_settings)
+    rows = list(client.insights(ACCOUNT, "ad", SINCE, UNTIL, use_async=True))
+    assert as_truth(rows) == truth(sandbox, "ad")
+    assert [r["method"] for r in insight_requests(sandbox)][:2] == ["POST", "POST"]
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert re.fullmatch(
+        rf"ad account {ACCOUNT}, ad insights {SINCE}\.\.{UNTIL}: report run ended with Meta asked for less data "
+        r"\(HTTP 500, code 1: Please reduce the amount of data you're asking for, then retry your request "
+        r"\(fbtrace_id \w+\)\); retrying it once",
+        warning,
+    )
+
+
+def test_meta_asking_for_less_data_even_one_row_at_a_time_is_an_error(
+    sandbox: Sandbox, api_settings: MetaApiSettings
+) -> None:
+    sandbox.configure(max_page_size=0)  # every page is too large
+    settings = dataclasses.replace(api_settings, page_size=2)
+    with pytest.raises(MetaApiError) as info:
+        list(MetaClient(token_of(sandbox), settings).insights(ACCOUNT, "campaign", SINCE, UNTIL, use_async=False))
+    assert re.fullmatch(
+        rf"ad account {ACCOUNT}, campaign insights {SINCE}\.\.{UNTIL}: Meta asks for less data even one row at a "
+        r"time \(HTTP 500, code 1: Please reduce the amount of data you're asking for, then retry your request "
+        r"\(fbtrace_id \w+\)\)",
+        str(info.value),
+    )
+    assert info.value.error is not None and info.value.error.code == 1
+    assert [r["params"]["limit"] for r in insight_requests(sandbox)] == ["2", "1"]
