@@ -948,7 +948,7 @@ def _permanent(error: GraphError, context: str) -> MetaApiError:
     text = f"{context}: {error.describe()}"
     if error.code == 100 and error.subcode == 33:
         return MetaPermissionError(f"{text} (the ad account does not exist or this token cannot read it)", error=error)
-    if error.code in (10, 200) or (error.code is not None and 200 <= error.code <= 299) or error.http_status == 403:
+    if error.code == 10 or (error.code is not None and 200 <= error.code <= 299) or error.http_status == 403:
         return MetaPermissionError(f"{text} (the token lacks a permission, e.g. ads_read)", error=error)
     if error.code == OLD_DATA_CODE:
         return MetaApiError(f"{text} (Meta keeps insights for 37 months; start the range later)", error=error)
