@@ -307,7 +307,9 @@ def test_a_failed_report_run_is_retried_once(sandbox: Sandbox, api_settings: Met
     assert client.stats.async_jobs == 2
 
 
-def test_a_report_run_that_keeps_failing_is_split(sandbox: Sandbox, api_settings: MetaApiSettings) -> None:
+def test_a_report_run_that_keeps_failing_is_split(
+    sandbox: Sandbox, api_settings: MetaApiSettings, caplog: pytest.LogCaptureFixture
+) -> None:
     sandbox.configure(async_fail_above_days=4)
     settings = dataclasses.replace(api_settings, async_min_days=1)
     client = MetaClient(token_of(sandbox), settings)
@@ -316,6 +318,13 @@ def test_a_report_run_that_keeps_failing_is_split(sandbox: Sandbox, api_settings
     ranges = [json.loads(r["params"]["time_range"]) for r in sandbox.requests_log() if r["method"] == "POST"]
     days = [(dt.date.fromisoformat(r["until"]) - dt.date.fromisoformat(r["since"])).days + 1 for r in ranges]
     assert days == [14, 14, 7, 7, 3, 4, 7, 7, 3, 4]
+    # 14 days in halves of 7, each 7 into 3 and 4; each split says why, what and into what
+    splits = [r.getMessage() for r in caplog.records if "splitting" in r.getMessage()]
+    assert splits == [
+        f"ad account {ACCOUNT}, ad insights {a}..{b}: report run ended with Job Failed twice; splitting into "
+        f"{a}..{m} and {m + dt.timedelta(days=1)}..{b}"
+        for a, m, b in ((day(1), day(7), day(14)), (day(1), day(3), day(7)), (day(8), day(10), day(14)))
+    ]
 
 
 def test_appsecret_proof_is_sent_and_correct(sandbox: Sandbox, api_settings: MetaApiSettings) -> None:
@@ -638,7 +647,9 @@ def test_permanent_errors_say_what_to_do() -> None:
     from metaspend_pipeline.meta.errors import GraphError
 
     def permanent(http: int, code: int | None, subcode: int | None = None) -> tuple[type, str]:
-        error = _permanent(GraphError(http, "msg", code, subcode), "ctx")
+        meta = GraphError(http, "msg", code, subcode)
+        error = _permanent(meta, "ctx")
+        assert error.error is meta  # Meta's own error travels with it
         return type(error), str(error)
 
     assert permanent(400, 100, 33) == (
@@ -1019,3 +1030,27 @@ def test_meta_asking_for_less_data_even_one_row_at_a_time_is_an_error(
     )
     assert info.value.error is not None and info.value.error.code == 1
     assert [r["params"]["limit"] for r in insight_requests(sandbox)] == ["2", "1"]
+
+
+def test_report_run_failures_name_the_fetch_and_the_step(sandbox: Sandbox, api_settings: MetaApiSettings) -> None:
+    """Starting the run, polling it and reading its pages: an error names the fetch and which of them failed."""
+    fetch = re.escape(f"ad account {ACCOUNT}, ad insights {SINCE}..{UNTIL}")
+    permission = re.escape("HTTP 400, code 10: (#10) Application does not have permission for this action")
+    for fault, step in (
+        ({"match": "insights"}, r"starting report run"),
+        ({"match": f"/{api_settings.api_version}/1"}, r"report run \d+"),  # a poll: /v21.0/<run id>
+        ({"match": "/insights", "skip": 1}, r"report run \d+"),  # the run's first page, after the start
+    ):
+        sandbox.reset()
+        sandbox.add_faults([{"kind": "permission", **fault}])
+        with pytest.raises(MetaPermissionError) as info:
+            list(MetaClient(token_of(sandbox), api_settings).insights(ACCOUNT, "ad", SINCE, UNTIL, use_async=True))
+        assert re.match(rf"{fetch} \({step}\): {permission}", str(info.value)), str(info.value)
+    sandbox.reset()
+    sandbox.add_faults([{"kind": "corrupt_row", "match": "insights", "field": "report_run_id"}])
+    with pytest.raises(MetaApiError) as info:
+        list(MetaClient(token_of(sandbox), api_settings).insights(ACCOUNT, "ad", SINCE, UNTIL, use_async=True))
+    assert (
+        str(info.value)
+        == f"ad account {ACCOUNT}, ad insights {SINCE}..{UNTIL}: starting a report run returned no report_run_id"
+    )

@@ -153,3 +153,13 @@ def test_the_ad_accounts_of_a_token_are_checked_as_one_ad_account_is(
         with pytest.raises(error) as info:
             MetaClient(token, api_settings).ad_accounts()
         assert str(info.value) == message
+
+
+def test_the_app_token_is_a_secret_even_when_the_app_secret_is_too_short_to_be_one(
+    sandbox: Sandbox, api_settings: MetaApiSettings
+) -> None:
+    """Secrets under 8 characters are not registered on their own; `app_id|app_secret` still is."""
+    sandbox.configure(app_secret="s3cr3t")
+    settings = dataclasses.replace(api_settings, app_id=sandbox.config.app_id, app_secret="s3cr3t")
+    assert MetaClient(token_of(sandbox), settings).debug_token().is_valid
+    assert redact(f"app token {sandbox.config.app_id}|s3cr3t") == "app token [REDACTED]"

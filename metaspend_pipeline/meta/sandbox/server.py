@@ -26,7 +26,7 @@ Fault kinds: throttle (code, subcode, regain_minutes, is_transient, retry_after)
 server_error (code, http_status, is_transient), reduce_data, reset, slow (seconds), malformed,
 token_expired, token_invalid, permission, unknown_object, job_failed, job_skipped (POST only),
 corrupt_row (field, value; a missing value removes the field from the page's first row, or from
-the answer of oauth/access_token),
+the answer of oauth/access_token, or report_run_id from a report run's start),
 reset_mid_body (the headers and half the body, then a reset), foreign_next (base_url: the page's
 `paging.next` points at that scheme and host instead of the sandbox's, as a hostile answer would).
 """
@@ -824,7 +824,10 @@ class Sandbox:
                 job.outcome = "Job Failed"
             with self._lock:
                 self._jobs[job.id] = job
-            return _json({"report_run_id": job.id})
+            answer: dict[str, Any] = {"report_run_id": job.id}
+            if fault is not None and fault.kind == "corrupt_row" and fault.options["field"] in answer:
+                _corrupt(answer, fault)
+            return _json(answer)
         return self._page(request, params, token, self._rows(query), fault)
 
     def _job_of(self, run_id: str) -> Job:
