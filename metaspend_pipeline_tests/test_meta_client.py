@@ -1054,3 +1054,13 @@ def test_report_run_failures_name_the_fetch_and_the_step(sandbox: Sandbox, api_s
         str(info.value)
         == f"ad account {ACCOUNT}, ad insights {SINCE}..{UNTIL}: starting a report run returned no report_run_id"
     )
+
+
+def test_asking_for_less_data_of_a_single_node_is_one_more_transient_failure(
+    sandbox: Sandbox, api_settings: MetaApiSettings
+) -> None:
+    """Only pages and report runs can be made smaller; one ad account's node is simply asked again."""
+    sandbox.add_faults([{"kind": "reduce_data", "match": ACCOUNT}])
+    client = MetaClient(token_of(sandbox), api_settings)
+    assert client.ad_account(ACCOUNT).currency == sandbox.world.accounts[ACCOUNT].currency
+    assert (client.stats.requests, client.stats.retries) == (2, 1)
