@@ -977,10 +977,10 @@ def test_the_ad_accounts_of_a_token_in_full(sandbox: Sandbox, api_settings: Meta
 def test_pacing_pauses_are_logged_with_their_reason_and_seconds(
     sandbox: Sandbox, api_settings: MetaApiSettings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Ten calls in any half second allowed, 14 pages wanted: every pause the pacer takes is one log
+    """Ten calls in any half second allowed, 21 pages wanted: every pause the pacer takes is one log
     line that names the fetch, the seconds slept and the figure that made it slow down."""
     sandbox.configure(rate_limit_calls=10, rate_limit_window_seconds=0.5)
-    settings = dataclasses.replace(api_settings, page_size=3, retry_max_wait=0.5)
+    settings = dataclasses.replace(api_settings, page_size=2, retry_max_wait=0.5, usage_window_seconds=0.5)
     sleeps = Sleeps()
     caplog.set_level(logging.INFO, logger="metaspend_pipeline.meta.client")
     client = MetaClient(token_of(sandbox), settings, sleep=sleeps)
@@ -996,6 +996,36 @@ def test_pacing_pauses_are_logged_with_their_reason_and_seconds(
         )
         assert shown, message
         assert int(shown[1]) >= settings.usage_slowdown_pct
+    assert client.stats.pacing_wait_seconds == pytest.approx(sum(sleeps.calls))
+    assert client.stats.app_pacing_wait_seconds == 0
+
+
+def test_app_pacing_pauses_are_logged_and_counted_apart(
+    sandbox: Sandbox, api_settings: MetaApiSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The app's limit (ten calls in any half second) is the near one: its pauses are the app's,
+    logged with the app figure, and counted as app pacing only."""
+    sandbox.configure(app_rate_limit_calls=10, app_rate_limit_window_seconds=0.5)
+    settings = dataclasses.replace(api_settings, page_size=2, retry_max_wait=0.5, usage_window_seconds=0.5)
+    sleeps = Sleeps()
+    caplog.set_level(logging.INFO, logger="metaspend_pipeline.meta.client")
+    client = MetaClient(token_of(sandbox), settings, sleep=sleeps)
+    rows = list(client.insights(ACCOUNT, "campaign", SINCE, UNTIL, use_async=False))
+    assert as_truth(rows) == truth(sandbox, "campaign")  # 42 rows, 21 pages
+    assert client.stats.throttle_events == 0
+    pauses = [r.getMessage() for r in caplog.records if "pausing" in r.getMessage()]
+    assert len(pauses) == len(sleeps.calls) > 0
+    context = f"ad account {ACCOUNT}, campaign insights {SINCE}..{UNTIL}"
+    for message, seconds in zip(pauses, sleeps.calls, strict=True):
+        shown = re.fullmatch(
+            rf"{re.escape(context)}: pausing {seconds:.1f}s \((?:x-app-usage\.\w+|\S+\.app_id_util_pct) at (\d+)%, the "
+            r"app's usage shared by every ad account\)",
+            message,
+        )
+        assert shown, message
+        assert int(shown[1]) >= settings.usage_slowdown_pct
+    assert client.stats.app_pacing_wait_seconds == pytest.approx(sum(sleeps.calls))
+    assert client.stats.pacing_wait_seconds == 0
 
 
 def test_a_report_run_meta_finds_too_large_to_start_is_retried_once(
