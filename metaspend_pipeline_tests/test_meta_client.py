@@ -1094,3 +1094,18 @@ def test_asking_for_less_data_of_a_single_node_is_one_more_transient_failure(
     client = MetaClient(token_of(sandbox), api_settings)
     assert client.ad_account(ACCOUNT).currency == sandbox.world.accounts[ACCOUNT].currency
     assert (client.stats.requests, client.stats.retries) == (2, 1)
+
+
+def test_connection_resets_are_counted_and_timed(sandbox: Sandbox, api_settings: MetaApiSettings) -> None:
+    """Two connections reset, then an answer: three requests, two retries, and the time spent waiting
+    on all three (each at least the sandbox's latency, all within the call's own time)."""
+    import time
+
+    sandbox.configure(latency_seconds=0.05)
+    sandbox.add_faults([{"kind": "reset", "match": ACCOUNT, "times": 2}])
+    client = MetaClient(token_of(sandbox), api_settings)
+    started = time.monotonic()
+    assert client.ad_account(ACCOUNT).currency == sandbox.world.accounts[ACCOUNT].currency
+    elapsed = time.monotonic() - started
+    assert (client.stats.requests, client.stats.retries) == (3, 2)
+    assert 3 * 0.05 <= client.stats.response_seconds <= elapsed
