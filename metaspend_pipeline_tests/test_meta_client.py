@@ -1096,16 +1096,28 @@ def test_asking_for_less_data_of_a_single_node_is_one_more_transient_failure(
     assert (client.stats.requests, client.stats.retries) == (2, 1)
 
 
-def test_connection_resets_are_counted_and_timed(sandbox: Sandbox, api_settings: MetaApiSettings) -> None:
+def test_connection_resets_are_counted_and_timed(
+    sandbox: Sandbox, api_settings: MetaApiSettings, caplog: pytest.LogCaptureFixture
+) -> None:
     """Two connections reset, then an answer: three requests, two retries, and the time spent waiting
     on all three (each at least the sandbox's latency, all within the call's own time)."""
     import time
 
     sandbox.configure(latency_seconds=0.05)
     sandbox.add_faults([{"kind": "reset", "match": ACCOUNT, "times": 2}])
-    client = MetaClient(token_of(sandbox), api_settings)
+    sleeps = Sleeps()
+    client = MetaClient(token_of(sandbox), api_settings, sleep=sleeps)
     started = time.monotonic()
     assert client.ad_account(ACCOUNT).currency == sandbox.world.accounts[ACCOUNT].currency
     elapsed = time.monotonic() - started
     assert (client.stats.requests, client.stats.retries) == (3, 2)
     assert 3 * 0.05 <= client.stats.response_seconds <= elapsed
+    # each retry is logged: the call, the attempt, the failure (its kind and what it said), the wait
+    retries = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(retries) == len(sleeps.calls) == 2
+    for attempt, (message, seconds) in enumerate(zip(retries, sleeps.calls, strict=True), start=1):
+        assert re.fullmatch(
+            rf"ad account {ACCOUNT}: attempt {attempt} failed \(ConnectionError: \(.*Connection aborted.*\)\); "
+            rf"retrying in {seconds:.1f}s",
+            message,
+        ), message
