@@ -1121,3 +1121,15 @@ def test_connection_resets_are_counted_and_timed(
             rf"retrying in {seconds:.1f}s",
             message,
         ), message
+
+
+def test_a_request_that_cannot_be_sent_fails_at_once_naming_why() -> None:
+    """Not a transient failure (nothing reached Meta): no retry, and the error says what was wrong."""
+    client = MetaClient("EAAtest0123456789", MetaApiSettings(graph_api_url="http://127.0.0.1:99999"))
+    with pytest.raises(MetaApiError) as info:
+        client.ad_account(ACCOUNT)
+    assert re.fullmatch(
+        rf"ad account {ACCOUNT}: the request could not be sent \(InvalidURL: .*127\.0\.0\.1:99999/v21\.0/{ACCOUNT}\)",
+        str(info.value),
+    )
+    assert (client.stats.requests, client.stats.retries) == (0, 0)
