@@ -153,6 +153,7 @@ def test_the_ad_accounts_of_a_token_are_checked_as_one_ad_account_is(
         with pytest.raises(error) as info:
             MetaClient(token, api_settings).ad_accounts()
         assert str(info.value) == message
+        assert info.value.ad_account_id == ("act_3000000001" if error is MetaDataError else None)
 
 
 def test_the_app_token_is_a_secret_even_when_the_app_secret_is_too_short_to_be_one(
