@@ -1133,3 +1133,19 @@ def test_a_request_that_cannot_be_sent_fails_at_once_naming_why() -> None:
         str(info.value),
     )
     assert (client.stats.requests, client.stats.retries) == (0, 0)
+
+
+def test_an_answer_that_is_not_json_is_retried_and_logged_as_such(
+    sandbox: Sandbox, api_settings: MetaApiSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A proxy's HTML page with HTTP 200 instead of Meta's JSON: one more transient failure."""
+    sandbox.add_faults([{"kind": "malformed", "match": ACCOUNT}])
+    sleeps = Sleeps()
+    client = MetaClient(token_of(sandbox), api_settings, sleep=sleeps)
+    assert client.ad_account(ACCOUNT).currency == sandbox.world.accounts[ACCOUNT].currency
+    assert (client.stats.requests, client.stats.retries) == (2, 1)
+    (retry,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert retry == (
+        f"ad account {ACCOUNT}: attempt 1 failed (HTTP 200 with a body that is not a JSON object); "
+        f"retrying in {sleeps.calls[0]:.1f}s"
+    )
