@@ -230,6 +230,7 @@ def test_token_errors_raise_after_one_request(sandbox: Sandbox, api_settings: Me
     with pytest.raises(MetaTokenError, match="code 190") as info:
         list(client.insights(ACCOUNT, "campaign", SINCE, UNTIL))
     assert "needs re-authorisation" in str(info.value)
+    assert info.value.error is not None and info.value.error.code == 190  # Meta's error, for the caller to read
     assert len(sandbox.requests_log()) == 1
 
 
