@@ -785,6 +785,14 @@ WHERE = "ad account act_7, ad row of 2026-10-02"
         ),
         ({"clicks": "7.5"}, f"{WHERE}: field clicks '7.5' is not a whole number"),
         ({"clicks": True}, f"{WHERE}: field clicks True is not a whole number"),
+        (
+            {"purchase_roas": [{"action_type": "omni_purchase", "value": "-2.5"}]},
+            f"{WHERE}: field purchase_roas[omni_purchase].value '-2.5' is not a non-negative number",
+        ),
+        (
+            {"purchase_roas": [{"action_type": "omni_purchase", "7d_click": True}]},
+            f"{WHERE}: field purchase_roas[omni_purchase].7d_click True is not a non-negative number",
+        ),
         ({"impressions": "-1"}, f"{WHERE}: field impressions '-1' is not a whole number"),
         (
             {"impressions": str(2**63)},
@@ -1150,3 +1158,30 @@ def test_an_answer_that_is_not_json_is_retried_and_logged_as_such(
         f"ad account {ACCOUNT}: attempt 1 failed (HTTP 200 with a body that is not a JSON object); "
         f"retrying in {sleeps.calls[0]:.1f}s"
     )
+
+
+def test_a_throttle_without_a_wait_hint_backs_off_like_a_transient_failure(
+    sandbox: Sandbox, api_settings: MetaApiSettings
+) -> None:
+    import random
+
+    sandbox.add_faults([{"kind": "throttle", "match": ACCOUNT, "regain_minutes": 0}])  # no estimate, no reset time
+    sleeps = Sleeps()
+    client = MetaClient(token_of(sandbox), api_settings, sleep=sleeps, rng=random.Random(5))
+    assert client.ad_account(ACCOUNT).currency == sandbox.world.accounts[ACCOUNT].currency
+    # the first back-off: retry_base_delay x 2^0, times a jitter in [0.5, 1)
+    assert sleeps.calls == [api_settings.retry_base_delay * random.Random(5).uniform(0.5, 1.0)]
+    assert client.stats.throttle_events == 1
+    assert client.stats.throttle_wait_seconds == pytest.approx(sleeps.calls[0])
+
+
+def test_a_wait_that_reaches_the_retry_budget_exactly_is_still_taken(
+    sandbox: Sandbox, api_settings: MetaApiSettings
+) -> None:
+    """Meta says a minute; the wait is capped at 0.05 s, which is the whole budget: within it."""
+    settings = dataclasses.replace(api_settings, retry_max_wait=0.05, retry_budget_seconds=0.05)
+    sandbox.add_faults([{"kind": "throttle", "match": ACCOUNT, "regain_minutes": 1}])
+    sleeps = Sleeps()
+    client = MetaClient(token_of(sandbox), settings, sleep=sleeps)
+    assert client.ad_account(ACCOUNT).currency == sandbox.world.accounts[ACCOUNT].currency
+    assert sleeps.calls == [0.05]
