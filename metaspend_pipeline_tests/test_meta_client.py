@@ -1185,3 +1185,16 @@ def test_a_wait_that_reaches_the_retry_budget_exactly_is_still_taken(
     client = MetaClient(token_of(sandbox), settings, sleep=sleeps)
     assert client.ad_account(ACCOUNT).currency == sandbox.world.accounts[ACCOUNT].currency
     assert sleeps.calls == [0.05]
+
+
+def test_a_throttle_at_100_percent_waits_for_the_usage_to_reset(
+    sandbox: Sandbox, api_settings: MetaApiSettings
+) -> None:
+    """No regain estimate, but the ad account at 100% with its usage resetting in 1 s: that is the wait
+    (times a jitter in [1, 1.1))."""
+    settings = dataclasses.replace(api_settings, retry_max_wait=2.0)
+    sandbox.add_faults([{"kind": "throttle", "match": ACCOUNT, "regain_minutes": 0, "reset_seconds": 1}])
+    sleeps = Sleeps()
+    client = MetaClient(token_of(sandbox), settings, sleep=sleeps)
+    assert client.ad_account(ACCOUNT).currency == sandbox.world.accounts[ACCOUNT].currency
+    assert len(sleeps.calls) == 1 and 1.0 <= sleeps.calls[0] < 1.1

@@ -22,7 +22,7 @@ in any `app_rate_limit_window_seconds` (code 4 beyond it), both reported in the 
   POST   /__sandbox/tokens         {"token": ..., "organization_id": ..., "expires_in": 60, "revoked": false}
   GET    /__sandbox/ecb/eurofxref-hist.xml (and -hist-90d.xml, -daily.xml)  the ECB's reference rates (`ecb.py`)
   GET    /__sandbox/ecb/truth?since=...&until=...  the rows a correct fx_rates_daily holds
-Fault kinds: throttle (code, subcode, regain_minutes, is_transient, retry_after), http429 (retry_after),
+Fault kinds: throttle (code, subcode, regain_minutes, reset_seconds, is_transient, retry_after), http429 (retry_after),
 server_error (code, http_status, is_transient), reduce_data, reset, slow (seconds), malformed,
 token_expired, token_invalid, permission, unknown_object, job_failed, job_skipped (POST only),
 corrupt_row (field, value; a missing value removes the field from the page's first row, or from
@@ -469,7 +469,8 @@ class Sandbox:
             minutes = int(o.get("regain_minutes", 1))
             subcode = o.get("subcode", {80000: 2446079, 17: 2446079, 613: 1487742, 4: 1504022}.get(code))
             app_pct = 100.0 if code == 4 else self._app_pct()
-            headers.update(self._usage_headers(100.0, app_pct, minutes, reset=minutes * 60.0))
+            reset = float(o.get("reset_seconds", minutes * 60.0))  # Meta's two hints need not agree
+            headers.update(self._usage_headers(100.0, app_pct, minutes, reset=reset))
             return GraphError(
                 int(o.get("http_status", 400)),
                 code,
