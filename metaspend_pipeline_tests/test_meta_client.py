@@ -1198,3 +1198,15 @@ def test_a_throttle_at_100_percent_waits_for_the_usage_to_reset(
     client = MetaClient(token_of(sandbox), settings, sleep=sleeps)
     assert client.ad_account(ACCOUNT).currency == sandbox.world.accounts[ACCOUNT].currency
     assert len(sleeps.calls) == 1 and 1.0 <= sleeps.calls[0] < 1.1
+
+
+def test_a_throttle_waits_for_the_regain_estimate_when_it_is_the_longer_hint(
+    sandbox: Sandbox, api_settings: MetaApiSettings
+) -> None:
+    """Meta estimates a minute, the usage resets in 1 s: the minute wins, capped at META_RETRY_MAX_WAIT (2 s)."""
+    settings = dataclasses.replace(api_settings, retry_max_wait=2.0)
+    sandbox.add_faults([{"kind": "throttle", "match": ACCOUNT, "regain_minutes": 1, "reset_seconds": 1}])
+    sleeps = Sleeps()
+    client = MetaClient(token_of(sandbox), settings, sleep=sleeps)
+    assert client.ad_account(ACCOUNT).currency == sandbox.world.accounts[ACCOUNT].currency
+    assert sleeps.calls == [2.0]
