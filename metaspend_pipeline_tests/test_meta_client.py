@@ -230,6 +230,7 @@ def test_token_errors_raise_after_one_request(sandbox: Sandbox, api_settings: Me
     with pytest.raises(MetaTokenError, match="code 190") as info:
         list(client.insights(ACCOUNT, "campaign", SINCE, UNTIL))
     assert "needs re-authorisation" in str(info.value)
+    assert info.value.error is not None and info.value.error.code == 190  # Meta's error, for the caller to read
     assert len(sandbox.requests_log()) == 1
 
 
@@ -307,7 +308,9 @@ def test_a_failed_report_run_is_retried_once(sandbox: Sandbox, api_settings: Met
     assert client.stats.async_jobs == 2
 
 
-def test_a_report_run_that_keeps_failing_is_split(sandbox: Sandbox, api_settings: MetaApiSettings) -> None:
+def test_a_report_run_that_keeps_failing_is_split(
+    sandbox: Sandbox, api_settings: MetaApiSettings, caplog: pytest.LogCaptureFixture
+) -> None:
     sandbox.configure(async_fail_above_days=4)
     settings = dataclasses.replace(api_settings, async_min_days=1)
     client = MetaClient(token_of(sandbox), settings)
@@ -316,6 +319,13 @@ def test_a_report_run_that_keeps_failing_is_split(sandbox: Sandbox, api_settings
     ranges = [json.loads(r["params"]["time_range"]) for r in sandbox.requests_log() if r["method"] == "POST"]
     days = [(dt.date.fromisoformat(r["until"]) - dt.date.fromisoformat(r["since"])).days + 1 for r in ranges]
     assert days == [14, 14, 7, 7, 3, 4, 7, 7, 3, 4]
+    # 14 days in halves of 7, each 7 into 3 and 4; each split says why, what and into what
+    splits = [r.getMessage() for r in caplog.records if "splitting" in r.getMessage()]
+    assert splits == [
+        f"ad account {ACCOUNT}, ad insights {a}..{b}: report run ended with Job Failed twice; splitting into "
+        f"{a}..{m} and {m + dt.timedelta(days=1)}..{b}"
+        for a, m, b in ((day(1), day(7), day(14)), (day(1), day(3), day(7)), (day(8), day(10), day(14)))
+    ]
 
 
 def test_appsecret_proof_is_sent_and_correct(sandbox: Sandbox, api_settings: MetaApiSettings) -> None:
@@ -638,7 +648,9 @@ def test_permanent_errors_say_what_to_do() -> None:
     from metaspend_pipeline.meta.errors import GraphError
 
     def permanent(http: int, code: int | None, subcode: int | None = None) -> tuple[type, str]:
-        error = _permanent(GraphError(http, "msg", code, subcode), "ctx")
+        meta = GraphError(http, "msg", code, subcode)
+        error = _permanent(meta, "ctx")
+        assert error.error is meta  # Meta's own error travels with it
         return type(error), str(error)
 
     assert permanent(400, 100, 33) == (
@@ -773,6 +785,14 @@ WHERE = "ad account act_7, ad row of 2026-10-02"
         ),
         ({"clicks": "7.5"}, f"{WHERE}: field clicks '7.5' is not a whole number"),
         ({"clicks": True}, f"{WHERE}: field clicks True is not a whole number"),
+        (
+            {"purchase_roas": [{"action_type": "omni_purchase", "value": "-2.5"}]},
+            f"{WHERE}: field purchase_roas[omni_purchase].value '-2.5' is not a non-negative number",
+        ),
+        (
+            {"purchase_roas": [{"action_type": "omni_purchase", "7d_click": True}]},
+            f"{WHERE}: field purchase_roas[omni_purchase].7d_click True is not a non-negative number",
+        ),
         ({"impressions": "-1"}, f"{WHERE}: field impressions '-1' is not a whole number"),
         (
             {"impressions": str(2**63)},
@@ -961,3 +981,232 @@ def test_the_ad_accounts_of_a_token_in_full(sandbox: Sandbox, api_settings: Meta
     ]
     assert [(a.currency, a.timezone_offset_hours_utc) for a in accounts] == [("INR", Decimal("5.5")), ("JPY", 9)]
     assert all(isinstance(a.timezone_offset_hours_utc, Decimal) for a in accounts)
+
+
+def test_pacing_pauses_are_logged_with_their_reason_and_seconds(
+    sandbox: Sandbox, api_settings: MetaApiSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Ten calls in any half second allowed, 21 pages wanted: every pause the pacer takes is one log
+    line that names the fetch, the seconds slept and the figure that made it slow down."""
+    sandbox.configure(rate_limit_calls=10, rate_limit_window_seconds=0.5)
+    settings = dataclasses.replace(api_settings, page_size=2, retry_max_wait=0.5, usage_window_seconds=0.5)
+    sleeps = Sleeps()
+    caplog.set_level(logging.INFO, logger="metaspend_pipeline.meta.client")
+    client = MetaClient(token_of(sandbox), settings, sleep=sleeps)
+    rows = list(client.insights(ACCOUNT, "campaign", SINCE, UNTIL, use_async=False))
+    assert as_truth(rows) == truth(sandbox, "campaign")  # 42 rows
+    assert client.stats.throttle_events == 0  # so every sleep is a pacing pause
+    pauses = [r.getMessage() for r in caplog.records if "pausing" in r.getMessage()]
+    assert len(pauses) == len(sleeps.calls) > 0
+    context = f"ad account {ACCOUNT}, campaign insights {SINCE}..{UNTIL}"
+    for message, seconds in zip(pauses, sleeps.calls, strict=True):
+        shown = re.fullmatch(
+            rf"{re.escape(context)}: pausing {seconds:.1f}s \(\S+ at (\d+)%, slowing down before Meta blocks\)", message
+        )
+        assert shown, message
+        assert int(shown[1]) >= settings.usage_slowdown_pct
+    assert client.stats.pacing_wait_seconds == pytest.approx(sum(sleeps.calls))
+    assert client.stats.app_pacing_wait_seconds == 0
+
+
+def test_app_pacing_pauses_are_logged_and_counted_apart(
+    sandbox: Sandbox, api_settings: MetaApiSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The app's limit (ten calls in any half second) is the near one: its pauses are the app's,
+    logged with the app figure, and counted as app pacing only."""
+    sandbox.configure(app_rate_limit_calls=10, app_rate_limit_window_seconds=0.5)
+    settings = dataclasses.replace(api_settings, page_size=2, retry_max_wait=0.5, usage_window_seconds=0.5)
+    sleeps = Sleeps()
+    caplog.set_level(logging.INFO, logger="metaspend_pipeline.meta.client")
+    client = MetaClient(token_of(sandbox), settings, sleep=sleeps)
+    rows = list(client.insights(ACCOUNT, "campaign", SINCE, UNTIL, use_async=False))
+    assert as_truth(rows) == truth(sandbox, "campaign")  # 42 rows, 21 pages
+    assert client.stats.throttle_events == 0
+    pauses = [r.getMessage() for r in caplog.records if "pausing" in r.getMessage()]
+    assert len(pauses) == len(sleeps.calls) > 0
+    context = f"ad account {ACCOUNT}, campaign insights {SINCE}..{UNTIL}"
+    for message, seconds in zip(pauses, sleeps.calls, strict=True):
+        shown = re.fullmatch(
+            rf"{re.escape(context)}: pausing {seconds:.1f}s \((?:x-app-usage\.\w+|\S+\.app_id_util_pct) at (\d+)%, the "
+            r"app's usage shared by every ad account\)",
+            message,
+        )
+        assert shown, message
+        assert int(shown[1]) >= settings.usage_slowdown_pct
+    assert client.stats.app_pacing_wait_seconds == pytest.approx(sum(sleeps.calls))
+    assert client.stats.pacing_wait_seconds == 0
+
+
+def test_a_report_run_meta_finds_too_large_to_start_is_retried_once(
+    sandbox: Sandbox, api_settings: MetaApiSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    sandbox.add_faults([{"kind": "reduce_data", "match": "insights"}])
+    client = MetaClient(token_of(sandbox), api_settings)
+    rows = list(client.insights(ACCOUNT, "ad", SINCE, UNTIL, use_async=True))
+    assert as_truth(rows) == truth(sandbox, "ad")
+    assert [r["method"] for r in insight_requests(sandbox)][:2] == ["POST", "POST"]
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert re.fullmatch(
+        rf"ad account {ACCOUNT}, ad insights {SINCE}\.\.{UNTIL}: report run ended with Meta asked for less data "
+        r"\(HTTP 500, code 1: Please reduce the amount of data you're asking for, then retry your request "
+        r"\(fbtrace_id \w+\)\); retrying it once",
+        warning,
+    )
+
+
+def test_meta_asking_for_less_data_even_one_row_at_a_time_is_an_error(
+    sandbox: Sandbox, api_settings: MetaApiSettings
+) -> None:
+    sandbox.configure(max_page_size=0)  # every page is too large
+    settings = dataclasses.replace(api_settings, page_size=2)
+    with pytest.raises(MetaApiError) as info:
+        list(MetaClient(token_of(sandbox), settings).insights(ACCOUNT, "campaign", SINCE, UNTIL, use_async=False))
+    assert re.fullmatch(
+        rf"ad account {ACCOUNT}, campaign insights {SINCE}\.\.{UNTIL}: Meta asks for less data even one row at a "
+        r"time \(HTTP 500, code 1: Please reduce the amount of data you're asking for, then retry your request "
+        r"\(fbtrace_id \w+\)\)",
+        str(info.value),
+    )
+    assert info.value.error is not None and info.value.error.code == 1
+    assert [r["params"]["limit"] for r in insight_requests(sandbox)] == ["2", "1"]
+
+
+def test_report_run_failures_name_the_fetch_and_the_step(sandbox: Sandbox, api_settings: MetaApiSettings) -> None:
+    """Starting the run, polling it and reading its pages: an error names the fetch and which of them failed."""
+    fetch = re.escape(f"ad account {ACCOUNT}, ad insights {SINCE}..{UNTIL}")
+    permission = re.escape("HTTP 400, code 10: (#10) Application does not have permission for this action")
+    for fault, step in (
+        ({"match": "insights"}, r"starting report run"),
+        ({"match": f"/{api_settings.api_version}/1"}, r"report run \d+"),  # a poll: /v21.0/<run id>
+        ({"match": "/insights", "skip": 1}, r"report run \d+"),  # the run's first page, after the start
+    ):
+        sandbox.reset()
+        sandbox.add_faults([{"kind": "permission", **fault}])
+        with pytest.raises(MetaPermissionError) as info:
+            list(MetaClient(token_of(sandbox), api_settings).insights(ACCOUNT, "ad", SINCE, UNTIL, use_async=True))
+        assert re.match(rf"{fetch} \({step}\): {permission}", str(info.value)), str(info.value)
+    sandbox.reset()
+    sandbox.add_faults([{"kind": "corrupt_row", "match": "insights", "field": "report_run_id"}])
+    with pytest.raises(MetaApiError) as info:
+        list(MetaClient(token_of(sandbox), api_settings).insights(ACCOUNT, "ad", SINCE, UNTIL, use_async=True))
+    assert (
+        str(info.value)
+        == f"ad account {ACCOUNT}, ad insights {SINCE}..{UNTIL}: starting a report run returned no report_run_id"
+    )
+
+
+def test_asking_for_less_data_of_a_single_node_is_one_more_transient_failure(
+    sandbox: Sandbox, api_settings: MetaApiSettings
+) -> None:
+    """Only pages and report runs can be made smaller; one ad account's node is simply asked again."""
+    sandbox.add_faults([{"kind": "reduce_data", "match": ACCOUNT}])
+    client = MetaClient(token_of(sandbox), api_settings)
+    assert client.ad_account(ACCOUNT).currency == sandbox.world.accounts[ACCOUNT].currency
+    assert (client.stats.requests, client.stats.retries) == (2, 1)
+
+
+def test_connection_resets_are_counted_and_timed(
+    sandbox: Sandbox, api_settings: MetaApiSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two connections reset, then an answer: three requests, two retries, and the time spent waiting
+    on all three (each at least the sandbox's latency, all within the call's own time)."""
+    import time
+
+    sandbox.configure(latency_seconds=0.05)
+    sandbox.add_faults([{"kind": "reset", "match": ACCOUNT, "times": 2}])
+    sleeps = Sleeps()
+    client = MetaClient(token_of(sandbox), api_settings, sleep=sleeps)
+    started = time.monotonic()
+    assert client.ad_account(ACCOUNT).currency == sandbox.world.accounts[ACCOUNT].currency
+    elapsed = time.monotonic() - started
+    assert (client.stats.requests, client.stats.retries) == (3, 2)
+    assert 3 * 0.05 <= client.stats.response_seconds <= elapsed
+    # each retry is logged: the call, the attempt, the failure (its kind and what it said), the wait
+    retries = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(retries) == len(sleeps.calls) == 2
+    for attempt, (message, seconds) in enumerate(zip(retries, sleeps.calls, strict=True), start=1):
+        assert re.fullmatch(
+            rf"ad account {ACCOUNT}: attempt {attempt} failed \(ConnectionError: \(.*Connection aborted.*\)\); "
+            rf"retrying in {seconds:.1f}s",
+            message,
+        ), message
+
+
+def test_a_request_that_cannot_be_sent_fails_at_once_naming_why() -> None:
+    """Not a transient failure (nothing reached Meta): no retry, and the error says what was wrong."""
+    client = MetaClient("EAAtest0123456789", MetaApiSettings(graph_api_url="http://127.0.0.1:99999"))
+    with pytest.raises(MetaApiError) as info:
+        client.ad_account(ACCOUNT)
+    assert re.fullmatch(
+        rf"ad account {ACCOUNT}: the request could not be sent \(InvalidURL: .*127\.0\.0\.1:99999/v21\.0/{ACCOUNT}\)",
+        str(info.value),
+    )
+    assert (client.stats.requests, client.stats.retries) == (0, 0)
+
+
+def test_an_answer_that_is_not_json_is_retried_and_logged_as_such(
+    sandbox: Sandbox, api_settings: MetaApiSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A proxy's HTML page with HTTP 200 instead of Meta's JSON: one more transient failure."""
+    sandbox.add_faults([{"kind": "malformed", "match": ACCOUNT}])
+    sleeps = Sleeps()
+    client = MetaClient(token_of(sandbox), api_settings, sleep=sleeps)
+    assert client.ad_account(ACCOUNT).currency == sandbox.world.accounts[ACCOUNT].currency
+    assert (client.stats.requests, client.stats.retries) == (2, 1)
+    (retry,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert retry == (
+        f"ad account {ACCOUNT}: attempt 1 failed (HTTP 200 with a body that is not a JSON object); "
+        f"retrying in {sleeps.calls[0]:.1f}s"
+    )
+
+
+def test_a_throttle_without_a_wait_hint_backs_off_like_a_transient_failure(
+    sandbox: Sandbox, api_settings: MetaApiSettings
+) -> None:
+    import random
+
+    sandbox.add_faults([{"kind": "throttle", "match": ACCOUNT, "regain_minutes": 0}])  # no estimate, no reset time
+    sleeps = Sleeps()
+    client = MetaClient(token_of(sandbox), api_settings, sleep=sleeps, rng=random.Random(5))
+    assert client.ad_account(ACCOUNT).currency == sandbox.world.accounts[ACCOUNT].currency
+    # the first back-off: retry_base_delay x 2^0, times a jitter in [0.5, 1)
+    assert sleeps.calls == [api_settings.retry_base_delay * random.Random(5).uniform(0.5, 1.0)]
+    assert client.stats.throttle_events == 1
+    assert client.stats.throttle_wait_seconds == pytest.approx(sleeps.calls[0])
+
+
+def test_a_wait_that_reaches_the_retry_budget_exactly_is_still_taken(
+    sandbox: Sandbox, api_settings: MetaApiSettings
+) -> None:
+    """Meta says a minute; the wait is capped at 0.05 s, which is the whole budget: within it."""
+    settings = dataclasses.replace(api_settings, retry_max_wait=0.05, retry_budget_seconds=0.05)
+    sandbox.add_faults([{"kind": "throttle", "match": ACCOUNT, "regain_minutes": 1}])
+    sleeps = Sleeps()
+    client = MetaClient(token_of(sandbox), settings, sleep=sleeps)
+    assert client.ad_account(ACCOUNT).currency == sandbox.world.accounts[ACCOUNT].currency
+    assert sleeps.calls == [0.05]
+
+
+def test_a_throttle_at_100_percent_waits_for_the_usage_to_reset(
+    sandbox: Sandbox, api_settings: MetaApiSettings
+) -> None:
+    """No regain estimate, but the ad account at 100% with its usage resetting in 1 s: that is the wait
+    (times a jitter in [1, 1.1))."""
+    settings = dataclasses.replace(api_settings, retry_max_wait=2.0)
+    sandbox.add_faults([{"kind": "throttle", "match": ACCOUNT, "regain_minutes": 0, "reset_seconds": 1}])
+    sleeps = Sleeps()
+    client = MetaClient(token_of(sandbox), settings, sleep=sleeps)
+    assert client.ad_account(ACCOUNT).currency == sandbox.world.accounts[ACCOUNT].currency
+    assert len(sleeps.calls) == 1 and 1.0 <= sleeps.calls[0] < 1.1
+
+
+def test_a_throttle_waits_for_the_regain_estimate_when_it_is_the_longer_hint(
+    sandbox: Sandbox, api_settings: MetaApiSettings
+) -> None:
+    """Meta estimates a minute, the usage resets in 1 s: the minute wins, capped at META_RETRY_MAX_WAIT (2 s)."""
+    settings = dataclasses.replace(api_settings, retry_max_wait=2.0)
+    sandbox.add_faults([{"kind": "throttle", "match": ACCOUNT, "regain_minutes": 1, "reset_seconds": 1}])
+    sleeps = Sleeps()
+    client = MetaClient(token_of(sandbox), settings, sleep=sleeps)
+    assert client.ad_account(ACCOUNT).currency == sandbox.world.accounts[ACCOUNT].currency
+    assert sleeps.calls == [2.0]

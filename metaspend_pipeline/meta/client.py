@@ -85,6 +85,7 @@ _ID = re.compile(r"[0-9]{1,30}", re.ASCII)
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
 _AMOUNT = re.compile(r"(?P<integer>[0-9]+)(?:\.(?P<decimals>[0-9]+))?", re.ASCII)
 _MAX_COUNT = 2**63 - 1
+_AD_ACCOUNT_FIELDS = "id,account_id,name,currency,timezone_name,timezone_offset_hours_utc,account_status"
 # Failures of the connection itself, before or during an answer: worth another attempt.
 _TRANSIENT_TRANSPORT_ERRORS = (
     requests.ConnectionError,
@@ -217,6 +218,28 @@ def _utc_from_epoch(value: Any) -> dt.datetime | None:
     return dt.datetime.fromtimestamp(seconds, dt.UTC) if seconds > 0 else None
 
 
+def _ad_account_of(body: Mapping[str, Any], account: str) -> AdAccount:
+    """An ad account node as Meta answers it (`_AD_ACCOUNT_FIELDS`), checked: it must have a currency and a
+    time zone."""
+    currency, zone = body.get("currency"), body.get("timezone_name")
+    if not currency or not zone:
+        raise MetaDataError(f"ad account {account}: Meta returned no currency or time zone", ad_account_id=account)
+    if not isinstance(currency, str) or not CURRENCY_CODE.fullmatch(currency):
+        raise MetaDataError(
+            f"ad account {account}: field currency {currency!r} is not a currency code (3 letters A-Z)",
+            ad_account_id=account,
+        )
+    offset = body.get("timezone_offset_hours_utc")
+    return AdAccount(
+        id=account,
+        name=body.get("name"),
+        currency=currency,
+        timezone_name=str(zone),
+        timezone_offset_hours_utc=Decimal(str(offset)) if offset is not None else None,
+        account_status=int(body["account_status"]) if body.get("account_status") is not None else None,
+    )
+
+
 def _account_path(ad_account_id: str) -> str:
     return ad_account_id if ad_account_id.startswith("act_") else f"act_{ad_account_id}"
 
@@ -285,7 +308,7 @@ class MetaClient:
         return min(self.settings.retry_max_wait, base) * self._rng.uniform(0.5, 1.0)
 
     def _pause(self, seconds: float, reason: str, context: str) -> None:
-        if seconds <= 0:
+        if seconds <= 0:  # a negative wait hint (a hostile or broken usage header) is no wait
             return
         self._log.info("%s: pausing %.1fs (%s)", context, seconds, reason)
         self._sleep(seconds)
@@ -611,51 +634,20 @@ class MetaClient:
         """Currency and time zone of an ad account; asked once per client."""
         account = _account_path(ad_account_id)
         if account not in self._accounts:
-            body = self.request(
-                "GET",
-                account,
-                {"fields": "id,account_id,name,currency,timezone_name,timezone_offset_hours_utc,account_status"},
-                context=f"ad account {account}",
-            )
-            currency, zone = body.get("currency"), body.get("timezone_name")
-            if not currency or not zone:
-                raise MetaDataError(
-                    f"ad account {account}: Meta returned no currency or time zone", ad_account_id=account
-                )
-            if not isinstance(currency, str) or not CURRENCY_CODE.fullmatch(currency):
-                raise MetaDataError(
-                    f"ad account {account}: field currency {currency!r} is not a currency code (3 letters A-Z)",
-                    ad_account_id=account,
-                )
-            offset = body.get("timezone_offset_hours_utc")
-            self._accounts[account] = AdAccount(
-                id=account,
-                name=body.get("name"),
-                currency=currency,
-                timezone_name=str(zone),
-                timezone_offset_hours_utc=Decimal(str(offset)) if offset is not None else None,
-                account_status=int(body["account_status"]) if body.get("account_status") is not None else None,
-            )
+            body = self.request("GET", account, {"fields": _AD_ACCOUNT_FIELDS}, context=f"ad account {account}")
+            self._accounts[account] = _ad_account_of(body, account)
         return self._accounts[account]
 
     def ad_accounts(self) -> list[AdAccount]:
-        """The ad accounts this token can read (`/me/adaccounts`)."""
+        """The ad accounts this token can read (`/me/adaccounts`), each checked as `ad_account` checks one."""
         out = []
-        fields = "id,account_id,name,currency,timezone_name,timezone_offset_hours_utc,account_status"
-        for page in self._pages("me/adaccounts", {"fields": fields}, context="listing the token's ad accounts"):
+        context = "listing the token's ad accounts"
+        for page in self._pages("me/adaccounts", {"fields": _AD_ACCOUNT_FIELDS}, context=context):
             for item in page:
-                account = _account_path(str(item.get("account_id") or item.get("id", "")).removeprefix("act_"))
-                offset = item.get("timezone_offset_hours_utc")
-                out.append(
-                    AdAccount(
-                        id=account,
-                        name=item.get("name"),
-                        currency=str(item.get("currency") or "").upper(),
-                        timezone_name=str(item.get("timezone_name") or ""),
-                        timezone_offset_hours_utc=Decimal(str(offset)) if offset is not None else None,
-                        account_status=item.get("account_status"),
-                    )
-                )
+                digits = item.get("account_id") if isinstance(item, dict) else None
+                if not isinstance(digits, str) or not _ID.fullmatch(digits):
+                    raise MetaApiError(f"{context}: an ad account has no account_id of digits ({digits!r})")
+                out.append(_ad_account_of(item, f"act_{digits}"))
         return out
 
     def _app_token(self) -> str:
@@ -956,7 +948,7 @@ def _permanent(error: GraphError, context: str) -> MetaApiError:
     text = f"{context}: {error.describe()}"
     if error.code == 100 and error.subcode == 33:
         return MetaPermissionError(f"{text} (the ad account does not exist or this token cannot read it)", error=error)
-    if error.code in (10, 200) or (error.code is not None and 200 <= error.code <= 299) or error.http_status == 403:
+    if error.code == 10 or (error.code is not None and 200 <= error.code <= 299) or error.http_status == 403:
         return MetaPermissionError(f"{text} (the token lacks a permission, e.g. ads_read)", error=error)
     if error.code == OLD_DATA_CODE:
         return MetaApiError(f"{text} (Meta keeps insights for 37 months; start the range later)", error=error)

@@ -22,10 +22,11 @@ in any `app_rate_limit_window_seconds` (code 4 beyond it), both reported in the 
   POST   /__sandbox/tokens         {"token": ..., "organization_id": ..., "expires_in": 60, "revoked": false}
   GET    /__sandbox/ecb/eurofxref-hist.xml (and -hist-90d.xml, -daily.xml)  the ECB's reference rates (`ecb.py`)
   GET    /__sandbox/ecb/truth?since=...&until=...  the rows a correct fx_rates_daily holds
-Fault kinds: throttle (code, subcode, regain_minutes, is_transient, retry_after), http429 (retry_after),
+Fault kinds: throttle (code, subcode, regain_minutes, reset_seconds, is_transient, retry_after), http429 (retry_after),
 server_error (code, http_status, is_transient), reduce_data, reset, slow (seconds), malformed,
 token_expired, token_invalid, permission, unknown_object, job_failed, job_skipped (POST only),
-corrupt_row (field, value; a missing value removes the field from the page's first row),
+corrupt_row (field, value; a missing value removes the field from the page's first row, or from
+the answer of oauth/access_token, or report_run_id from a report run's start),
 reset_mid_body (the headers and half the body, then a reset), foreign_next (base_url: the page's
 `paging.next` points at that scheme and host instead of the sandbox's, as a hostile answer would).
 """
@@ -52,7 +53,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, NamedTuple
 
-from werkzeug.exceptions import HTTPException, NotFound
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
@@ -245,14 +246,15 @@ class Sandbox:
                 Rule("/__sandbox/objects", endpoint="objects", methods=["GET", "POST"]),
                 Rule("/__sandbox/ecb/truth", endpoint="ecb_truth"),
                 *(Rule(f"/__sandbox/ecb/{feed}", endpoint="ecb", defaults={"feed": feed}) for feed in ECB_FEEDS),
-                Rule("/<version>/act_<digits>/<any(campaigns, adsets, ads):edge>", endpoint="edge"),
+                # the Graph API's reads are GETs; only insights also take a POST (a report run)
+                Rule("/<version>/act_<digits>/<any(campaigns, adsets, ads):edge>", endpoint="edge", methods=["GET"]),
                 Rule("/<version>/act_<digits>/insights", endpoint="insights", methods=["GET", "POST"]),
-                Rule("/<version>/act_<digits>", endpoint="ad_account"),
-                Rule("/<version>/me/adaccounts", endpoint="me_adaccounts"),
-                Rule("/<version>/debug_token", endpoint="debug_token"),
-                Rule("/<version>/oauth/access_token", endpoint="access_token"),
-                Rule("/<version>/<run_id>/insights", endpoint="job_insights"),
-                Rule("/<version>/<run_id>", endpoint="job"),
+                Rule("/<version>/act_<digits>", endpoint="ad_account", methods=["GET"]),
+                Rule("/<version>/me/adaccounts", endpoint="me_adaccounts", methods=["GET"]),
+                Rule("/<version>/debug_token", endpoint="debug_token", methods=["GET"]),
+                Rule("/<version>/oauth/access_token", endpoint="access_token", methods=["GET"]),
+                Rule("/<version>/<run_id>/insights", endpoint="job_insights", methods=["GET"]),
+                Rule("/<version>/<run_id>", endpoint="job", methods=["GET"]),
             ]
         )
 
@@ -338,6 +340,16 @@ class Sandbox:
         except NotFound:
             return GraphError(
                 400, 100, f"Unknown path components: {request.path}", kind="GraphMethodException"
+            ).response(self._trace())
+        except MethodNotAllowed as exc:
+            if request.path.startswith("/__sandbox/"):
+                return exc.get_response()  # type: ignore[return-value]
+            return GraphError(
+                400,
+                100,
+                f"Unsupported {request.method.lower()} request. Object at {request.path} does not support "
+                "this operation.",
+                kind="GraphMethodException",
             ).response(self._trace())
         except HTTPException as exc:
             return exc.get_response()  # type: ignore[return-value]
@@ -457,7 +469,8 @@ class Sandbox:
             minutes = int(o.get("regain_minutes", 1))
             subcode = o.get("subcode", {80000: 2446079, 17: 2446079, 613: 1487742, 4: 1504022}.get(code))
             app_pct = 100.0 if code == 4 else self._app_pct()
-            headers.update(self._usage_headers(100.0, app_pct, minutes, reset=minutes * 60.0))
+            reset = float(o.get("reset_seconds", minutes * 60.0))  # Meta's two hints need not agree
+            headers.update(self._usage_headers(100.0, app_pct, minutes, reset=reset))
             return GraphError(
                 int(o.get("http_status", 400)),
                 code,
@@ -784,10 +797,7 @@ class Sandbox:
         page = rows[offset : offset + limit]
         if fault is not None and fault.kind == "corrupt_row" and page:
             first = dict(page[0])
-            if fault.options.get("value") is None:
-                first.pop(fault.options["field"], None)
-            else:
-                first[fault.options["field"]] = fault.options["value"]
+            _corrupt(first, fault)
             page = [first, *page[1:]]
         body: dict[str, Any] = {"data": page}
         if page:
@@ -815,7 +825,10 @@ class Sandbox:
                 job.outcome = "Job Failed"
             with self._lock:
                 self._jobs[job.id] = job
-            return _json({"report_run_id": job.id})
+            answer: dict[str, Any] = {"report_run_id": job.id}
+            if fault is not None and fault.kind == "corrupt_row" and fault.options["field"] in answer:
+                _corrupt(answer, fault)
+            return _json(answer)
         return self._page(request, params, token, self._rows(query), fault)
 
     def _job_of(self, run_id: str) -> Job:
@@ -846,16 +859,24 @@ class Sandbox:
         job = self._job_of(args["run_id"])
         self._authorize(token, job.account)
         status, percent = self._job_status(job)
-        return _json(
-            {
-                "id": job.id,
-                "account_id": job.account.removeprefix("act_"),
-                "async_status": status,
-                "async_percent_completion": percent,
-                "date_start": job.query["since"].isoformat(),
-                "date_stop": job.query["until"].isoformat(),
-            }
-        )
+        node = {
+            "id": job.id,
+            "account_id": job.account.removeprefix("act_"),
+            "async_status": status,
+            "async_percent_completion": percent,
+            "date_start": job.query["since"].isoformat(),
+            "date_stop": job.query["until"].isoformat(),
+        }
+        if "fields" not in call.params:
+            return _json(node)  # Meta's default fields of a report run
+        # as Meta does: `id` and the fields asked for; a field a report run does not have is refused
+        fields = [f for f in call.params["fields"].split(",") if f]
+        unknown = [f for f in fields if f not in node]
+        if unknown:
+            raise GraphError(
+                400, 100, f"(#100) Tried accessing nonexisting field ({unknown[0]}) on node type (AdReportRun)"
+            )
+        return _json({"id": job.id} | {f: node[f] for f in fields})
 
     def _job_insights(self, call: Call) -> Response:
         request, params, token, args, fault = call.request, call.params, call.token, call.args, call.fault
@@ -960,7 +981,7 @@ class Sandbox:
             account = self.world.accounts.get(account_id)
             if account is not None:
                 rows.append(_account_json(account, params))
-        return self._page(request, params, token, rows)
+        return self._page(request, params, token, rows, call.fault)
 
     def _debug_token(self, call: Call) -> Response:
         params, token = call.params, call.token
@@ -1009,7 +1030,10 @@ class Sandbox:
             self.tokens[new] = TokenRecord(
                 record.organization_id, record.ad_accounts, self._clock() + lifetime, user_id=record.user_id
             )
-        return _json({"access_token": new, "token_type": "bearer", "expires_in": lifetime})
+        answer: dict[str, Any] = {"access_token": new, "token_type": "bearer", "expires_in": lifetime}
+        if call.fault is not None and call.fault.kind == "corrupt_row":
+            _corrupt(answer, call.fault)
+        return _json(answer)
 
     # --- admin endpoints ---------------------------------------------------------------------
 
@@ -1168,6 +1192,14 @@ def _account_json(account: SandboxAdAccount, params: Mapping[str, str]) -> dict[
     if unknown:
         raise GraphError(400, 100, f"(#100) Tried accessing nonexisting field ({unknown[0]}) on node type (AdAccount)")
     return {"id": account.id} | {f: node[f] for f in fields}
+
+
+def _corrupt(item: dict[str, Any], fault: Fault) -> None:
+    """A `corrupt_row` fault's change: its field set to its value, or removed when it has none."""
+    if fault.options.get("value") is None:
+        item.pop(fault.options["field"], None)
+    else:
+        item[fault.options["field"]] = fault.options["value"]
 
 
 def _broken_midway(response: Response, environ: dict[str, Any]) -> Response:
