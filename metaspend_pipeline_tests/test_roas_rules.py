@@ -37,6 +37,15 @@ def sums(**streams: list) -> GroupSums:
     )
 
 
+def test_a_revenue_below_one_unit_still_has_a_roas() -> None:
+    """Only a revenue or spend of 0 or less has no ROAS: 0.50 of revenue on 2.00 of spend is 0.25,
+    and a cent on a cent is 1 (revenue / spend, worked out by hand)."""
+    assert roas.roas_of(Decimal("0.50"), Decimal("2.00")) == Decimal("0.25")
+    assert roas.roas_of(Decimal("0.01"), Decimal("0.01")) == Decimal("1")
+    assert roas.roas_of(Decimal("0.00"), Decimal("2.00")) is None
+    assert roas.roas_of(Decimal("0.50"), Decimal("0.00")) is None
+
+
 def test_the_reporting_columns_add_every_entry_of_a_currency_then_convert_it() -> None:
     """Spend 10.00 + 5.00 USD; sales 1.00 + 2.00 EUR in a USD group (a mismatch, so no revenue in
     USD), reported in USD: spend 15.00; revenue 3.00 EUR * 1.0850 = 3.255 -> 3.26; roas 3.26 / 15.00
