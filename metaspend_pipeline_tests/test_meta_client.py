@@ -984,6 +984,20 @@ def test_the_ad_accounts_of_a_token_in_full(sandbox: Sandbox, api_settings: Meta
     assert all(isinstance(a.timezone_offset_hours_utc, Decimal) for a in accounts)
 
 
+def assert_pauses_logged(
+    caplog: pytest.LogCaptureFixture, sleeps: Sleeps, settings: MetaApiSettings, reason: str
+) -> None:
+    """One "pausing" line per sleep, for the campaign insights of SINCE..UNTIL: the fetch, the
+    seconds slept, and `reason` (a regex whose group 1 is the usage figure, at least the slowdown)."""
+    pauses = [r.getMessage() for r in caplog.records if "pausing" in r.getMessage()]
+    assert len(pauses) == len(sleeps.calls) > 0
+    context = f"ad account {ACCOUNT}, campaign insights {SINCE}..{UNTIL}"
+    for message, seconds in zip(pauses, sleeps.calls, strict=True):
+        shown = re.fullmatch(rf"{re.escape(context)}: pausing {seconds:.1f}s \({reason}\)", message)
+        assert shown, message
+        assert int(shown[1]) >= settings.usage_slowdown_pct
+
+
 def test_pacing_pauses_are_logged_with_their_reason_and_seconds(
     sandbox: Sandbox, api_settings: MetaApiSettings, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -997,15 +1011,7 @@ def test_pacing_pauses_are_logged_with_their_reason_and_seconds(
     rows = list(client.insights(ACCOUNT, "campaign", SINCE, UNTIL, use_async=False))
     assert as_truth(rows) == truth(sandbox, "campaign")  # 42 rows
     assert client.stats.throttle_events == 0  # so every sleep is a pacing pause
-    pauses = [r.getMessage() for r in caplog.records if "pausing" in r.getMessage()]
-    assert len(pauses) == len(sleeps.calls) > 0
-    context = f"ad account {ACCOUNT}, campaign insights {SINCE}..{UNTIL}"
-    for message, seconds in zip(pauses, sleeps.calls, strict=True):
-        shown = re.fullmatch(
-            rf"{re.escape(context)}: pausing {seconds:.1f}s \(\S+ at (\d+)%, slowing down before Meta blocks\)", message
-        )
-        assert shown, message
-        assert int(shown[1]) >= settings.usage_slowdown_pct
+    assert_pauses_logged(caplog, sleeps, settings, r"\S+ at (\d+)%, slowing down before Meta blocks")
     assert client.stats.pacing_wait_seconds == pytest.approx(sum(sleeps.calls))
     assert client.stats.app_pacing_wait_seconds == 0
 
@@ -1023,17 +1029,12 @@ def test_app_pacing_pauses_are_logged_and_counted_apart(
     rows = list(client.insights(ACCOUNT, "campaign", SINCE, UNTIL, use_async=False))
     assert as_truth(rows) == truth(sandbox, "campaign")  # 42 rows, 21 pages
     assert client.stats.throttle_events == 0
-    pauses = [r.getMessage() for r in caplog.records if "pausing" in r.getMessage()]
-    assert len(pauses) == len(sleeps.calls) > 0
-    context = f"ad account {ACCOUNT}, campaign insights {SINCE}..{UNTIL}"
-    for message, seconds in zip(pauses, sleeps.calls, strict=True):
-        shown = re.fullmatch(
-            rf"{re.escape(context)}: pausing {seconds:.1f}s \((?:x-app-usage\.\w+|\S+\.app_id_util_pct) at (\d+)%, the "
-            r"app's usage shared by every ad account\)",
-            message,
-        )
-        assert shown, message
-        assert int(shown[1]) >= settings.usage_slowdown_pct
+    assert_pauses_logged(
+        caplog,
+        sleeps,
+        settings,
+        r"(?:x-app-usage\.\w+|\S+\.app_id_util_pct) at (\d+)%, the app's usage shared by every ad account",
+    )
     assert client.stats.app_pacing_wait_seconds == pytest.approx(sum(sleeps.calls))
     assert client.stats.pacing_wait_seconds == 0
 
