@@ -86,8 +86,9 @@ def sample(size: int, only: list[str] | None) -> int:
         if codes is None:
             raise SystemExit(f"{module}: no mutants generated yet (mutants/ is missing them)")
         kept = [name for name in chosen.get(module, []) if name in codes]
+        taken = set(kept)
         order = _sampled(module, list(codes), len(codes))
-        chosen[module] = (kept + [name for name in order if name not in set(kept)])[:size]
+        chosen[module] = (kept + [name for name in order if name not in taken])[:size]
         to_test += [
             name
             for name in chosen[module]
