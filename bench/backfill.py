@@ -26,8 +26,8 @@ from _sandbox import sandbox_process
 from metaspend_pipeline import ingest
 from metaspend_pipeline.credentials import MetaAdAccount
 from metaspend_pipeline.meta.client import MetaClient
-from metaspend_pipeline.meta.sandbox.client import SandboxAdmin
-from metaspend_pipeline.meta.sandbox.world import BENCH_ACCOUNT, BENCH_ORGANIZATION
+from metaspend_pipeline.sandbox.control import SandboxAdmin
+from metaspend_pipeline.sandbox.world import BENCH_ACCOUNT, BENCH_ORGANIZATION
 from metaspend_pipeline.settings import MetaApiSettings
 from metaspend_pipeline.storage import db
 

@@ -16,8 +16,8 @@ import time
 from _sandbox import sandbox_process
 
 from metaspend_pipeline.meta.client import MetaClient
-from metaspend_pipeline.meta.sandbox.client import SandboxAdmin
-from metaspend_pipeline.meta.sandbox.world import BENCH_ACCOUNT, BENCH_ORGANIZATION
+from metaspend_pipeline.sandbox.control import SandboxAdmin
+from metaspend_pipeline.sandbox.world import BENCH_ACCOUNT, BENCH_ORGANIZATION
 from metaspend_pipeline.settings import MetaApiSettings
 
 

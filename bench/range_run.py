@@ -62,8 +62,8 @@ def _run(url: str, sandbox_url: str, days: int, ads: int) -> dict[str, Any]:
 
     from metaspend_pipeline import credentials
     from metaspend_pipeline.definitions import load
-    from metaspend_pipeline.meta.sandbox.client import SandboxAdmin
-    from metaspend_pipeline.meta.sandbox.world import BENCH_ACCOUNT, BENCH_ORGANIZATION
+    from metaspend_pipeline.sandbox.control import SandboxAdmin
+    from metaspend_pipeline.sandbox.world import BENCH_ACCOUNT, BENCH_ORGANIZATION
     from metaspend_pipeline.storage import db
     from metaspend_pipeline.storage.schema import meta_raw_insights, meta_spend_daily
     from metaspend_pipeline.tokens import KeyRing

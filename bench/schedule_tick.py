@@ -28,13 +28,15 @@ import sqlalchemy as sa
 from _sandbox import sandbox_process
 from many_accounts import warehouse
 
-from metaspend_pipeline.assets import lead, meta_raw_insights, meta_roas, meta_spend_daily, sale
-from metaspend_pipeline.checks import meta_roas_checks
 from metaspend_pipeline.credentials import store_connection
 from metaspend_pipeline.definitions import load
-from metaspend_pipeline.meta.sandbox.client import SandboxAdmin
-from metaspend_pipeline.resources import MetaAdsResource, WarehouseResource
-from metaspend_pipeline.schedules import build_spend_schedule
+from metaspend_pipeline.defs.common.resources import MetaAdsResource, WarehouseResource
+from metaspend_pipeline.defs.meta_spend.assets import meta_raw_insights, meta_spend_daily
+from metaspend_pipeline.defs.meta_spend.schedules import build_spend_schedule
+from metaspend_pipeline.defs.product.assets import table_specs
+from metaspend_pipeline.defs.roas.assets import meta_roas
+from metaspend_pipeline.defs.roas.checks import meta_roas_checks
+from metaspend_pipeline.sandbox.control import SandboxAdmin
 from metaspend_pipeline.settings import Settings
 from metaspend_pipeline.storage import db
 from metaspend_pipeline.tokens import KeyRing, generate_key
@@ -73,7 +75,7 @@ def tick(url: str, db_url: str, scheduled: dt.datetime) -> dict[str, Any]:
                 )
             else:  # the ROAS-only run: the job's assets, this selection (a job subset cannot take new resources)
                 result = dg.materialize(
-                    [lead, sale, meta_raw_insights, meta_spend_daily, meta_roas, meta_roas_checks],
+                    [*table_specs(), meta_raw_insights, meta_spend_daily, meta_roas, meta_roas_checks],
                     selection=request.asset_selection,
                     tags=request.tags,
                     resources=resources,

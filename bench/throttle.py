@@ -23,8 +23,8 @@ import time
 from _sandbox import sandbox_process
 
 from metaspend_pipeline.meta.client import MetaClient
-from metaspend_pipeline.meta.sandbox.client import SandboxAdmin
 from metaspend_pipeline.meta.throttle import Pacer, Usage
+from metaspend_pipeline.sandbox.control import SandboxAdmin
 from metaspend_pipeline.settings import MetaApiSettings
 
 ACCOUNT = "act_1000000001"

@@ -35,7 +35,7 @@ from typing import Any
 import psycopg
 import sqlalchemy as sa
 
-from metaspend_pipeline.meta.client import InsightRow
+from metaspend_pipeline.meta.models import InsightRow
 from metaspend_pipeline.storage import db
 from metaspend_pipeline.storage import raw as raw_store
 from metaspend_pipeline.storage import spend as spend_store

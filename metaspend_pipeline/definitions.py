@@ -1,80 +1,58 @@
-"""The project's definitions, built from the settings when Dagster loads them: no other module reads a
-setting when imported."""
+"""The code location: every definition under `defs/`, found by Dagster's autoload, with the settings of
+the environment applied when Dagster loads them. No module reads a setting when it is imported.
+
+Three things depend on the environment, and each is applied here to every asset that asks for it:
+- the daily partitions (META_SPEND_START_DATE): an asset declared with the default partitions gets
+  the settings' ones;
+- the freshness deadline (METASPEND_FRESHNESS_DEADLINE_CRON): likewise for the default policy;
+- the column schema: an asset that names its table (`dagster/table_name`) gets the table's columns
+  and COMMENTs, typed as the warehouse's database (METASPEND_DATABASE_URL, else SQLite) types them.
+A new asset under `defs/` (`dg scaffold defs dagster.asset x.py`) needs no edit here.
+"""
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 
 import dagster as dg
 
-from metaspend_pipeline.assets import fx_rates_daily, meta_raw_insights, meta_roas, meta_spend_daily, product_tables
-from metaspend_pipeline.assets.common import dialect_of, table_schema
-from metaspend_pipeline.checks import asset_checks, build_spend_freshness_policy
-from metaspend_pipeline.jobs import (
-    meta_spend_checks_job,
-    meta_spend_job,
-    meta_token_refresh_job,
-    product_tables_observe_job,
-)
-from metaspend_pipeline.partitions import build_spend_partitions
-from metaspend_pipeline.resources import MetaAdsResource, WarehouseResource
-from metaspend_pipeline.schedules import build_spend_schedule, build_token_refresh_schedule
+from metaspend_pipeline.defs.common.metadata import dialect_of, table_schema
+from metaspend_pipeline.defs.common.partitions import settings_for_assets
 from metaspend_pipeline.settings import Settings
-from metaspend_pipeline.storage.schema import ROAS_TABLES
-from metaspend_pipeline.storage.schema import fx_rates_daily as fx_table
-from metaspend_pipeline.storage.schema import lead as lead_table
-from metaspend_pipeline.storage.schema import meta_raw_insights as raw_table
-from metaspend_pipeline.storage.schema import meta_spend_daily as spend_table
-from metaspend_pipeline.storage.schema import sale as sale_table
+from metaspend_pipeline.storage.schema import metadata as warehouse_tables
 
-TABLES = {
-    "lead": lead_table,
-    "sale": sale_table,
-    "meta_raw_insights": raw_table,
-    "meta_spend_daily": spend_table,
-    "fx_rates_daily": fx_table,
-    **{f"meta_roas_by_{group}": table for group, table in ROAS_TABLES.items()},
-}
-
-
-def _secret(name: str) -> dg.EnvVar | None:
-    """An EnvVar (shown by name, never by value) for a secret that is set; None for one that is not."""
-    return dg.EnvVar(name) if os.environ.get(name) else None
+TABLE_NAME = "dagster/table_name"
+COLUMN_SCHEMA = "dagster/column_schema"
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
-    """Every definition, with the settings' partitions, schedules and freshness deadline, and the
-    column schema as the settings' database (METASPEND_DATABASE_URL, else SQLite) types it."""
-    partitions = build_spend_partitions(settings)
+    """Every definition under `defs/`, with `settings` applied."""
+    loaded = dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
+    defaults = settings_for_assets(settings)
     dialect = dialect_of(settings.database_url)
-    freshness = build_spend_freshness_policy(settings)
 
     def with_settings(spec: dg.AssetSpec) -> dg.AssetSpec:
-        name = spec.key.to_user_string()
-        return spec.replace_attributes(
-            partitions_def=partitions if spec.partitions_def is not None else None,
-            metadata={**spec.metadata, "dagster/column_schema": table_schema(TABLES[name], dialect)},
-            freshness_policy=freshness if name == "meta_spend_daily" else spec.freshness_policy,
-        )
+        changes = {
+            attribute: configured
+            for attribute, (default, configured) in defaults.items()
+            if getattr(spec, attribute) == default
+        }
+        table_name = spec.metadata.get(TABLE_NAME)
+        table = warehouse_tables.tables.get(str(getattr(table_name, "value", table_name)))
+        if table is not None:
+            changes["metadata"] = {**spec.metadata, COLUMN_SCHEMA: table_schema(table, dialect)}
+        return spec.replace_attributes(**changes) if changes else spec
 
-    warehouse = WarehouseResource()
     return dg.Definitions(
-        assets=[
-            a.map_asset_specs(with_settings)
-            for a in (product_tables, meta_raw_insights, meta_spend_daily, fx_rates_daily, meta_roas)
-        ],
-        asset_checks=asset_checks,
-        jobs=[meta_spend_job, meta_spend_checks_job, meta_token_refresh_job, product_tables_observe_job],
-        schedules=[build_spend_schedule(settings), build_token_refresh_schedule(settings)],
-        resources={
-            "warehouse": warehouse,
-            "meta": MetaAdsResource(
-                warehouse=warehouse,
-                token_encryption_key=dg.EnvVar("META_TOKEN_ENCRYPTION_KEY"),
-                token_encryption_old_keys=_secret("META_TOKEN_ENCRYPTION_OLD_KEYS"),
-                app_secret=_secret("META_APP_SECRET"),
-            ),
-        },
+        assets=dg.map_asset_specs(with_settings, loaded.assets or []),
+        asset_checks=loaded.asset_checks,
+        jobs=loaded.jobs,
+        schedules=loaded.schedules,
+        sensors=loaded.sensors,
+        resources=loaded.resources,
+        loggers=loaded.loggers,
+        executor=loaded.executor,
+        metadata=loaded.metadata,
     )
 
 
@@ -83,7 +61,7 @@ def load() -> dg.Definitions:
     return build_definitions(Settings.from_env())
 
 
-# What Dagster, dg and other tools load (`metaspend_pipeline.definitions:defs`): built when this
-# module is imported, which only happens to load the definitions. The rest of the package reads
-# no setting at import.
-defs = load()
+@dg.definitions
+def defs() -> dg.Definitions:
+    """What Dagster, dg and the other tools load (`metaspend_pipeline.definitions:defs`)."""
+    return load()

@@ -95,7 +95,7 @@ def _prepare_dagster_home(home: Path) -> None:
 def seed_leads_and_sales(engine: sa.Engine, world: object, since: dt.date, until: dt.date) -> tuple[int, int]:
     """Deterministic leads and sales for the demo organizations: a few leads per ad per day, about
     one in five sold, amounts in the ad account's currency. Replaces the demo's earlier rows."""
-    from metaspend_pipeline.meta.sandbox.world import World
+    from metaspend_pipeline.sandbox.world import World
     from metaspend_pipeline.storage.schema import lead, sale
 
     assert isinstance(world, World)
@@ -155,8 +155,8 @@ def run(echo: Echo = print) -> None:
     settings = Settings.from_env()
     _prepare_dagster_home(Path(os.environ["DAGSTER_HOME"]))
 
-    from metaspend_pipeline.meta.sandbox.client import connect_sandbox_organizations
-    from metaspend_pipeline.meta.sandbox.server import Sandbox, SandboxServer
+    from metaspend_pipeline.cli.sandbox import connect_sandbox_organizations
+    from metaspend_pipeline.sandbox.server import Sandbox, SandboxServer
     from metaspend_pipeline.tokens import KeyRing
 
     echo(f"==> warehouse {db.display_url(settings.database_url)}")

@@ -36,8 +36,10 @@ import sqlalchemy as sa
 from metaspend_pipeline import objects
 from metaspend_pipeline.credentials import MetaAdAccount
 from metaspend_pipeline.errors import MetaspendError
-from metaspend_pipeline.meta.client import ClientStats, InsightRow, parse_insight_row
+from metaspend_pipeline.meta.client import ClientStats
 from metaspend_pipeline.meta.errors import MetaDataError, MetaTokenError
+from metaspend_pipeline.meta.models import InsightRow
+from metaspend_pipeline.meta.parsing import parse_insight_row
 from metaspend_pipeline.redaction import get_logger, redact
 from metaspend_pipeline.storage import raw as raw_store
 from metaspend_pipeline.storage.db import utcnow

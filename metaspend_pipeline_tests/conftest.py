@@ -12,6 +12,8 @@ end-to-end tests are collected first so that no worker ends the run alone on one
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import json
 import os
 import re
@@ -20,14 +22,16 @@ import shutil
 import socket
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import psycopg
 import pytest
 import sqlalchemy as sa
 
-from metaspend_pipeline.meta.sandbox.server import Sandbox, SandboxServer
+from metaspend_pipeline.sandbox.server import Sandbox, SandboxServer
 from metaspend_pipeline.settings import MetaApiSettings
 from metaspend_pipeline.storage import db
 from metaspend_pipeline.tokens import generate_key
@@ -203,49 +207,126 @@ def env(monkeypatch: pytest.MonkeyPatch, db_url: str, encryption_key: str, tmp_p
     return values
 
 
-# --- the run as a whole: slow tests first, no silent skip in CI, tests per backend -------------------
+# --- the run as a whole: tiers, slow tests first, no silent skip in CI, tests per backend ---------
+
+# Three tiers, set here for every test (never by hand in a test file), so that `scripts/test --fast`
+# can run the quick ones while working:
+# - `e2e`: starts other processes (the Dagster webserver and daemon, the CLI, another Python): every
+#   test under e2e/, and any test whose code starts a process;
+# - `dagster`: runs a Dagster job in the test's process (`materialize`, `execute_in_process`, the
+#   `pipeline` fixture's runs);
+# - fast: everything else, plain code against the real PostgreSQL, SQLite and sandbox.
+# Under METASPEND_TEST_TIER=fast (scripts/test --fast) a test of the fast tier that starts a Dagster run
+# or a process anyway fails, naming the rule to add here: the fast tier cannot silently grow slow.
+E2E_FOLDER = "e2e"
+DAGSTER_FIXTURES = {"pipeline", "example"}  # fixtures whose setup runs Dagster jobs
+DAGSTER_CALLS = ("materialize(", "execute_in_process(", ".run(", "run_roas(")
+PROCESS_FIXTURES = {"scram_cluster"}  # fixtures that start processes
+PROCESS_CALLS = ("subprocess.", "Popen(", "_dagster_processes", "sys.executable", "console_script(")
+FAST_ONLY = os.environ.get("METASPEND_TEST_TIER") == "fast"
+
+
+def _runs(source: str, calls: Iterable[str]) -> bool:
+    return any(call in source for call in calls)
+
+
+@functools.cache
+def _module_helpers(module: ModuleType) -> dict[str, set[str]]:
+    """Per tier, the module's functions and fixtures that start a process or a Dagster run, directly or
+    through another of them: a test calling one (or using one as a fixture) is in that tier too."""
+    sources = {}
+    for name, value in vars(module).items():
+        function = getattr(value, "__wrapped__", value)  # a fixture's function
+        if inspect.isfunction(function) and not name.startswith("test_"):
+            with contextlib.suppress(OSError, TypeError):
+                sources[name] = inspect.getsource(function)
+    found: dict[str, set[str]] = {}
+    for tier, calls in (("e2e", PROCESS_CALLS), ("dagster", DAGSTER_CALLS)):
+        names = {name for name, source in sources.items() if _runs(source, calls)}
+        while True:
+            more = {n for n, src in sources.items() if n not in names and _runs(src, [f"{m}(" for m in names])}
+            more |= {n for n, src in sources.items() if n not in names and names & set(_parameters(src))}
+            if not more:
+                break
+            names |= more
+        found[tier] = names
+    return found
+
+
+def _parameters(source: str) -> list[str]:
+    head = source.split("(", 1)[1].split(")", 1)[0] if "(" in source else ""
+    return [part.split(":")[0].strip() for part in head.split(",")]
+
+
+def _tier(item: pytest.Item) -> str | None:
+    relative = item.path.relative_to(Path(__file__).parent)
+    function = getattr(item, "function", None)
+    try:
+        source = inspect.getsource(function) if function is not None else ""
+    except (OSError, TypeError):
+        source = ""
+    fixtures = set(getattr(item, "fixturenames", ()))
+    helpers = _module_helpers(item.module) if getattr(item, "module", None) is not None else {}
+    for tier, calls, tier_fixtures in (
+        ("e2e", PROCESS_CALLS, PROCESS_FIXTURES),
+        ("dagster", DAGSTER_CALLS, DAGSTER_FIXTURES),
+    ):
+        names = helpers.get(tier, set())
+        if (
+            (tier == "e2e" and relative.parts[0] == E2E_FOLDER)
+            or (tier_fixtures | names) & fixtures
+            or _runs(source, [*calls, *(f"{n}(" for n in names)])
+        ):
+            return tier
+    return None
+
+
+@pytest.fixture(autouse=True)
+def _fast_tier_stays_fast(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under METASPEND_TEST_TIER=fast, starting a Dagster run or a process fails the test: its tier rule
+    above is missing."""
+    if not FAST_ONLY:
+        return
+    import subprocess
+
+    import dagster as dg
+
+    def refuse(what: str) -> Any:
+        def refused(*args: object, **kwargs: object) -> None:
+            pytest.fail(
+                f"{request.node.nodeid} {what} but is in the fast tier: add the call or fixture that does it "
+                "to DAGSTER_CALLS / DAGSTER_FIXTURES / PROCESS_CALLS / PROCESS_FIXTURES in conftest.py"
+            )
+
+        return refused
+
+    monkeypatch.setattr(dg.JobDefinition, "execute_in_process", refuse("runs a Dagster job"))
+    monkeypatch.setattr(subprocess, "Popen", refuse("starts a process"))
+
 
 # Tests that start Dagster processes or clusters take tens of seconds each: started first, they
 # overlap with the many short tests instead of ending the run alone on one worker.
-SLOW_FILES = ("test_production_instance.py", "test_faults.py", "test_dagster_dev.py", "test_demo.py")
-
-
 def _slowness(item: pytest.Item) -> int:
-    if item.path.name in SLOW_FILES:
-        return 0
     if item.get_closest_marker("e2e") is not None:
+        return 0
+    if item.get_closest_marker("dagster") is not None:
         return 1
     return 2
 
 
 # scripts/mutation: a mutant's tests stop at the first failure, so there the fastest go first, by the
-# durations mutmut measured (its mutmut-stats.json, named by METASPEND_TEST_DURATIONS).
+# durations mutmut measured (its mutmut-stats.json, named by METASPEND_TEST_DURATIONS). Mutation runs
+# the fast tier only (pyproject's [tool.mutmut]): a Dagster run costs seconds, and a surviving mutant
+# runs every test that covers its function (docs/development.md).
 FASTEST_FIRST = os.environ.get("METASPEND_TEST_DURATIONS")
-SETUP_RUNS_DAGSTER = {"pipeline", "example"}
 # Their assertions hold only when the client's calls are as fast as usual against the sandbox's
 # real-time rate limits; mutmut's trampolines on a loaded machine slow them enough to fail them now
-# and then, which aborts a mutation run. Under mutation they are skipped (docs/testing.md).
+# and then, which aborts a mutation run. Under mutation they are skipped (docs/development.md).
 WALL_CLOCK_PACING_TESTS = {
     "test_usage_headers_slow_the_client_before_meta_blocks",
     "test_a_real_rate_limit_throttle_is_waited_out",
     "test_high_app_usage_slows_every_ad_account",
 }
-
-
-@pytest.fixture(autouse=True)
-def _no_dagster_runs_under_mutation(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Under scripts/mutation, a test that runs a Dagster job (`materialize`, `execute_in_process`)
-    is skipped when it gets there: one such run costs seconds, a surviving mutant runs every test
-    that covers its function, and at two cores a mutant of the fetch or the ROAS took ten minutes.
-    The scores are then those of the direct tests, a lower bound (docs/testing.md)."""
-    if not FASTEST_FIRST:
-        return
-    import dagster as dg
-
-    def left_out(*args: object, **kwargs: object) -> None:
-        pytest.skip("runs a Dagster job: left out under mutation (docs/testing.md)")
-
-    monkeypatch.setattr(dg.JobDefinition, "execute_in_process", left_out)
 
 
 def _durations() -> dict[str, float]:
@@ -256,6 +337,10 @@ def _durations() -> dict[str, float]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = _tier(item)
+        if tier is not None:
+            item.add_marker(getattr(pytest.mark, tier))
     if FASTEST_FIRST:
         for item in items:
             if item.originalname in WALL_CLOCK_PACING_TESTS:
@@ -263,10 +348,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                     pytest.mark.skip(reason="paces against the sandbox's real-time limits: flaky under mutmut")
                 )
         durations = _durations()
-        # mutmut times a test's call, not its setup: tests whose fixtures run Dagster go last anyway
-        items.sort(
-            key=lambda item: (bool(SETUP_RUNS_DAGSTER & set(item.fixturenames)), durations.get(item.nodeid, 0.0))
-        )
+        items.sort(key=lambda item: durations.get(item.nodeid, 0.0))
         return
     items.sort(key=_slowness)  # stable: the order inside each group stays the collection order
 
@@ -434,7 +516,7 @@ class Pipeline:
     def __init__(self, db_url: str, sandbox: Sandbox, sandbox_url: str) -> None:
         import dagster as dg
 
-        from metaspend_pipeline.resources import MetaAdsResource, WarehouseResource
+        from metaspend_pipeline.defs.common.resources import MetaAdsResource, WarehouseResource
 
         self.db_url = db_url
         self.sandbox = sandbox
@@ -467,35 +549,30 @@ class Pipeline:
         """Materialize the pipeline's assets (and their checks) over [start, end] in one run."""
         import dagster as dg
 
-        from metaspend_pipeline.assets import (
-            fx_rates_daily,
-            lead,
-            meta_raw_insights,
-            meta_roas,
-            meta_spend_daily,
-            sale,
-        )
-        from metaspend_pipeline.checks import (
-            attribution_gap,
-            every_needed_currency_has_a_rate,
+        from metaspend_pipeline.defs.fx.assets import fx_rates_daily
+        from metaspend_pipeline.defs.fx.checks import every_needed_currency_has_a_rate
+        from metaspend_pipeline.defs.meta_spend.assets import meta_raw_insights, meta_spend_daily
+        from metaspend_pipeline.defs.meta_spend.checks import (
             every_organization_fetched,
-            every_organization_written,
-            meta_roas_checks,
             meta_spend_anomaly_checks,
             meta_spend_daily_checks,
+            meta_spend_daily_written,
         )
+        from metaspend_pipeline.defs.product.assets import table_specs
+        from metaspend_pipeline.defs.roas.assets import meta_roas
+        from metaspend_pipeline.defs.roas.checks import attribution_gap, meta_roas_checks, meta_roas_written
 
         tags = {"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end or start}
         return dg.materialize(
             [
-                lead,
-                sale,
+                *table_specs(),
                 meta_raw_insights,
                 meta_spend_daily,
                 fx_rates_daily,
                 meta_roas,
                 every_organization_fetched,
-                every_organization_written,
+                meta_spend_daily_written,
+                meta_roas_written,
                 every_needed_currency_has_a_rate,
                 meta_spend_daily_checks,
                 meta_spend_anomaly_checks,
@@ -514,7 +591,7 @@ class Pipeline:
 @pytest.fixture
 def pipeline(env: dict[str, str], sandbox: Sandbox, sandbox_server: SandboxServer, sandbox_endpoint: str) -> Pipeline:
     """A migrated warehouse with the sandbox's organizations connected (tokens encrypted)."""
-    from metaspend_pipeline.meta.sandbox.client import connect_sandbox_organizations
+    from metaspend_pipeline.cli.sandbox import connect_sandbox_organizations
     from metaspend_pipeline.tokens import KeyRing
 
     sandbox.configure(async_job_seconds=0.02)

@@ -16,8 +16,8 @@ import sqlalchemy as sa
 
 from metaspend_pipeline import anomalies
 from metaspend_pipeline.definitions import load
-from metaspend_pipeline.meta.client import InsightRow
-from metaspend_pipeline.resources import WarehouseResource
+from metaspend_pipeline.defs.common.resources import WarehouseResource
+from metaspend_pipeline.meta.models import InsightRow
 from metaspend_pipeline.settings import AnomalySettings, SettingsError
 from metaspend_pipeline.storage import raw as raw_store
 from metaspend_pipeline.storage.spend import refresh_spend

@@ -14,9 +14,10 @@ from click.testing import CliRunner
 
 from metaspend_pipeline import currency
 from metaspend_pipeline.cli import cli
-from metaspend_pipeline.meta.client import MetaClient, parse_insight_row
+from metaspend_pipeline.meta.client import MetaClient
 from metaspend_pipeline.meta.errors import MetaDataError
-from metaspend_pipeline.meta.sandbox.server import Sandbox
+from metaspend_pipeline.meta.parsing import parse_insight_row
+from metaspend_pipeline.sandbox.server import Sandbox
 from metaspend_pipeline.settings import MetaApiSettings
 from metaspend_pipeline.storage import db
 from metaspend_pipeline.storage.schema import Money, connected_account, meta_raw_insights, meta_spend_daily

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from metaspend_pipeline.storage.schema import meta_conversions_daily, meta_roas_by_campaign, meta_spend_daily
 from metaspend_pipeline_tests.conftest import Pipeline
 from metaspend_pipeline_tests.dates import day, iso
-from metaspend_pipeline_tests.test_assets import LEVELS, failure_text
+from metaspend_pipeline_tests.defs.test_assets import LEVELS, failure_text
 
 START, END = iso(1), iso(3)
 CENT = Decimal("0.01")
@@ -388,7 +388,7 @@ def test_the_report_shows_meta_beside_the_crm(env: dict[str, str]) -> None:
 
 def test_the_sandbox_serves_its_conversion_truth_to_other_processes(sandbox, sandbox_server) -> None:  # type: ignore[no-untyped-def]
     """Benchmarks and the CLI read the truth over HTTP: the same rows as the world's."""
-    from metaspend_pipeline.meta.sandbox.client import SandboxAdmin
+    from metaspend_pipeline.sandbox.control import SandboxAdmin
 
     served = SandboxAdmin(sandbox_server.url).conversion_truth("act_3000000002", "adset", iso(1), iso(2), "1d_ev")
     assert served == sandbox.world.conversion_truth("act_3000000002", "adset", day(1), day(2), ("1d_ev",))

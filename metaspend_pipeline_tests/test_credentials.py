@@ -1,3 +1,6 @@
+"""`credentials.py`: storing, finding and rotating the organizations' tokens, and a token that expires
+at the very instant it is stored (already expired: the lookup rule is `expires_at > now`)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -372,3 +375,22 @@ def test_a_token_without_ad_accounts_says_how_to_add_one(engine: sa.Engine, encr
         "No ad account ID found for organization org-1: its connected accounts list none. "
         "Reconnect with `metaspend accounts connect --org org-1 --ad-account act_...`."
     )
+
+
+# --- a token that expires at the very instant it is stored ----------------------------------------
+
+
+def test_an_expiry_at_this_very_instant_is_refused_and_a_microsecond_later_is_stored(
+    engine: sa.Engine, encryption_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    monkeypatch.setattr(credentials, "utcnow", lambda: now)
+    with pytest.raises(InvalidInputError) as info:
+        connect(engine, encryption_key, "org-1", "EAAnow0000000", ["act_1"], expires_at=now)
+    assert str(info.value) == f"the token's expiry {now.isoformat()} is in the past"
+    later = now + dt.timedelta(microseconds=1)
+    connect(engine, encryption_key, "org-1", "EAAlater00000", ["act_1"], expires_at=later)
+    with engine.connect() as conn:
+        [token] = store.stored_tokens(conn, "org-1")
+    assert token.expires_at == later
+    assert (token.is_valid_at(now), token.is_valid_at(later)) == (True, False)

@@ -16,12 +16,12 @@ import sqlalchemy as sa
 from metaspend_pipeline import ingest
 from metaspend_pipeline.credentials import MetaAdAccount
 from metaspend_pipeline.meta.client import MetaClient
-from metaspend_pipeline.meta.sandbox.server import Sandbox, SandboxServer
 from metaspend_pipeline.meta.throttle import AppPacer
+from metaspend_pipeline.sandbox.server import Sandbox, SandboxServer
 from metaspend_pipeline.settings import MetaApiSettings
 from metaspend_pipeline.storage.schema import connected_account, meta_fetch_log, meta_raw_insights
 from metaspend_pipeline_tests.conftest import Pipeline
-from metaspend_pipeline_tests.test_assets import END, START, failure_text, sort_rows, spend_rows, truth_rows
+from metaspend_pipeline_tests.defs.test_assets import END, START, failure_text, sort_rows, spend_rows, truth_rows
 
 ALL_ACCOUNTS = {
     ("demo-org-1", "act_1000000001"),
@@ -214,7 +214,7 @@ def test_the_sandbox_limits_the_app_as_a_whole_with_code_4(sandbox: Sandbox, san
 
 def test_bench_accounts_leave_the_other_accounts_as_they_were() -> None:
     """`bench_accounts` adds accounts (one organization each) and changes nothing of the others."""
-    from metaspend_pipeline.meta.sandbox.world import World, bench_account_id, bench_organization_id
+    from metaspend_pipeline.sandbox.world import World, bench_account_id, bench_organization_id
 
     plain, bench = World(7), World(7, bench_accounts=3)
     assert {k: v for k, v in bench.accounts.items() if k in plain.accounts} == plain.accounts

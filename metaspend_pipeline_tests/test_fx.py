@@ -15,12 +15,12 @@ import sqlalchemy as sa
 from click.testing import CliRunner, Result
 
 from metaspend_pipeline import fx
-from metaspend_pipeline.assets import fx_rates_daily
-from metaspend_pipeline.checks import every_needed_currency_has_a_rate
 from metaspend_pipeline.cli import cli
-from metaspend_pipeline.meta.sandbox.ecb import target_holidays
-from metaspend_pipeline.meta.sandbox.server import Sandbox
-from metaspend_pipeline.resources import WarehouseResource
+from metaspend_pipeline.defs.common.resources import WarehouseResource
+from metaspend_pipeline.defs.fx.assets import fx_rates_daily
+from metaspend_pipeline.defs.fx.checks import every_needed_currency_has_a_rate
+from metaspend_pipeline.sandbox.ecb import target_holidays
+from metaspend_pipeline.sandbox.server import Sandbox
 from metaspend_pipeline.settings import BUNDLED_FX_RATES, ECB_RATES_URL, Settings, SettingsError, fx_rates_url
 from metaspend_pipeline.storage import db
 from metaspend_pipeline.storage.schema import (

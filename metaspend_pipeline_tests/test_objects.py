@@ -18,10 +18,11 @@ from click.testing import CliRunner
 from metaspend_pipeline import objects
 from metaspend_pipeline.cli import cli
 from metaspend_pipeline.credentials import MetaAdAccount
-from metaspend_pipeline.meta.client import InsightRow, MetaClient
+from metaspend_pipeline.meta.client import MetaClient
 from metaspend_pipeline.meta.errors import MetaDataError
-from metaspend_pipeline.meta.sandbox.client import SandboxAdmin
-from metaspend_pipeline.meta.sandbox.server import Sandbox, SandboxServer
+from metaspend_pipeline.meta.models import InsightRow
+from metaspend_pipeline.sandbox.control import SandboxAdmin
+from metaspend_pipeline.sandbox.server import Sandbox, SandboxServer
 from metaspend_pipeline.settings import MetaApiSettings
 from metaspend_pipeline.storage import raw as raw_store
 from metaspend_pipeline.storage.schema import (
@@ -33,7 +34,7 @@ from metaspend_pipeline.storage.schema import (
 )
 from metaspend_pipeline_tests.conftest import Pipeline
 from metaspend_pipeline_tests.dates import TODAY, day, iso
-from metaspend_pipeline_tests.test_assets import spend_rows, truth_rows
+from metaspend_pipeline_tests.defs.test_assets import spend_rows, truth_rows
 
 ACCOUNT = "act_1000000001"
 ORG = "demo-org-1"
@@ -341,7 +342,7 @@ def test_a_failing_objects_fetch_does_not_fail_or_alter_the_spend_fetch(
 
 
 def test_an_object_listed_twice_in_one_batch_is_one_row(engine: sa.Engine) -> None:
-    from metaspend_pipeline.meta.client import MetaObject
+    from metaspend_pipeline.meta.models import MetaObject
     from metaspend_pipeline.storage import objects as store
 
     def campaign(name: str) -> MetaObject:

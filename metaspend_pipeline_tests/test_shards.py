@@ -12,18 +12,18 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from metaspend_pipeline.assets import ROAS_KEYS
 from metaspend_pipeline.definitions import load
+from metaspend_pipeline.defs.meta_spend.schedules import build_spend_schedule
+from metaspend_pipeline.defs.roas.assets import ROAS_KEYS
 from metaspend_pipeline.errors import InvalidInputError
-from metaspend_pipeline.schedules import build_spend_schedule
 from metaspend_pipeline.settings import Settings
 from metaspend_pipeline.shards import SHARD_TAG, Shard, all_shards
 from metaspend_pipeline.storage import accounts as store
 from metaspend_pipeline.storage.schema import meta_roas_by_campaign
 from metaspend_pipeline_tests.conftest import Pipeline
 from metaspend_pipeline_tests.dates import day as day_
-from metaspend_pipeline_tests.test_assets import END, START, failure_text, sort_rows, spend_rows, truth_rows
-from metaspend_pipeline_tests.test_schedules import ranges, tick
+from metaspend_pipeline_tests.defs.test_assets import END, START, failure_text, sort_rows, spend_rows, truth_rows
+from metaspend_pipeline_tests.defs.test_schedules import ranges, tick
 
 ORGANIZATIONS = [f"org-{i:04d}" for i in range(300)] + ["demo-org-1", "demo-org-2", "demo-org-3", "ÄÖ-unicode"]
 
@@ -106,10 +106,12 @@ def roas_organizations(engine: sa.Engine) -> set[str]:
 
 def roas_run(pipeline: Pipeline, tags: dict[str, str]) -> dg.ExecuteInProcessResult:
     """The schedule's ROAS-only run: the ROAS assets alone, with the run's tags."""
-    from metaspend_pipeline.assets import lead, meta_raw_insights, meta_roas, meta_spend_daily, sale
+    from metaspend_pipeline.defs.meta_spend.assets import meta_raw_insights, meta_spend_daily
+    from metaspend_pipeline.defs.product.assets import table_specs
+    from metaspend_pipeline.defs.roas.assets import meta_roas
 
     return dg.materialize(
-        [lead, sale, meta_raw_insights, meta_spend_daily, meta_roas],
+        [*table_specs(), meta_raw_insights, meta_spend_daily, meta_roas],
         selection=list(ROAS_KEYS.values()),
         tags=tags,
         resources=pipeline.resources,

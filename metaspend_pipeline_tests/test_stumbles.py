@@ -13,8 +13,8 @@ from click.testing import CliRunner, Result
 
 from metaspend_pipeline.cli import cli
 from metaspend_pipeline.demo import load_demo_env
-from metaspend_pipeline.meta.sandbox.server import Sandbox, SandboxServer
 from metaspend_pipeline.redaction import MASK, redact, register_secret
+from metaspend_pipeline.sandbox.server import Sandbox, SandboxServer
 from metaspend_pipeline.storage import raw as raw_store
 from metaspend_pipeline_tests.conftest import Pipeline
 from metaspend_pipeline_tests.dates import iso

@@ -10,9 +10,9 @@ import sqlalchemy as sa
 
 from metaspend_pipeline.credentials import store_connection
 from metaspend_pipeline.definitions import load
+from metaspend_pipeline.defs.common.resources import MetaAdsResource
 from metaspend_pipeline.meta.client import MetaClient
-from metaspend_pipeline.meta.sandbox.server import Sandbox
-from metaspend_pipeline.resources import MetaAdsResource
+from metaspend_pipeline.sandbox.server import Sandbox
 from metaspend_pipeline.settings import MetaApiSettings
 from metaspend_pipeline.storage import accounts as store
 from metaspend_pipeline.tokens import KeyRing, generate_key

@@ -1,4 +1,4 @@
-"""A client for the parts of Meta's Graph API the pipeline uses. Plain Python, no Dagster.
+"""The HTTP client for the parts of Meta's Graph API the pipeline uses. Plain Python, no Dagster.
 
 - Insights of an ad account at a level over a date range, one row per day, archived and deleted
   objects included, streamed page by page and validated row by row.
@@ -16,75 +16,51 @@ import hmac
 import json
 import logging
 import random
-import re
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from decimal import Decimal
+from dataclasses import dataclass
 from typing import Any
 
 import requests
 
-from metaspend_pipeline.currency import AMOUNT_INTEGER_DIGITS, AMOUNT_SCALE, CURRENCY_CODE, minor_units
 from metaspend_pipeline.meta.errors import (
     OLD_DATA_CODE,
     GraphError,
     MetaApiError,
-    MetaDataError,
     MetaPermissionError,
     MetaReportJobError,
     MetaRetriesExhaustedError,
     MetaTokenError,
 )
+from metaspend_pipeline.meta.models import (
+    CONVERSION_FIELDS,
+    EFFECTIVE_STATUSES,
+    ID_FIELDS,
+    LEVELS,
+    OBJECT_FIELDS,
+    AdAccount,
+    ExchangedToken,
+    InsightRow,
+    MetaObject,
+    TokenInfo,
+)
+from metaspend_pipeline.meta.parsing import (
+    ID_PATTERN,
+    parse_ad_account,
+    parse_insight_row,
+    parse_object,
+    utc_from_epoch,
+)
 from metaspend_pipeline.meta.throttle import AppPacer, Pacer, parse_usage, retry_after_seconds
 from metaspend_pipeline.redaction import get_logger, protect_third_party_loggers, redact, register_secret
-from metaspend_pipeline.settings import ATTRIBUTION_WINDOWS, MetaApiSettings
+from metaspend_pipeline.settings import MetaApiSettings
 
-LEVELS = ("account", "campaign", "adset", "ad")
-ID_FIELDS: Mapping[str, tuple[str, ...]] = {
-    "account": (),
-    "campaign": ("campaign_id",),
-    "adset": ("campaign_id", "adset_id"),
-    "ad": ("campaign_id", "adset_id", "ad_id"),
-}
-# Every effective status, so archived and deleted objects are included and totals match Ads Manager.
-EFFECTIVE_STATUSES = (
-    "ACTIVE",
-    "PAUSED",
-    "DELETED",
-    "ARCHIVED",
-    "PENDING_REVIEW",
-    "DISAPPROVED",
-    "PREAPPROVED",
-    "PENDING_BILLING_INFO",
-    "CAMPAIGN_PAUSED",
-    "ADSET_PAUSED",
-    "IN_PROCESS",
-    "WITH_ISSUES",
-)
 _STATUS_FIELD = {"account": "ad", "campaign": "campaign", "adset": "adset", "ad": "ad"}
-_OBJECT_COMMON = ("id", "name", "status", "effective_status", "created_time", "updated_time")
-OBJECT_FIELDS: Mapping[str, tuple[str, ...]] = {
-    "campaign": (*_OBJECT_COMMON, "objective"),
-    "adset": (*_OBJECT_COMMON, "campaign_id"),
-    "ad": (*_OBJECT_COMMON, "campaign_id", "adset_id"),
-}
 _METRICS = ("spend", "impressions", "clicks")
-# Meta's conversions, in the same requests as spend: counts, values (ad account's currency), ratio
-CONVERSION_FIELDS = ("actions", "action_values", "purchase_roas")
-# The window of Meta's `value` key: the ad account's own attribution setting, as Ads Manager shows it
-DEFAULT_WINDOW = "default"
-_ACTION_TYPE = re.compile(r"[a-z0-9_.:-]{1,200}", re.ASCII)
 _JOB_DONE = "Job Completed"
 _JOB_FAILED = frozenset({"Job Failed", "Job Skipped"})
 _STRIPPED_PARAMS = frozenset({"access_token", "appsecret_proof"})
-# ASCII only: str.isdigit() also accepts "²" and Arabic-Indic digits, which int() and Decimal() read
-_DIGITS = re.compile(r"[0-9]+", re.ASCII)
-_ID = re.compile(r"[0-9]{1,30}", re.ASCII)
-_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
-_AMOUNT = re.compile(r"(?P<integer>[0-9]+)(?:\.(?P<decimals>[0-9]+))?", re.ASCII)
-_MAX_COUNT = 2**63 - 1
 _AD_ACCOUNT_FIELDS = "id,account_id,name,currency,timezone_name,timezone_offset_hours_utc,account_status"
 # Failures of the connection itself, before or during an answer: worth another attempt.
 _TRANSIENT_TRANSPORT_ERRORS = (
@@ -96,80 +72,6 @@ _TRANSIENT_TRANSPORT_ERRORS = (
 
 log = get_logger(__name__)
 protect_third_party_loggers()
-
-
-@dataclass(frozen=True, slots=True)
-class InsightRow:
-    """One day of one object, parsed and validated; `raw` is the row exactly as Meta sent it."""
-
-    ad_account_id: str
-    level: str
-    date: dt.date
-    campaign_id: str | None
-    adset_id: str | None
-    ad_id: str | None
-    currency: str
-    spend: Decimal
-    impressions: int | None
-    clicks: int | None
-    raw: Mapping[str, Any] = field(repr=False)
-    conversions: tuple[Conversion, ...] = field(default=(), repr=False)
-
-
-@dataclass(frozen=True, slots=True)
-class Conversion:
-    """One action type under one attribution window of one insight row: its count (`actions`)
-    and its value (`action_values`), either None when Meta sent only the other."""
-
-    action_type: str
-    attribution_window: str  # DEFAULT_WINDOW for Meta's `value`, else one of ATTRIBUTION_WINDOWS
-    count: int | None
-    value: Decimal | None
-
-
-@dataclass(frozen=True, slots=True)
-class MetaObject:
-    """A campaign, ad set or ad as Meta describes it now; parents are None where they do not apply."""
-
-    ad_account_id: str
-    kind: str  # campaign, adset or ad
-    id: str
-    name: str
-    status: str
-    effective_status: str
-    objective: str | None
-    campaign_id: str | None
-    adset_id: str | None
-    created_time: dt.datetime | None
-    updated_time: dt.datetime | None
-
-
-@dataclass(frozen=True)
-class AdAccount:
-    id: str
-    name: str | None
-    currency: str
-    timezone_name: str
-    timezone_offset_hours_utc: Decimal | None
-    account_status: int | None
-
-
-@dataclass(frozen=True)
-class TokenInfo:
-    is_valid: bool
-    expires_at: dt.datetime | None
-    data_access_expires_at: dt.datetime | None
-    scopes: tuple[str, ...]
-    app_id: str | None
-    type: str | None
-    user_id: str | None
-
-
-@dataclass(frozen=True)
-class ExchangedToken:
-    access_token: str = field(repr=False)
-    token_type: str | None = None
-    expires_at: dt.datetime | None = None
 
 
 @dataclass
@@ -208,36 +110,6 @@ class _ReduceData(Exception):
 def appsecret_proof(access_token: str, app_secret: str) -> str:
     """HMAC-SHA256 of the token keyed by the app secret, as Meta's "Require App Secret" wants."""
     return hmac.new(app_secret.encode(), access_token.encode(), hashlib.sha256).hexdigest()
-
-
-def _utc_from_epoch(value: Any) -> dt.datetime | None:
-    try:
-        seconds = int(value)
-    except (TypeError, ValueError):
-        return None
-    return dt.datetime.fromtimestamp(seconds, dt.UTC) if seconds > 0 else None
-
-
-def _ad_account_of(body: Mapping[str, Any], account: str) -> AdAccount:
-    """An ad account node as Meta answers it (`_AD_ACCOUNT_FIELDS`), checked: it must have a currency and a
-    time zone."""
-    currency, zone = body.get("currency"), body.get("timezone_name")
-    if not currency or not zone:
-        raise MetaDataError(f"ad account {account}: Meta returned no currency or time zone", ad_account_id=account)
-    if not isinstance(currency, str) or not CURRENCY_CODE.fullmatch(currency):
-        raise MetaDataError(
-            f"ad account {account}: field currency {currency!r} is not a currency code (3 letters A-Z)",
-            ad_account_id=account,
-        )
-    offset = body.get("timezone_offset_hours_utc")
-    return AdAccount(
-        id=account,
-        name=body.get("name"),
-        currency=currency,
-        timezone_name=str(zone),
-        timezone_offset_hours_utc=Decimal(str(offset)) if offset is not None else None,
-        account_status=int(body["account_status"]) if body.get("account_status") is not None else None,
-    )
 
 
 def _account_path(ad_account_id: str) -> str:
@@ -553,7 +425,7 @@ class MetaClient:
             status = f"Meta asked for less data ({signal.error.describe()})"
         else:
             run_id = str(started.get("report_run_id") or "")
-            if not _ID.fullmatch(run_id):
+            if not ID_PATTERN.fullmatch(run_id):
                 raise MetaApiError(f"{context}: starting a report run returned no report_run_id")
             self.stats.async_jobs += 1
             status = self._wait_for_report(run_id, context)
@@ -635,7 +507,7 @@ class MetaClient:
         account = _account_path(ad_account_id)
         if account not in self._accounts:
             body = self.request("GET", account, {"fields": _AD_ACCOUNT_FIELDS}, context=f"ad account {account}")
-            self._accounts[account] = _ad_account_of(body, account)
+            self._accounts[account] = parse_ad_account(body, account)
         return self._accounts[account]
 
     def ad_accounts(self) -> list[AdAccount]:
@@ -645,9 +517,9 @@ class MetaClient:
         for page in self._pages("me/adaccounts", {"fields": _AD_ACCOUNT_FIELDS}, context=context):
             for item in page:
                 digits = item.get("account_id") if isinstance(item, dict) else None
-                if not isinstance(digits, str) or not _ID.fullmatch(digits):
+                if not isinstance(digits, str) or not ID_PATTERN.fullmatch(digits):
                     raise MetaApiError(f"{context}: an ad account has no account_id of digits ({digits!r})")
-                out.append(_ad_account_of(item, f"act_{digits}"))
+                out.append(parse_ad_account(item, f"act_{digits}"))
         return out
 
     def _app_token(self) -> str:
@@ -669,8 +541,8 @@ class MetaClient:
         data = body.get("data") or {}
         return TokenInfo(
             is_valid=bool(data.get("is_valid")),
-            expires_at=_utc_from_epoch(data.get("expires_at")),
-            data_access_expires_at=_utc_from_epoch(data.get("data_access_expires_at")),
+            expires_at=utc_from_epoch(data.get("expires_at")),
+            data_access_expires_at=utc_from_epoch(data.get("data_access_expires_at")),
             scopes=tuple(data.get("scopes") or ()),
             app_id=data.get("app_id"),
             type=data.get("type"),
@@ -705,243 +577,11 @@ class MetaClient:
         )
 
 
-def parse_insight_row(
-    raw: Any, account: str, level: str, since: dt.date, until: dt.date, *, conversions: bool = True
-) -> InsightRow:
-    """One of Meta's insight rows, parsed and validated: the single parser of the package.
-
-    Everything a row holds is checked here, before any stored row is replaced: ASCII digits only,
-    ids and counts that fit their columns, money within NUMERIC(18, 2) with no more decimals than
-    the currency has, and never rounded. Each error names the ad account, the date and the field.
-    `conversions=False` skips the conversion lists, for a row read back after it was validated.
-    """
-    if not isinstance(raw, dict):
-        raise MetaDataError(f"ad account {account}, {level} insights: a row is not an object", ad_account_id=account)
-    day_text = raw.get("date_start")
-    shown_day = day_text if isinstance(day_text, str) and _DATE.fullmatch(day_text) else "(no date)"
-    where = f"ad account {account}, {level} row of {shown_day}"
-    if not isinstance(day_text, str) or not _DATE.fullmatch(day_text):
-        raise MetaDataError(f"{where}: field date_start {day_text!r} is not a date", ad_account_id=account)
-    try:
-        day = dt.date.fromisoformat(day_text)
-    except ValueError:
-        raise MetaDataError(f"{where}: field date_start {day_text!r} is not a date", ad_account_id=account) from None
-    if not since <= day <= until:
-        raise MetaDataError(
-            f"{where}: date {day} is outside the requested range {since}..{until}", ad_account_id=account
-        )
-    if raw.get("date_stop") not in (None, day_text):
-        raise MetaDataError(
-            f"{where}: date_stop {raw.get('date_stop')!r} differs from date_start; expected daily rows",
-            ad_account_id=account,
-        )
-    row_account = raw.get("account_id")
-    if row_account is not None and f"act_{row_account}" != account:
-        raise MetaDataError(f"{where}: field account_id {row_account!r} is not {account}", ad_account_id=account)
-    ids: dict[str, str | None] = {"campaign_id": None, "adset_id": None, "ad_id": None}
-    for name in ID_FIELDS[level]:
-        value = raw.get(name)
-        if not isinstance(value, str | int) or isinstance(value, bool) or not _ID.fullmatch(str(value)):
-            raise MetaDataError(f"{where}: field {name} is missing or not an id ({value!r})", ad_account_id=account)
-        ids[name] = str(value)
-    currency = raw.get("account_currency")
-    if not isinstance(currency, str) or not CURRENCY_CODE.fullmatch(currency):
-        raise MetaDataError(
-            f"{where}: field account_currency {currency!r} is not a currency code (3 letters A-Z)",
-            ad_account_id=account,
-        )
-    spend = _decimal(raw.get("spend"), where, "spend", account, currency)
-    if spend is None:
-        raise MetaDataError(f"{where}: field spend is missing", ad_account_id=account)
-    return InsightRow(
-        ad_account_id=account,
-        level=level,
-        date=day,
-        currency=currency,
-        spend=spend,
-        impressions=_count(raw.get("impressions"), where, "impressions", account),
-        clicks=_count(raw.get("clicks"), where, "clicks", account),
-        raw=raw,
-        conversions=parse_conversions(raw, where, account, currency) if conversions else (),
-        **ids,
-    )
-
-
-def parse_conversions(raw: Mapping[str, Any], where: str, account: str, currency: str) -> tuple[Conversion, ...]:
-    """The row's `actions` and `action_values`, one Conversion per (action type, window) present.
-
-    Counts are whole numbers and values amounts in the ad account's currency, checked as spend is;
-    `purchase_roas` is checked to be non-negative numbers (it is kept in the raw row only). Window
-    keys other than Meta's current windows are left in the raw row.
-    """
-    counts = _action_list(raw, "actions", where, account)
-    values = _action_list(raw, "action_values", where, account)
-    ratios = _action_list(raw, "purchase_roas", where, account)
-    parsed_counts: dict[tuple[str, str], int | None] = {}
-    parsed_values: dict[tuple[str, str], Decimal | None] = {}
-    for action_type, entry in counts.items():
-        for key, window in _window_keys(entry):
-            name = f"actions[{action_type}].{key}"
-            parsed_counts[(action_type, window)] = _count(entry[key], where, name, account)
-    for action_type, entry in values.items():
-        for key, window in _window_keys(entry):
-            name = f"action_values[{action_type}].{key}"
-            parsed_values[(action_type, window)] = _decimal(entry[key], where, name, account, currency)
-    for action_type, entry in ratios.items():
-        for key, _ in _window_keys(entry):
-            text = entry[key]
-            if not isinstance(text, str | int) or isinstance(text, bool) or not _AMOUNT.fullmatch(str(text)):
-                raise MetaDataError(
-                    f"{where}: field purchase_roas[{action_type}].{key} {text!r} is not a non-negative number",
-                    ad_account_id=account,
-                )
-    keys = dict.fromkeys([*parsed_counts, *parsed_values])
-    return tuple(
-        Conversion(
-            action_type, window, parsed_counts.get((action_type, window)), parsed_values.get((action_type, window))
-        )
-        for action_type, window in keys
-    )
-
-
-def _action_list(raw: Mapping[str, Any], name: str, where: str, account: str) -> dict[str, Mapping[str, Any]]:
-    """A list of `{"action_type": ..., "value": ..., "<window>": ...}` by action type (absent: empty)."""
-    items = raw.get(name)
-    if items is None:
-        return {}
-    if not isinstance(items, list):
-        raise MetaDataError(f"{where}: field {name} is not a list", ad_account_id=account)
-    out: dict[str, Mapping[str, Any]] = {}
-    for item in items:
-        action_type = item.get("action_type") if isinstance(item, dict) else None
-        if not isinstance(action_type, str) or not _ACTION_TYPE.fullmatch(action_type):
-            raise MetaDataError(
-                f"{where}: field {name} has an entry without a valid action_type ({action_type!r})",
-                ad_account_id=account,
-            )
-        if action_type in out:
-            raise MetaDataError(f"{where}: field {name} lists action type {action_type} twice", ad_account_id=account)
-        out[action_type] = item
-    return out
-
-
-def _window_keys(entry: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
-    """(key in the entry, window stored): `value` is the account's own setting, then Meta's windows."""
-    if "value" in entry:
-        yield "value", DEFAULT_WINDOW
-    for window in ATTRIBUTION_WINDOWS:
-        if window in entry:
-            yield window, window
-
-
-def _is_id(value: Any) -> bool:
-    return isinstance(value, str) and value.isascii() and value.isdigit()
-
-
-def parse_object(raw: Any, account: str, kind: str) -> MetaObject:
-    """One campaign, ad set or ad from an object edge, parsed and validated."""
-    if not isinstance(raw, dict):
-        raise MetaDataError(f"ad account {account}, {kind}s: an item is not an object", ad_account_id=account)
-    where = f"ad account {account}, {kind} {raw.get('id')!r}"
-
-    def fail(name: str, problem: str) -> MetaDataError:
-        return MetaDataError(f"{where}: field {name} {raw.get(name)!r} {problem}", ad_account_id=account)
-
-    parents = {"campaign": (), "adset": ("campaign_id",), "ad": ("campaign_id", "adset_id")}[kind]
-    for name in ("id", *parents):
-        if not _is_id(raw.get(name)):
-            raise fail(name, "is missing or not an id")
-    name = raw.get("name")
-    if not isinstance(name, str):
-        raise fail("name", "is missing or not text")
-    for status_field in ("status", "effective_status"):
-        value = raw.get(status_field)
-        if not isinstance(value, str) or not value or not value.replace("_", "").isalpha() or not value.isupper():
-            raise fail(status_field, "is not a status such as ACTIVE")
-    objective = raw.get("objective") if kind == "campaign" else None
-    if objective is not None and not isinstance(objective, str):
-        raise fail("objective", "is not text")
-    times: dict[str, dt.datetime | None] = {}
-    for time_field in ("created_time", "updated_time"):
-        text = raw.get(time_field)
-        if text is None:
-            times[time_field] = None
-            continue
-        try:
-            moment = dt.datetime.strptime(str(text), "%Y-%m-%dT%H:%M:%S%z")
-        except ValueError:
-            raise fail(time_field, "is not a time such as 2026-01-15T10:00:00-0800") from None
-        times[time_field] = moment
-    return MetaObject(
-        ad_account_id=account,
-        kind=kind,
-        id=raw["id"],
-        name=name,
-        status=raw["status"],
-        effective_status=raw["effective_status"],
-        objective=objective,
-        campaign_id=raw.get("campaign_id") if parents else None,
-        adset_id=raw.get("adset_id") if kind == "ad" else None,
-        created_time=times["created_time"],
-        updated_time=times["updated_time"],
-    )
-
-
 def _json_or_none(response: requests.Response) -> Any:
     try:
         return response.json()
     except ValueError:
         return None
-
-
-def _decimal(value: Any, where: str, name: str, account: str, currency: str) -> Decimal | None:
-    """An amount exactly as Meta wrote it: plain ASCII digits with at most the currency's decimals."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise MetaDataError(f"{where}: field {name} {value!r} is not a decimal string", ad_account_id=account)
-    text = str(value)
-    match = _AMOUNT.fullmatch(text)
-    if match is None:
-        raise MetaDataError(
-            f"{where}: field {name} {value!r} is not a non-negative amount in plain digits", ad_account_id=account
-        )
-    integer, decimals = match.group("integer"), match.group("decimals") or ""
-    if len(integer.lstrip("0")) > AMOUNT_INTEGER_DIGITS:
-        raise MetaDataError(
-            f"{where}: field {name} {value!r} is out of range (at most {AMOUNT_INTEGER_DIGITS} digits "
-            "before the decimal point)",
-            ad_account_id=account,
-        )
-    allowed = minor_units(currency)
-    places = f"{len(decimals)} decimal{'' if len(decimals) == 1 else 's'}"
-    if len(decimals) > allowed:
-        raise MetaDataError(
-            f"{where}: field {name} {value!r} has {places}; {currency} has {allowed}, and amounts are never rounded",
-            ad_account_id=account,
-        )
-    if len(decimals.rstrip("0")) > AMOUNT_SCALE:
-        raise MetaDataError(
-            f"{where}: field {name} {value!r} has {places}; the warehouse stores {AMOUNT_SCALE}, and amounts are "
-            "never rounded",
-            ad_account_id=account,
-        )
-    return Decimal(text)
-
-
-def _count(value: Any, where: str, name: str, account: str) -> int | None:
-    if value is None:
-        return None
-    text = str(value) if isinstance(value, str | int) and not isinstance(value, bool) else ""
-    if not _DIGITS.fullmatch(text):
-        raise MetaDataError(f"{where}: field {name} {value!r} is not a whole number", ad_account_id=account)
-    # the length first: int() refuses strings of more than 4300 digits with a bare ValueError
-    if len(text.lstrip("0")) > len(str(_MAX_COUNT)) or int(text) > _MAX_COUNT:
-        raise MetaDataError(
-            f"{where}: field {name} {value!r} is out of range (above 2^63 - 1, the largest BIGINT)",
-            ad_account_id=account,
-        )
-    return int(text)
 
 
 def _permanent(error: GraphError, context: str) -> MetaApiError:

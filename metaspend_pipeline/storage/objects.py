@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from metaspend_pipeline.meta.client import MetaObject
+from metaspend_pipeline.meta.models import MetaObject
 from metaspend_pipeline.storage.accounts import as_utc
 from metaspend_pipeline.storage.schema import NAMED_ROAS_VIEWS, OBJECT_KINDS, OBJECT_TABLES, meta_ad, meta_raw_insights
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Protocol
 
 import sqlalchemy as sa
 
+from metaspend_pipeline.meta.models import InsightRow
 from metaspend_pipeline.storage.bulk import load_rows
 from metaspend_pipeline.storage.db import is_postgres, utcnow
 from metaspend_pipeline.storage.locks import lock_organization
@@ -34,20 +34,6 @@ RAW_COLUMNS = (
 )
 
 
-class ParsedRow(Protocol):
-    """One of Meta's rows as the client parsed and validated it (`meta.client.InsightRow`)."""
-
-    date: dt.date
-    campaign_id: str | None
-    adset_id: str | None
-    ad_id: str | None
-    currency: str
-    spend: Decimal
-    impressions: int | None
-    clicks: int | None
-    raw: Mapping[str, Any]
-
-
 def replace_raw_insights(
     conn: sa.Connection,
     *,
@@ -57,7 +43,7 @@ def replace_raw_insights(
     level: str,
     since: dt.date,
     until: dt.date,
-    rows: Iterable[ParsedRow],
+    rows: Iterable[InsightRow],
     fetched_at: dt.datetime,
 ) -> int:
     """Replace the (organization, ad account, level) rows of [since, until] with `rows`.

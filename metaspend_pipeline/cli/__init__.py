@@ -1,0 +1,10 @@
+"""The `metaspend` command, one module per command group; `main` is the console script.
+
+Bad input ends with a one-line `metaspend: error: ...` on standard error and exit code 2, and
+nothing half-written.
+"""
+
+from metaspend_pipeline.cli import accounts, backfill, db, demo, keys, roas, sandbox  # noqa: F401 - registers the commands
+from metaspend_pipeline.cli.app import cli, main
+
+__all__ = ["cli", "main"]

@@ -1,0 +1,25 @@
+"""The spend pipeline over a partition or a partition range, and its checks alone."""
+
+import dagster as dg
+
+SPEND_ASSETS = [
+    dg.AssetKey("meta_raw_insights"),
+    dg.AssetKey("meta_spend_daily"),
+    dg.AssetKey("fx_rates_daily"),
+    dg.AssetKey("meta_roas_by_campaign"),
+    dg.AssetKey("meta_roas_by_adset"),
+    dg.AssetKey("meta_roas_by_ad"),
+]
+YESTERDAY_LOADED = dg.AssetCheckKey(dg.AssetKey("meta_spend_daily"), "yesterday_loaded")
+
+meta_spend_job = dg.define_asset_job(
+    "meta_spend_job",
+    selection=dg.AssetSelection.assets(*SPEND_ASSETS),
+    description="Raw insights, daily spend, the ECB's exchange rates and ROAS for a partition or a partition range, with their checks.",
+)
+
+meta_spend_checks_job = dg.define_asset_job(
+    "meta_spend_checks_job",
+    selection=dg.AssetSelection.checks_for_assets(*SPEND_ASSETS) - dg.AssetSelection.checks(YESTERDAY_LOADED),
+    description="The spend and ROAS checks alone, over a partition range: nothing is fetched or rewritten.",
+)

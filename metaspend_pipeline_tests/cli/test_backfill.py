@@ -1,0 +1,265 @@
+"""`metaspend backfill`: a validated range, submitted as a Dagster backfill or run now with a summary."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import defaultdict
+from decimal import Decimal
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner, Result
+from dagster._core.execution.backfill import BulkActionStatus
+
+from metaspend_pipeline.cli import cli
+from metaspend_pipeline.defs.meta_spend.jobs import SPEND_ASSETS
+from metaspend_pipeline_tests.conftest import POSTGRES_ADMIN_URL, Pipeline, _admin, require_postgres
+from metaspend_pipeline_tests.dates import iso
+from metaspend_pipeline_tests.defs.test_assets import sort_rows, spend_rows, truth_rows
+
+ROOT = Path(__file__).resolve().parents[2]
+SINCE, UNTIL = iso(1), iso(3)
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(cli, ["backfill", *args], catch_exceptions=False)
+
+
+@pytest.fixture
+def dagster_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, pipeline: Pipeline) -> Path:
+    """A Dagster instance of the test's own, and the pipeline's environment pointed at the sandbox."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copyfile(ROOT / "dagster.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("META_GRAPH_API_URL", pipeline.sandbox_url)
+    monkeypatch.setenv("META_ASYNC_POLL_INITIAL_SECONDS", "0.01")
+    return home
+
+
+def spend_by_currency(rows: list[tuple]) -> dict[str, Decimal]:
+    """Campaign-level spend per currency, from rows shaped like `truth_rows`."""
+    totals: dict[str, Decimal] = defaultdict(Decimal)
+    for row in rows:
+        if row[2] == "CAMPAIGN":
+            totals[row[7]] += row[8]
+    return dict(totals)
+
+
+def summary_line(totals: dict[str, Decimal]) -> str:
+    return "spend (campaign level): " + ", ".join(f"{c} {v:,.2f}" for c, v in sorted(totals.items()))
+
+
+@pytest.mark.parametrize(
+    ("since", "until", "message"),
+    [
+        (iso(3), iso(1), f"--from {iso(3)} is after --to {iso(1)}"),
+        ("2023-12-31", "2024-01-02", "--from 2023-12-31 is before META_SPEND_START_DATE (2024-01-01)"),
+        (iso(1), "2026-02-30", "--to '2026-02-30' is not a date"),
+        ("yesterday", iso(1), "--from 'yesterday' is not a date"),
+    ],
+)
+def test_a_bad_range_is_one_line_exit_2_and_submits_nothing(
+    dagster_home: Path, since: str, until: str, message: str
+) -> None:
+    result = run("--from", since, "--to", until)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    with dg.DagsterInstance.get() as instance:
+        assert instance.get_backfills() == []
+        assert instance.get_runs() == []
+
+
+def test_today_is_not_a_partition_yet(dagster_home: Path) -> None:
+    today = dt.datetime.now(dt.UTC).date()
+    result = run("--from", (today - dt.timedelta(days=1)).isoformat(), "--to", today.isoformat())
+    assert result.exit_code == 2
+    assert f"the last partition is yesterday, {today - dt.timedelta(days=1)} (UTC)" in result.output
+    yesterday = run(
+        "--from", (today - dt.timedelta(days=1)).isoformat(), "--to", (today - dt.timedelta(days=1)).isoformat()
+    )
+    assert yesterday.exit_code == 0, yesterday.output
+
+
+def test_an_unknown_organization_is_exit_2(dagster_home: Path) -> None:
+    result = run("--from", SINCE, "--to", UNTIL, "--org", "org-nobody")
+    assert result.exit_code == 2
+    assert "organization org-nobody has no CONNECTED Meta account" in result.output
+    with dg.DagsterInstance.get() as instance:
+        assert instance.get_backfills() == []
+
+
+def test_submit_adds_one_asset_backfill_of_the_range(dagster_home: Path) -> None:
+    result = run("--from", SINCE, "--to", UNTIL, "--org", "demo-org-2")
+    assert result.exit_code == 0, result.output
+    with dg.DagsterInstance.get() as instance:
+        [backfill] = instance.get_backfills()
+    assert f"submitted backfill {backfill.backfill_id}" in result.output
+    assert backfill.status == BulkActionStatus.REQUESTED
+    assert set(backfill.asset_selection) == set(SPEND_ASSETS)
+    assert backfill.run_config == {"ops": {"meta_raw_insights": {"config": {"organizations": ["demo-org-2"]}}}}
+    target = backfill.asset_backfill_data.target_subset
+    for key in SPEND_ASSETS:
+        assert set(target.get_partitions_subset(key).get_partition_keys()) == {iso(1), iso(2), iso(3)}
+    assert backfill.title == f"metaspend backfill {iso(1)} to {iso(3)} for demo-org-2"
+
+
+def test_wait_runs_now_shows_progress_and_a_summary_equal_to_the_truth(
+    dagster_home: Path, pipeline: Pipeline, capfd: pytest.CaptureFixture[str]
+) -> None:
+    before = len(pipeline.sandbox.requests_log())
+    result = CliRunner().invoke(
+        cli, ["backfill", "--from", SINCE, "--to", UNTIL, "--org", "demo-org-2", "--wait"], catch_exceptions=False
+    )
+    requests = len(pipeline.sandbox.requests_log()) - before
+    assert result.exit_code == 0, result.output
+    truth = truth_rows(pipeline, ["demo-org-2"], SINCE, UNTIL)
+    assert sort_rows(spend_rows(pipeline.engine)) == truth
+    stdout = result.stdout
+    assert "days: 3\n" in stdout
+    assert f"rows: {len(truth)} in meta_spend_daily" in stdout
+    assert summary_line(spend_by_currency(truth)) + "\n" in stdout
+    assert f"Meta requests: {requests}\n" in stdout
+    stderr = result.stderr + capfd.readouterr().err
+    assert "DEBUG" not in stderr
+    assert f"meta_raw_insights: fetching 1 organization(s), {iso(1)}..{iso(3)}" in stderr
+    assert f"organization demo-org-2, ad account act_2000000001: {requests} requests" in stderr
+    assert f"meta_spend_daily: done, 3 day(s) written ({iso(1)}..{iso(3)})\n" in stderr
+    assert f"meta_roas: done, meta_roas_by_campaign 3 day(s) written ({iso(1)}..{iso(3)}); meta_roas_by_adset" in stderr
+    with dg.DagsterInstance.get() as instance:
+        [record] = instance.get_run_records()
+        assert record.dagster_run.status == dg.DagsterRunStatus.SUCCESS
+        assert record.dagster_run.job_name == "meta_spend_job"
+        assert record.dagster_run.tags["dagster/asset_partition_range_end"] == UNTIL
+        assert f"run {record.dagster_run.run_id}: succeeded" in stdout
+    for org in pipeline.sandbox.world.organizations:
+        assert org.token not in result.output + stderr
+
+
+def test_wait_exits_1_and_names_the_failure(dagster_home: Path, pipeline: Pipeline) -> None:
+    pipeline.sandbox.add_faults([{"kind": "token_invalid", "times": 1000}])
+    result = CliRunner().invoke(
+        cli, ["backfill", "--from", SINCE, "--to", SINCE, "--org", "demo-org-2", "--wait"], catch_exceptions=False
+    )
+    assert result.exit_code == 1, result.output
+    assert "FAILED" in result.stdout
+    assert "failed: organization demo-org-2" in result.stdout
+    assert "meta_raw_insights: FAILED: every fetch failed" in result.stderr
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # slow (a real daemon): one warehouse is enough
+def test_the_daemon_runs_a_submitted_backfill(dagster_home: Path, pipeline: Pipeline, tmp_path: Path) -> None:
+    result = run("--from", SINCE, "--to", UNTIL, "--org", "demo-org-3")
+    assert result.exit_code == 0, result.output
+    log = tmp_path / "daemon.log"
+    daemon = subprocess.Popen(
+        [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-m", "metaspend_pipeline.definitions"],
+        cwd=ROOT,
+        env=dict(os.environ),
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("w"),
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        with dg.DagsterInstance.get() as instance:
+            while time.monotonic() < deadline:
+                [backfill] = instance.get_backfills()
+                if backfill.status != BulkActionStatus.REQUESTED:
+                    break
+                assert daemon.poll() is None, log.read_text()[-3000:]
+                time.sleep(2)
+            assert backfill.status == BulkActionStatus.COMPLETED_SUCCESS, log.read_text()[-3000:]
+            [run_record] = instance.get_run_records()
+            tags = run_record.dagster_run.tags
+            assert (tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"]) == (
+                SINCE,
+                UNTIL,
+            )
+            assert tags["dagster/backfill"] == backfill.backfill_id
+    finally:
+        os.killpg(daemon.pid, signal.SIGTERM)
+        try:
+            daemon.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(daemon.pid, signal.SIGKILL)
+            daemon.wait(timeout=30)
+    assert sort_rows(spend_rows(pipeline.engine)) == truth_rows(pipeline, ["demo-org-3"], SINCE, UNTIL)
+
+
+def test_a_reversed_partition_range_fails_the_assets_and_checks_and_writes_nothing(pipeline: Pipeline) -> None:
+    result = pipeline.run(iso(3), iso(1))
+    assert not result.success
+    failures = {e.step_key: e.step_failure_data.user_failure_data for e in result.all_events if e.is_step_failure}
+    assert "meta_raw_insights" in failures
+    assert failures["meta_raw_insights"].description == (
+        f"the partition range {iso(3)}...{iso(1)} is empty: it starts after it ends; "
+        f"give the earlier day first ({iso(1)}...{iso(3)})"
+    )
+    assert result.get_asset_check_evaluations() == []
+    assert spend_rows(pipeline.engine) == []
+    checks = pipeline.run(iso(3), iso(1), asset_selection=dg.AssetSelection.checks_for_assets(*SPEND_ASSETS))
+    assert not checks.success
+    # only the checks of the run's own fetches and writes (none here) evaluate; every check of the range fails
+    assert {e.check_name for e in checks.get_asset_check_evaluations()} == {
+        "every_organization_fetched",
+        "every_organization_written",
+    }
+    failed_checks = {e.step_key for e in checks.all_events if e.is_step_failure}
+    assert {"meta_spend_daily_checks", "meta_roas_checks"} <= failed_checks
+
+
+def test_without_dagster_home_it_says_so(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    result = run("--from", SINCE, "--to", UNTIL)
+    assert result.exit_code == 2
+    assert result.output.startswith("metaspend: error: DAGSTER_HOME is not set")
+    assert len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the warehouse does not matter here
+def test_wait_on_the_production_instance_config(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """deploy/dagster.yaml keeps runs and events in PostgreSQL; a run must be able to start on it."""
+    require_postgres()
+    name = f"metaspend_test_{os.getpid()}_dagster_{uuid.uuid4().hex[:8]}"
+    with _admin() as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        home = tmp_path / "dagster_home"
+        home.mkdir()
+        shutil.copyfile(ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
+        url = sa.make_url(POSTGRES_ADMIN_URL)
+        for variable, value in {
+            "DAGSTER_HOME": str(home),
+            "DAGSTER_PG_HOST": url.host or "127.0.0.1",
+            "DAGSTER_PG_PORT": str(url.port or 5432),
+            "DAGSTER_PG_DB": name,
+            "DAGSTER_PG_USER": url.username or "postgres",
+            "DAGSTER_PG_PASSWORD": url.password or "",
+            "META_GRAPH_API_URL": pipeline.sandbox_url,
+            "METASPEND_ENV": "development",
+            "META_ASYNC_POLL_INITIAL_SECONDS": "0.01",
+        }.items():
+            monkeypatch.setenv(variable, value)
+        result = run("--from", SINCE, "--to", SINCE, "--org", "demo-org-2", "--wait")
+        assert result.exit_code == 0, result.output
+        with dg.DagsterInstance.get() as instance:
+            [record] = instance.get_run_records()
+            assert record.dagster_run.status == dg.DagsterRunStatus.SUCCESS
+            assert instance.get_materialized_partitions(dg.AssetKey("meta_roas_by_ad")) == {SINCE}
+    finally:
+        with _admin() as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -1,0 +1,350 @@
+"""`metaspend db grant-bi`: a role that reads the reporting tables and nothing else; their COMMENTs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from click.testing import CliRunner, Result
+from psycopg import errors
+
+from metaspend_pipeline import report
+from metaspend_pipeline.cli import cli
+from metaspend_pipeline.storage import db
+from metaspend_pipeline.storage.bi import REPORTING_RELATIONS
+from metaspend_pipeline.storage.schema import meta_roas_by_campaign, metadata
+from metaspend_pipeline_tests.conftest import _admin
+from metaspend_pipeline_tests.dates import day, iso
+from metaspend_pipeline_tests.test_roas import example  # noqa: F401 - the ROAS example, as a fixture
+
+postgres_only = pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+NOT_REPORTING = ("oauth_token", "connected_account", "lead", "sale", "meta_raw_insights", "meta_fetch_log")
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+@pytest.fixture
+def role(db_url: str) -> Iterator[str]:
+    """A role name of the test's own, dropped (with what it was granted) before its database."""
+    name = f"bi_{uuid.uuid4().hex[:10]}"
+    yield name
+    with _admin() as admin:
+        exists = admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone()
+    if exists and db.is_postgres(db.engine_for(db_url)):
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute(f'DROP OWNED BY "{name}"')
+    with _admin() as admin:
+        admin.execute(f'DROP ROLE IF EXISTS "{name}"')
+
+
+def connect_as(db_url: str, role: str, password: str | None = None) -> psycopg.Connection:
+    url = sa.make_url(db_url)
+    return psycopg.connect(
+        host=url.host, port=url.port or 5432, dbname=url.database, user=role, password=password, autocommit=False
+    )
+
+
+def roas_row() -> dict[str, object]:
+    return {
+        "organization_id": "org-1",
+        "date": dt.date(2026, 10, 1),
+        "campaign_id": "c-1",
+        "currency": "USD",
+        "leads_count": 10,
+        "sales_count": 2,
+        "revenue": Decimal("300.00"),
+        "spend": Decimal("100.00"),
+        "avg_ticket": Decimal("150.00"),
+        "conversion_rate": Decimal("0.2"),
+        "roas": Decimal("3"),
+        "revenue_currency_mismatch": False,
+        "updated_at": dt.datetime(2026, 10, 2, tzinfo=dt.UTC),
+    }
+
+
+@postgres_only
+def test_the_role_reads_roas_and_nothing_else(env: dict[str, str], role: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    password = "pw-" + secrets.token_hex(12)
+    monkeypatch.setenv("BI_PASSWORD", password)
+    with db.engine_for(env["METASPEND_DATABASE_URL"]).begin() as conn:
+        conn.execute(meta_roas_by_campaign.insert().values(**roas_row()))
+    result = run("db", "grant-bi", "--role", role, "--password-env", "BI_PASSWORD")
+    assert result.exit_code == 0, result.output
+    assert f"created role {role} with the password from BI_PASSWORD" in result.output
+    assert password not in result.output
+
+    url = env["METASPEND_DATABASE_URL"]
+    with connect_as(url, role, password) as conn:
+        assert conn.execute(
+            "SELECT campaign_id, sum(revenue) / nullif(sum(spend), 0) FROM meta_roas_by_campaign GROUP BY 1"
+        ).fetchall() == [("c-1", Decimal("3"))]
+        conn.rollback()
+        for table in ("meta_spend_daily", "meta_roas_by_adset", "meta_roas_by_ad", "meta_ad_account"):
+            assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)
+        conn.rollback()
+        for table in NOT_REPORTING:
+            with pytest.raises(errors.InsufficientPrivilege):
+                conn.execute(f"SELECT * FROM {table}")
+            conn.rollback()
+        # read-only by default, and without write privileges even when it asks for a writable transaction
+        with pytest.raises(errors.ReadOnlySqlTransaction):
+            conn.execute("DELETE FROM meta_roas_by_campaign")
+        conn.rollback()
+        for statement in (
+            "INSERT INTO meta_roas_by_campaign (organization_id, date, campaign_id, leads_count, sales_count,"
+            " spend, revenue_currency_mismatch, updated_at) VALUES ('o', '2026-10-01', 'c', 0, 0, 1, false, now())",
+            "UPDATE meta_roas_by_campaign SET spend = 0",
+            "DELETE FROM meta_roas_by_campaign",
+            "TRUNCATE meta_roas_by_campaign",
+            "UPDATE oauth_token SET access_token_encrypted = ''",
+            "CREATE TABLE bi_scratch (x int)",
+            "CREATE SCHEMA bi_scratch",
+            "CREATE VIEW bi_view AS SELECT 1",
+            "ALTER TABLE meta_roas_by_campaign ADD COLUMN x int",
+            "COMMENT ON TABLE meta_roas_by_campaign IS 'x'",
+        ):
+            conn.execute("SET TRANSACTION READ WRITE")
+            with pytest.raises(errors.InsufficientPrivilege):
+                conn.execute(statement)
+            conn.rollback()
+    with db.engine_for(url).connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(meta_roas_by_campaign)).scalar_one() == 1
+        attributes = conn.execute(
+            sa.text(
+                "SELECT rolsuper, rolcreatedb, rolcreaterole, rolcanlogin, rolpassword FROM pg_authid WHERE rolname = :r"
+            ),
+            {"r": role},
+        ).one()
+    assert attributes[:4] == (False, False, False, True)
+    assert attributes.rolpassword.startswith("SCRAM-SHA-256$4096:")
+    assert password not in attributes.rolpassword
+
+
+@postgres_only
+def test_running_it_again_updates_the_role_and_takes_back_other_grants(env: dict[str, str], role: str) -> None:
+    url = env["METASPEND_DATABASE_URL"]
+    assert run("db", "grant-bi", "--role", role).exit_code == 0
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(f'GRANT SELECT, INSERT ON oauth_token, lead TO "{role}"')
+        admin.execute(f'GRANT INSERT ON meta_spend_daily TO "{role}"')
+    result = run("db", "grant-bi", "--role", role)
+    assert result.exit_code == 0, result.output
+    assert f"updated role {role} (password unchanged)" in result.output
+    with psycopg.connect(url) as conn:
+        granted = conn.execute(
+            "SELECT table_name, privilege_type FROM information_schema.role_table_grants WHERE grantee = %s"
+            " ORDER BY 1, 2",
+            (role,),
+        ).fetchall()
+    # every reporting table and view exists at the head revision: each is granted, SELECT only
+    assert granted == [(t, "SELECT") for t in sorted(REPORTING_RELATIONS)]
+
+
+@postgres_only
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--role", "postgres"), "role postgres is this connection's own role or a privileged one"),
+        (("--role", "Robert'); DROP TABLE lead;--"), "is not a plain PostgreSQL role name"),
+        (("--role", "bi_reader", "--password-env", "NOT_SET_ANYWHERE"), "NOT_SET_ANYWHERE: the environment variable"),
+    ],
+)
+def test_refusals_are_one_line_exit_2(env: dict[str, str], args: tuple[str, ...], message: str) -> None:
+    result = run("db", "grant-bi", *args)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    with psycopg.connect(env["METASPEND_DATABASE_URL"]) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_roles WHERE rolname = 'bi_reader'").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM lead").fetchone() == (0,)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_sqlite_is_refused(env: dict[str, str]) -> None:
+    result = run("db", "grant-bi", "--role", "metaspend_bi")
+    assert result.exit_code == 2
+    assert "grant-bi needs PostgreSQL" in result.output
+    assert "is SQLite, which has no roles" in result.output
+
+
+@postgres_only
+def test_every_reporting_table_and_column_has_a_comment(db_url: str) -> None:
+    with psycopg.connect(db_url) as conn:
+        relations = [
+            name
+            for (name,) in conn.execute(
+                "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relname = ANY(%s)",
+                (list(REPORTING_RELATIONS),),
+            )
+        ]
+        assert set(relations) == set(REPORTING_RELATIONS)
+        for relation in relations:
+            comment = conn.execute("SELECT obj_description(%s::regclass, 'pg_class')", (relation,)).fetchone()[0]
+            assert comment, relation
+            columns = conn.execute(
+                "SELECT a.attname, col_description(a.attrelid, a.attnum) FROM pg_attribute a"
+                " WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped",
+                (relation,),
+            ).fetchall()
+            if relation in metadata.tables:  # a table (a view's text comes from its table's)
+                assert comment == metadata.tables[relation].comment
+                assert len(columns) == len(metadata.tables[relation].columns)
+            missing = [name for name, text in columns if not text]
+            assert missing == [], f"{relation}: columns without a COMMENT: {missing}"
+
+
+@postgres_only
+def test_the_comments_migration_goes_down_and_up(db_url: str) -> None:
+    command.downgrade(db.alembic_config(db_url), "0004")
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT col_description('meta_spend_daily'::regclass, 1)").fetchone() == (None,)
+    db.upgrade(db_url)
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT col_description('meta_spend_daily'::regclass, 1)").fetchone() == (
+            metadata.tables["meta_spend_daily"].c.id.comment,
+        )
+
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+@pytest.fixture
+def scram_cluster() -> Iterator[str]:
+    """A throwaway PostgreSQL that checks passwords (scram-sha-256): the shared one trusts everyone."""
+    if not (PG_BIN / "initdb").exists() or shutil.which("runuser") is None:
+        pytest.skip("needs PostgreSQL 15's initdb and runuser to start a cluster that checks passwords")
+    # not under pytest's tmp_path: its parent is private to root, and initdb runs as postgres
+    directory = Path(tempfile.mkdtemp(prefix="metaspend-scram-"))
+    admin_password = secrets.token_hex(12)
+    (directory / "pw").write_text(admin_password)
+    shutil.chown(directory, "postgres")
+    shutil.chown(directory / "pw", "postgres")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    def as_postgres(*args: str) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True, capture_output=True, timeout=60)
+
+    data = directory / "data"
+    as_postgres(
+        str(PG_BIN / "initdb"), "-D", str(data), "-A", "scram-sha-256", "-U", "postgres", f"--pwfile={directory / 'pw'}"
+    )
+    as_postgres(
+        str(PG_BIN / "pg_ctl"),
+        "-D",
+        str(data),
+        "-o",
+        f"-p {port} -k {directory}",
+        "-l",
+        str(directory / "log"),
+        "-w",
+        "start",
+    )
+    try:
+        admin_url = f"postgresql://postgres:{admin_password}@127.0.0.1:{port}/postgres"
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute("CREATE DATABASE metaspend")
+        yield admin_url.rsplit("/", 1)[0] + "/metaspend"
+    finally:
+        db.engine_for(admin_url.rsplit("/", 1)[0] + "/metaspend").dispose()
+        as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.mark.postgres
+def test_the_role_logs_in_with_the_password_from_the_env_var_only(
+    scram_cluster: str, monkeypatch: pytest.MonkeyPatch, encryption_key: str
+) -> None:
+    monkeypatch.setenv("METASPEND_DATABASE_URL", scram_cluster)
+    monkeypatch.setenv("META_TOKEN_ENCRYPTION_KEY", encryption_key)
+    monkeypatch.setenv("METASPEND_BI_PASSWORD", "first " + secrets.token_hex(8))
+    db.upgrade(scram_cluster)
+    assert run("db", "grant-bi", "--role", "metaspend_bi", "--password-env", "METASPEND_BI_PASSWORD").exit_code == 0
+    with connect_as(scram_cluster, "metaspend_bi", os.environ["METASPEND_BI_PASSWORD"]) as conn:
+        assert conn.execute("SELECT count(*) FROM meta_roas_by_ad").fetchone() == (0,)
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        connect_as(scram_cluster, "metaspend_bi", "wrong")
+    # a new password replaces the old one; without --password-env it is left as it is
+    old = os.environ["METASPEND_BI_PASSWORD"]
+    monkeypatch.setenv("METASPEND_BI_PASSWORD", secrets.token_hex(8))
+    assert run("db", "grant-bi", "--role", "metaspend_bi", "--password-env", "METASPEND_BI_PASSWORD").exit_code == 0
+    assert run("db", "grant-bi", "--role", "metaspend_bi").exit_code == 0
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        connect_as(scram_cluster, "metaspend_bi", old)
+    with connect_as(scram_cluster, "metaspend_bi", os.environ["METASPEND_BI_PASSWORD"]) as conn:
+        assert conn.execute("SELECT current_user").fetchone() == ("metaspend_bi",)
+
+
+def readme_roas_sql() -> str:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("## BI access") :]
+    return section[section.index("```sql\n") + len("```sql\n") : section.index("```", section.index("```sql\n") + 6)]
+
+
+@postgres_only
+def test_the_readme_roas_sql_run_as_the_role_equals_metaspend_roas(example: str, role: str) -> None:  # noqa: F811
+    assert run("db", "grant-bi", "--role", role).exit_code == 0
+    sql = (
+        readme_roas_sql()
+        .replace("'org-123'", "'acme'")
+        .replace("'2024-03-01'", f"'{iso(4)}'")
+        .replace("'2024-03-31'", f"'{iso(5)}'")
+    )
+    with connect_as(example, role) as conn:
+        rows = conn.execute(sql).fetchall()
+    with db.engine_for(example).connect() as conn:
+        expected = report.roas_report(conn, "acme", "campaign", day(4), day(5))
+    assert [(r[0], r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows] == [
+        (
+            item["campaignId"],
+            item["currency"],
+            item["leadsCount"],
+            item["salesCount"],
+            item["revenue"],
+            item["spend"],
+            item["roas"],
+        )
+        for item in expected
+    ]
+    # the example has every case: a currency mismatch, no revenue, no spend, and 1000 / 400 = 2.5
+    assert {r[0]: r[6] for r in rows} == {"104": Decimal("2.500000"), "101": None, "102": None, "103": None}
+
+
+@postgres_only
+def test_a_user_who_may_not_create_roles_gets_one_line_and_no_change(
+    env: dict[str, str], role: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    weak = f"weak_{uuid.uuid4().hex[:8]}"
+    url = env["METASPEND_DATABASE_URL"]
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(f'CREATE ROLE "{weak}" LOGIN')
+        admin.execute(f'GRANT SELECT ON alembic_version TO "{weak}"')
+    try:
+        monkeypatch.setenv("METASPEND_DATABASE_URL", str(sa.make_url(url).set(username=weak)))
+        result = run("db", "grant-bi", "--role", role)
+        assert result.exit_code == 2, result.output
+        assert f"grant-bi as {weak} failed: permission denied to create role" in result.output
+        assert "as the tables' owner with CREATEROLE, or as a superuser" in result.output
+        assert len(result.output.strip().splitlines()) == 1
+    finally:
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(f'DROP OWNED BY "{weak}"')
+            admin.execute(f'DROP ROLE "{weak}"')
+    with _admin() as admin:
+        assert admin.execute("SELECT count(*) FROM pg_roles WHERE rolname = %s", (role,)).fetchone() == (0,)
