@@ -16,19 +16,24 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import time
+import urllib.parse
+import uuid
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import sqlalchemy as sa
 
+from metaspend_pipeline.cli.progress import CheckVerdict, RunProgress
 from metaspend_pipeline.settings import Settings
 from metaspend_pipeline.storage import db
 from metaspend_pipeline.tokens import generate_key
@@ -48,6 +53,17 @@ def _free(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) != 0
 
 
+def _sandbox_url(previous: str | None) -> str:
+    """Where this demo's sandbox listens: demo.env's address while its port is free (so that
+    `metaspend sandbox serve` after `source .metaspend/demo.env` serves the same one), else a free port."""
+    port = urllib.parse.urlsplit(previous).port if previous else SANDBOX_PORT
+    if port is None or not _free(port):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
 def load_demo_env(directory: Path = DEMO_DIR) -> dict[str, str]:
     """The demo's settings file, created the first time with a new key; kept across runs so the
     tokens stored by an earlier demo still decrypt. Where it writes is always `directory` itself,
@@ -61,8 +77,8 @@ def load_demo_env(directory: Path = DEMO_DIR) -> dict[str, str]:
                 values[name] = value.strip("'\"")
     root = directory.resolve()
     values.setdefault("META_TOKEN_ENCRYPTION_KEY", generate_key())
-    values.setdefault("META_GRAPH_API_URL", f"http://127.0.0.1:{SANDBOX_PORT}")
-    values.setdefault("META_ASYNC_POLL_INITIAL_SECONDS", "0.2")  # the sandbox's report runs take 0.3 s
+    values["META_GRAPH_API_URL"] = _sandbox_url(values.get("META_GRAPH_API_URL"))
+    values.setdefault("META_ASYNC_POLL_INITIAL_SECONDS", "0.05")  # the demo sandbox's report runs take 50 ms
     values["METASPEND_DATABASE_URL"] = f"sqlite:///{root / 'metaspend.db'}"
     values["DAGSTER_HOME"] = str(root / "dagster")
     values["METASPEND_ENV"] = "development"  # the sandbox as Meta
@@ -146,25 +162,31 @@ def seed_leads_and_sales(engine: sa.Engine, world: object, since: dt.date, until
     return len(leads), len(sales)
 
 
-def run(echo: Echo = print) -> None:
-    started = time.monotonic()
-    # Dagster's notices about beta and superseded APIs are for this project's developers, not the demo
+def _quiet() -> None:
+    """Dagster's notices about beta and superseded APIs are for this project's developers, not the demo."""
     warnings.filterwarnings("ignore", module="dagster")
     warnings.filterwarnings("ignore", module="metaspend_pipeline")
+    warnings.filterwarnings("ignore", message=".*is currently in (beta|preview).*")
+
+
+def run(echo: Echo = print) -> None:
+    started = time.monotonic()
+    _quiet()
     use_demo_env(load_demo_env())
     settings = Settings.from_env()
     _prepare_dagster_home(Path(os.environ["DAGSTER_HOME"]))
 
     from metaspend_pipeline.cli.sandbox import connect_sandbox_organizations
-    from metaspend_pipeline.sandbox.server import Sandbox, SandboxServer
+    from metaspend_pipeline.sandbox.server import Sandbox, SandboxConfig, SandboxServer
     from metaspend_pipeline.tokens import KeyRing
 
     echo(f"==> warehouse {db.display_url(settings.database_url)}")
     db.upgrade(settings.database_url)
     engine = db.engine_for(settings.database_url)
 
-    port = SANDBOX_PORT if _free(SANDBOX_PORT) else 0
-    sandbox = Sandbox(SANDBOX_SEED)
+    port = urllib.parse.urlsplit(os.environ["META_GRAPH_API_URL"]).port or SANDBOX_PORT
+    # report runs finish in 50 ms (Meta's take seconds): the demo shows the async path without waiting on it
+    sandbox = Sandbox(SANDBOX_SEED, SandboxConfig(async_job_seconds=0.05))
     server = SandboxServer(sandbox, port=port).start()
     os.environ["META_GRAPH_API_URL"] = server.url
     try:
@@ -178,95 +200,88 @@ def run(echo: Echo = print) -> None:
         n_leads, n_sales = seed_leads_and_sales(engine, sandbox.world, since, yesterday)
         echo(f"==> seeded {n_leads} leads and {n_sales} sales in the product's lead and sale tables")
 
-        echo(f"==> materializing {since}..{yesterday} through Dagster (DAGSTER_HOME={os.environ['DAGSTER_HOME']})")
-        runs = _launch(since, yesterday)
+        echo(f"==> materializing {since}..{yesterday}: one run of meta_spend_job (Dagster's log: {DAGSTER_LOG})")
+        outcome = launch_spend_run(since, yesterday, echo)
     finally:
         server.stop()
 
-    failed = False
-    for run, evaluations in runs:
-        echo(f"    run {run.run_id} of {run.job_name}: {run.status.value.lower()}")
-        failed = failed or run.status.value != "SUCCESS"
-        for evaluation in evaluations:
-            warning = evaluation.severity.value == "WARN"  # AssetCheckSeverity.WARN
-            state = "passed" if evaluation.passed else ("warning" if warning else "FAILED")
-            echo(f"    check {evaluation.asset_key.to_user_string()}.{evaluation.check_name}: {state}")
-            if warning and not evaluation.passed and evaluation.description:
-                for line in evaluation.description.splitlines()[:4]:
-                    echo(f"      {line}")
-    if failed:
-        raise SystemExit("a demo run failed; see the messages above and the run in the Dagster UI")
+    echo(f"    run {outcome.run_id}: {outcome.status.lower()}")
+    for verdict in outcome.checks:
+        echo(f"    check {verdict.asset}.{verdict.check}: {verdict.state}")
+        if verdict.state == "warning":
+            for line in verdict.description.splitlines()[:4]:
+                echo(f"      {line}")
+    if outcome.status != "SUCCESS":
+        raise SystemExit(f"the demo's run failed; see the lines above, {DAGSTER_LOG}, and the run in the Dagster UI")
     _print_report(engine, since, yesterday, echo)
     echo(f"==> done in {time.monotonic() - started:.0f}s")
-    echo(f"    look around in the Dagster UI:  source {DEMO_ENV}")
-    echo("                                    metaspend sandbox serve &   # Meta, for runs you launch there")
-    echo("                                    dagster dev")
+    for line in LOOK_AROUND:
+        echo(line)
 
 
-LOCATION = "metaspend_pipeline.definitions"
+# What the README's quick start says to do next, word for word.
+LOOK_AROUND = (
+    "    look around in the Dagster UI:  source .metaspend/demo.env",
+    "                                    metaspend sandbox serve &   # Meta, for the runs you launch there",
+    "                                    dg dev                      # http://127.0.0.1:3000",
+)
+LOCATION = "metaspend_pipeline"  # the code location's name everywhere (pyproject.toml, workspace.yaml)
+DAGSTER_LOG = DEMO_DIR / "dagster.log"
 
 
-def _launch(since: dt.date, until: dt.date) -> list[tuple[Any, list[Any]]]:
-    """The product's tables observed, then `meta_spend_job` over the range, each run created from the
-    code location and launched with the instance's run launcher, as `dagster job launch` and the UI
-    do: the runs are listed under their jobs in the UI and can be re-executed there."""
+@dataclass(frozen=True)
+class Outcome:
+    run_id: str
+    status: str  # Dagster's run status: SUCCESS, FAILURE, ...
+    checks: list[CheckVerdict]
+
+
+def launch_spend_run(since: dt.date, until: dt.date, echo: Echo) -> Outcome:
+    """`meta_spend_job` over [since, until] as one run, launched the way the UI launches one: created from
+    the code location `metaspend_pipeline` (`dagster job launch`, a public command) and started by the
+    instance's run launcher, so the UI that `dg dev` starts lists it under its job and can re-execute it.
+    Its steps run in one process (the in-process executor, by run config); the progress lines come from
+    the `metaspend_progress` logger, Dagster's own log goes to DAGSTER_LOG."""
     import dagster as dg
-    from dagster._core.workspace.context import WorkspaceProcessContext
-    from dagster._core.workspace.load_target import ModuleTarget
 
-    range_tags = {
+    from metaspend_pipeline.defs.common.progress import run_config
+
+    run_id = str(uuid.uuid4())
+    progress_file = DEMO_DIR / "progress" / f"{run_id}.jsonl"
+    progress_file.parent.mkdir(parents=True, exist_ok=True)
+    workspace = DEMO_DIR / "workspace.yaml"
+    workspace.write_text(
+        "load_from:\n"
+        "  - python_module:\n"
+        "      module_name: metaspend_pipeline.definitions\n"
+        f"      working_directory: {Path.cwd()}\n"
+        f"      location_name: {LOCATION}\n"
+    )
+    tags = {
         "dagster/asset_partition_range_start": since.isoformat(),
         "dagster/asset_partition_range_end": until.isoformat(),
         "metaspend/purpose": "demo",
     }
-    target = ModuleTarget(module_name=LOCATION, attribute=None, working_directory=os.getcwd(), location_name=LOCATION)
-    with dg.DagsterInstance.get() as instance, WorkspaceProcessContext(instance, target) as process_context:
-        workspace = process_context.create_request_context()
-        return [
-            _launch_and_wait(instance, workspace, "product_tables_observe_job", {"metaspend/purpose": "demo"}),
-            _launch_and_wait(instance, workspace, "meta_spend_job", range_tags),
-        ]
-
-
-def _launch_and_wait(instance: Any, workspace: Any, job_name: str, tags: dict[str, str]) -> tuple[Any, list[Any]]:
-    """One run of `job_name` launched through the instance; the finished run and its check evaluations."""
-    import dagster as dg
-    from dagster._core.definitions.selector import JobSubsetSelector
-
-    location = workspace.get_code_location(LOCATION)
-    [repository] = location.get_repositories().values()
-    job = location.get_job(
-        JobSubsetSelector(location_name=LOCATION, repository_name=repository.name, job_name=job_name, op_selection=None)
-    )
-    plan = location.get_execution_plan(job, {}, step_keys_to_execute=None, known_state=None, instance=instance)
-    run = instance.create_run(
-        job_name=job_name,
-        run_id=None,
-        run_config={},
-        resolved_op_selection=None,
-        step_keys_to_execute=None,
-        op_selection=None,
-        status=None,
-        root_run_id=None,
-        parent_run_id=None,
-        tags=tags,
-        job_snapshot=job.job_snapshot,
-        execution_plan_snapshot=plan.execution_plan_snapshot,
-        parent_job_snapshot=job.parent_job_snapshot,
-        remote_job_origin=job.get_remote_origin(),
-        job_code_origin=job.get_python_origin(),
-        asset_selection=None,
-        asset_check_selection=None,
-        asset_graph=repository.asset_graph,
-    )
-    instance.launch_run(run.run_id, workspace)
-    while not (run := instance.get_run_by_id(run.run_id)).is_finished:
-        time.sleep(0.5)
-    evaluations = [
-        record.get_dagster_event().event_specific_data
-        for record in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    config = {**run_config(progress_file.resolve(), console_level="DEBUG"), "execution": {"config": {"in_process": {}}}}
+    command = [
+        str(Path(sys.executable).with_name("dagster")),
+        *("job", "launch", "-w", str(workspace), "-j", "meta_spend_job", "--run-id", run_id),
+        *("--tags", json.dumps(tags), "--config-json", json.dumps(config)),
     ]
-    return run, evaluations
+    follower = RunProgress(progress_file, lambda line: echo("    " + line), started=time.time())
+    with DAGSTER_LOG.open("a") as log:
+        launched = subprocess.run(command, stdout=log, stderr=log, check=False)  # noqa: S603 - our own command line
+    if launched.returncode != 0:
+        raise SystemExit(f"`dagster job launch` failed (exit code {launched.returncode}); see {DAGSTER_LOG}")
+    with dg.DagsterInstance.get() as instance:
+
+        def finished() -> bool:
+            run = instance.get_run_by_id(run_id)
+            return run is not None and run.is_finished
+
+        follower.follow(finished)
+        run = instance.get_run_by_id(run_id)
+    return Outcome(run_id, run.status.value if run else "NOT_FOUND", follower.checks)
 
 
 def _print_report(engine: sa.Engine, since: dt.date, until: dt.date, echo: Echo) -> None:

@@ -21,7 +21,7 @@ from typing import TypeVar
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
-LOCATION = "metaspend_pipeline.definitions"
+LOCATION = "metaspend_pipeline"  # pyproject.toml and workspace.yaml name the code location so
 BIN = Path(sys.executable).parent
 
 T = TypeVar("T")
@@ -217,6 +217,18 @@ def dagster_dev(env: Mapping[str, str], directory: Path) -> Iterator[GraphQL]:
             [str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
             env,
         )
+        graphql = GraphQL(port, processes)
+        graphql.wait_until_ready()
+        yield graphql
+
+
+@contextmanager
+def dg_dev(env: Mapping[str, str], directory: Path) -> Iterator[GraphQL]:
+    """`dg dev` from the repository root, as the README starts the UI (webserver and daemon)."""
+    port = free_port()
+    with ExitStack() as stack:
+        processes = Processes(stack, directory)
+        processes.start("dg_dev", [str(BIN / "dg"), "dev", "-h", "127.0.0.1", "-p", str(port)], env)
         graphql = GraphQL(port, processes)
         graphql.wait_until_ready()
         yield graphql

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import json
+import os
+import urllib.parse
 from typing import Any
 
 import click
@@ -25,7 +27,13 @@ def sandbox_group() -> None:
 
 @sandbox_group.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8765, show_default=True, type=int)
+@click.option(
+    "--port",
+    default=None,
+    type=int,
+    help="Default: the port of META_GRAPH_API_URL when it is a loopback http:// address (the demo's, after "
+    "`source .metaspend/demo.env`), else 8765.",
+)
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the sandbox's data.")
 @click.option("--latency", default=0.0, show_default=True, type=float, help="Seconds added to every answer.")
 @click.option("--rate-limit-calls", default=None, type=int, help="Calls per ad account per window before 80000.")
@@ -59,6 +67,7 @@ def sandbox_serve(
     faults: tuple[str, ...],
 ) -> None:
     """Serve the sandbox until interrupted. META_APP_ID / META_APP_SECRET, when set, are its app."""
+    port = port if port is not None else default_port()
     from metaspend_pipeline.sandbox.server import Sandbox, SandboxConfig, SandboxServer
 
     api = MetaApiSettings.from_env()
@@ -98,6 +107,18 @@ def sandbox_serve(
         server.serve_forever()
     except KeyboardInterrupt:
         click.echo("sandbox stopped")
+
+
+DEFAULT_PORT = 8765
+
+
+def default_port() -> int:
+    """META_GRAPH_API_URL's port when it names this machine over http (where the pipeline will look for
+    the sandbox), else 8765."""
+    url = urllib.parse.urlsplit(os.environ.get("META_GRAPH_API_URL", ""))
+    if url.scheme == "http" and url.hostname and _is_loopback(url.hostname) and url.port:
+        return url.port
+    return DEFAULT_PORT
 
 
 def _is_loopback(host: str) -> bool:

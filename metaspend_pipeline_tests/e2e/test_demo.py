@@ -1,4 +1,5 @@
-"""The README's main command, as a user runs it: `metaspend demo` in a fresh directory."""
+"""The README's quick start, as a user runs it: `metaspend demo` in a fresh directory, then the UI
+that `dg dev` starts, where the demo's run is re-executed."""
 
 from __future__ import annotations
 
@@ -7,17 +8,44 @@ import hashlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import dagster as dg
-import pytest
+import requests
 import sqlalchemy as sa
 
+from metaspend_pipeline.demo import LOOK_AROUND
 from metaspend_pipeline.storage import db
-from metaspend_pipeline.storage.schema import lead
+from metaspend_pipeline.storage import raw as raw_store
+from metaspend_pipeline.storage.schema import lead, meta_spend_daily
 from metaspend_pipeline.tokens import generate_key
+from metaspend_pipeline_tests._dagster_processes import (
+    LOCATION,
+    ROOT,
+    GraphQL,
+    Processes,
+    clean_env,
+    dg_dev,
+    wait_for,
+)
 
 METASPEND = Path(sys.executable).with_name("metaspend")
+REEXECUTE = """
+mutation Reexecute($parentRunId: String!) {
+  launchPipelineReexecution(reexecutionParams: {parentRunId: $parentRunId, strategy: ALL_STEPS}) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+  }
+}
+"""
+RUN = """
+query Run($runId: ID!) {
+  runOrError(runId: $runId) { ... on Run { status parentRunId rootRunId jobName repositoryOrigin { repositoryLocationName } } }
+}
+"""
 
 
 def _snapshot(directory: Path, skip: str | None = None) -> dict[str, str]:
@@ -51,9 +79,32 @@ def _production(root: Path) -> dict[str, str]:
     }
 
 
-def test_the_demo_runs_the_pipeline_and_prints_roas(tmp_path: Path) -> None:
-    """Run twice in a shell whose DAGSTER_HOME and METASPEND_DATABASE_URL point at a production
-    instance and warehouse: the demo works, and writes only under .metaspend/."""
+def _demo_env(work: Path) -> dict[str, str]:
+    """What `source .metaspend/demo.env` exports."""
+    values = {}
+    for line in (work / ".metaspend" / "demo.env").read_text().splitlines():
+        if line.startswith("export "):
+            name, _, value = line[len("export ") :].partition("=")
+            values[name] = value.strip("'")
+    return values
+
+
+def _spend_rows(url: str) -> list[tuple]:
+    with db.engine_for(url).connect() as conn:
+        rows = conn.execute(
+            sa.select(meta_spend_daily.c.organization_id, meta_spend_daily.c.date, meta_spend_daily.c.level)
+            .add_columns(meta_spend_daily.c.campaign_id, meta_spend_daily.c.adset_id, meta_spend_daily.c.ad_id)
+            .add_columns(meta_spend_daily.c.spend, meta_spend_daily.c.updated_at)
+        ).all()
+    db.engine_for(url).dispose()
+    return sorted(tuple(r) for r in rows)
+
+
+def test_the_demo_runs_quietly_and_its_run_re_executes_in_the_ui_the_readme_starts(tmp_path: Path) -> None:
+    """Twice in a shell whose DAGSTER_HOME and METASPEND_DATABASE_URL point at a production instance and
+    warehouse: the demo works, writes only under .metaspend/, prints progress on stdout and nothing on
+    stderr. Then, as the README says: the sandbox served from demo.env, `dg dev`, and the demo's run
+    re-executed through the webserver's GraphQL the way the UI's "Re-execute all" does it."""
     production = tmp_path / "production"
     work = tmp_path / "work"
     work.mkdir()
@@ -68,30 +119,67 @@ def test_the_demo_runs_the_pipeline_and_prints_roas(tmp_path: Path) -> None:
             [str(METASPEND), "demo"], cwd=work, env=env, capture_output=True, text=True, timeout=300, check=False
         )
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-        outputs.append(proc.stdout + proc.stderr)
+        assert proc.stderr == ""  # no warnings, no Dagster log: that went to .metaspend/dagster.log
+        outputs.append(proc.stdout)
     out = outputs[-1]
     assert "connected demo-org-1: act_1000000001, act_1000000002 (token encrypted)" in out
+    assert "meta_raw_insights: done, 14 day(s) written" in out  # progress lines of the run
     assert "check meta_spend_daily.levels_reconcile: passed" in out
     assert "check meta_spend_daily.yesterday_loaded: passed" in out
+    assert "DEBUG" not in out and "BetaWarning" not in out
+    assert "ASSET_MATERIALIZATION" in (work / ".metaspend" / "dagster.log").read_text()
     report = out.split("==> ROAS of demo-org-1 by campaign", 1)[1]
-    assert "campaignId" in report
-    assert " USD" in report
-    assert " EUR" in report
+    assert "campaignId" in report and " USD" in report and " EUR" in report
     converted = report.split("==> the same in demo-org-1's reporting currency, USD", 1)[1]
     assert " EUR" not in converted.split("==> done", 1)[0]  # one currency: every campaign converted to USD
+    assert out.rstrip().splitlines()[-len(LOOK_AROUND) :] == [line.rstrip() for line in LOOK_AROUND]
+    assert "EAAsbx" not in "".join(outputs)  # the sandbox's tokens are never printed
+    assert _snapshot(production) == production_before  # byte for byte
+    assert _snapshot(work, skip=".metaspend") == work_before
+
     home = work / ".metaspend" / "dagster"
     with dg.DagsterInstance.from_config(str(home)) as instance:
         runs = instance.get_runs()
-        assert sorted(r.job_name for r in runs) == ["meta_spend_job"] * 2 + ["product_tables_observe_job"] * 2
+        assert [r.job_name for r in runs] == ["meta_spend_job"] * 2
         assert all(r.is_success for r in runs)
-        # launched from the code location, as the UI does: listed under the job, re-executable there
-        for run in runs:
-            origin = run.remote_job_origin
-            assert origin is not None and origin.job_name == run.job_name
-            assert origin.location_name == "metaspend_pipeline.definitions"
-        assert instance.fetch_observations(dg.AssetKey("lead"), limit=1).records
-    assert "EAAsbx" not in "".join(outputs)  # the sandbox's tokens are never printed
+        for run in runs:  # created from the code location, under the name dg dev gives it
+            assert run.remote_job_origin is not None
+            assert run.remote_job_origin.location_name == LOCATION
+        assert instance.fetch_observations(dg.AssetKey("lead"), limit=1).records  # the product's tables observed
+        parent = runs[0].run_id  # the latest
 
-    assert _snapshot(production) == production_before  # byte for byte
-    assert _snapshot(work, skip=".metaspend") == work_before
-    assert f"DAGSTER_HOME={home.resolve()}" in out
+    demo = clean_env(**_demo_env(work))
+    url = demo["METASPEND_DATABASE_URL"]
+    before = _spend_rows(url)
+    with _sandbox_and_dg_dev(demo, tmp_path) as graphql:
+        launched = graphql(REEXECUTE, parentRunId=parent)["launchPipelineReexecution"]
+        assert launched["__typename"] == "LaunchRunSuccess", launched
+        child = launched["run"]["runId"]
+        assert graphql.wait_for_run(child) == "SUCCESS"
+        run = graphql(RUN, runId=child)["runOrError"]
+        assert (run["parentRunId"], run["rootRunId"], run["jobName"]) == (parent, parent, "meta_spend_job")
+        assert run["repositoryOrigin"]["repositoryLocationName"] == LOCATION
+    assert _spend_rows(url) == before  # the same rows, untouched: a rerun of unchanged days changes nothing
+    with db.engine_for(url).connect() as conn:
+        fetched = raw_store.fetches_of_run(conn, child)
+    db.engine_for(url).dispose()
+    assert len(fetched) == 5 and {f.status for f in fetched} == {"OK"}  # it did ask the sandbox again
+
+
+@contextmanager
+def _sandbox_and_dg_dev(env: dict[str, str], directory: Path) -> Iterator[GraphQL]:
+    """`metaspend sandbox serve` with demo.env's settings (the README's `source .metaspend/demo.env;
+    metaspend sandbox serve &`), then `dg dev` from the repository root."""
+    with ExitStack() as stack:
+        processes = Processes(stack, directory)
+        processes.start("sandbox", [str(METASPEND), "sandbox", "serve"], env, cwd=ROOT)
+        wait_for(lambda: _answers(env["META_GRAPH_API_URL"]) or None, 60, "the sandbox", processes.check_alive)
+        yield stack.enter_context(dg_dev(env, directory))
+
+
+def _answers(url: str) -> bool:
+    try:
+        requests.get(f"{url}/__sandbox/organizations", timeout=2)
+    except requests.ConnectionError:
+        return False
+    return True

@@ -23,9 +23,9 @@ from metaspend_pipeline.storage import roas as roas_store
 from metaspend_pipeline.storage import spend as spend_store
 from metaspend_pipeline.storage.locks import lock_organization
 from metaspend_pipeline.storage.schema import meta_roas_by_campaign, meta_spend_daily
+from metaspend_pipeline_tests.storage.test_storage import DAY, NOW, ad_rows, write_raw
 from metaspend_pipeline_tests.test_roas import D4, _margin_example
 from metaspend_pipeline_tests.test_roas import spend as spend_row
-from metaspend_pipeline_tests.storage.test_storage import DAY, NOW, ad_rows, write_raw
 
 pytestmark = pytest.mark.postgres
 

@@ -56,10 +56,11 @@ def add_daily_metadata(
 def record_run_level(context: dg.AssetExecutionContext, asset_key: dg.AssetKey, run_level: Mapping[str, Any]) -> None:
     """Numbers of the whole run (requests, accounts, waits) on one observation without a partition,
     and in the run's log: they are not any one day's, so they are kept off the per-day events."""
-    context.log.info(
-        f"{asset_key.to_user_string()}: "
-        + ", ".join(f"{name}={getattr(value, 'value', value)}" for name, value in run_level.items())
-    )
+    shown = {
+        name: str(getattr(value, "value", value)).replace("\n- ", "; ").lstrip("- ")
+        for name, value in run_level.items()
+    }
+    context.log.info(f"{asset_key.to_user_string()}: " + ", ".join(f"{name}={text}" for name, text in shown.items()))
     context.log_event(dg.AssetObservation(asset_key=asset_key, metadata=dict(run_level)))
 
 

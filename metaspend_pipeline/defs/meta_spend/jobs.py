@@ -12,10 +12,13 @@ SPEND_ASSETS = [
 ]
 YESTERDAY_LOADED = dg.AssetCheckKey(dg.AssetKey("meta_spend_daily"), "yesterday_loaded")
 
+PRODUCT_TABLES = [dg.AssetKey("lead"), dg.AssetKey("sale")]
+
 meta_spend_job = dg.define_asset_job(
     "meta_spend_job",
-    selection=dg.AssetSelection.assets(*SPEND_ASSETS),
-    description="Raw insights, daily spend, the ECB's exchange rates and ROAS for a partition or a partition range, with their checks.",
+    selection=dg.AssetSelection.assets(*SPEND_ASSETS, *PRODUCT_TABLES),
+    description="Raw insights, daily spend, the ECB's exchange rates and ROAS for a partition or a partition range, with "
+    "their checks; and an observation of the product's lead and sale tables the ROAS reads (row count, latest row).",
 )
 
 meta_spend_checks_job = dg.define_asset_job(
