@@ -60,6 +60,7 @@ from werkzeug.wrappers import Request, Response
 
 from metaspend_pipeline.sandbox.ecb import FEEDS as ECB_FEEDS
 from metaspend_pipeline.sandbox.ecb import EcbRates
+from metaspend_pipeline.sandbox.responses import REDUCE_MESSAGE, GraphError, json_response
 from metaspend_pipeline.sandbox.world import (
     DEFAULT_ATTRIBUTION,
     DEFAULT_VISIBLE,
@@ -80,7 +81,6 @@ MAX_HISTORY_MONTHS = 37
 _SECRET_PARAMS = ("access_token", "appsecret_proof", "client_secret", "fb_exchange_token", "input_token")
 # faults the endpoint itself applies, instead of answering with an error
 _ENDPOINT_FAULTS = frozenset({"job_failed", "job_skipped", "corrupt_row", "reset_mid_body", "foreign_next"})
-_REDUCE_MESSAGE = "Please reduce the amount of data you're asking for, then retry your request"
 # The object edges and the fields each kind of object has.
 _EDGES = {"campaigns": "campaign", "adsets": "adset", "ads": "ad"}
 _COMMON_FIELDS = ("id", "name", "status", "effective_status", "account_id", "created_time", "updated_time")
@@ -144,40 +144,6 @@ class Job:
     created: float
     days: int
     outcome: str | None = None  # forced "Job Failed" / "Job Skipped"
-
-
-class GraphError(Exception):
-    def __init__(
-        self,
-        status: int,
-        code: int,
-        message: str,
-        *,
-        subcode: int | None = None,
-        kind: str = "OAuthException",
-        transient: bool | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.subcode = status, code, message, subcode
-        self.kind, self.transient, self.headers = kind, transient, headers or {}
-
-    def response(self, trace: str) -> Response:
-        error: dict[str, Any] = {
-            "message": self.message,
-            "type": self.kind,
-            "code": self.code,
-            "fbtrace_id": trace,
-        }
-        if self.subcode is not None:
-            error["error_subcode"] = self.subcode
-        if self.transient is not None:
-            error["is_transient"] = self.transient
-        return _json({"error": error}, self.status, self.headers)
-
-
-def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(json.dumps(body), status=status, headers=headers or {}, mimetype="application/json")
 
 
 def _cursor(offset: int) -> str:
@@ -494,7 +460,7 @@ class Sandbox:
                 transient=o.get("is_transient", True if code == 2 else None),
             )
         if kind == "reduce_data":
-            return GraphError(500, 1, _REDUCE_MESSAGE)
+            return GraphError(500, 1, REDUCE_MESSAGE)
         if kind == "token_expired":
             return GraphError(
                 400,
@@ -791,7 +757,7 @@ class Sandbox:
         except ValueError:
             raise GraphError(400, 100, "(#100) limit must be an integer") from None
         if limit > self.config.max_page_size:
-            raise GraphError(500, 1, _REDUCE_MESSAGE)
+            raise GraphError(500, 1, REDUCE_MESSAGE)
         limit = max(1, limit)
         offset = _offset(params.get("after"))
         page = rows[offset : offset + limit]
@@ -809,7 +775,7 @@ class Sandbox:
                 if fault is not None and fault.kind == "foreign_next":
                     host = str(fault.options["base_url"]).rstrip("/")
                 body["paging"]["next"] = f"{host}{request.path}?{urllib.parse.urlencode(query)}"
-        return _json(body)
+        return json_response(body)
 
     def _insights(self, call: Call) -> Response:
         request, params, token, fault = call.request, call.params, call.token, call.fault
@@ -828,7 +794,7 @@ class Sandbox:
             answer: dict[str, Any] = {"report_run_id": job.id}
             if fault is not None and fault.kind == "corrupt_row" and fault.options["field"] in answer:
                 _corrupt(answer, fault)
-            return _json(answer)
+            return json_response(answer)
         return self._page(request, params, token, self._rows(query), fault)
 
     def _job_of(self, run_id: str) -> Job:
@@ -868,7 +834,7 @@ class Sandbox:
             "date_stop": job.query["until"].isoformat(),
         }
         if "fields" not in call.params:
-            return _json(node)  # Meta's default fields of a report run
+            return json_response(node)  # Meta's default fields of a report run
         # as Meta does: `id` and the fields asked for; a field a report run does not have is refused
         fields = [f for f in call.params["fields"].split(",") if f]
         unknown = [f for f in fields if f not in node]
@@ -876,7 +842,7 @@ class Sandbox:
             raise GraphError(
                 400, 100, f"(#100) Tried accessing nonexisting field ({unknown[0]}) on node type (AdReportRun)"
             )
-        return _json({"id": job.id} | {f: node[f] for f in fields})
+        return json_response({"id": job.id} | {f: node[f] for f in fields})
 
     def _job_insights(self, call: Call) -> Response:
         request, params, token, args, fault = call.request, call.params, call.token, call.args, call.fault
@@ -971,7 +937,7 @@ class Sandbox:
         token = call.token
         account_id = f"act_{call.args['digits']}"
         self._authorize(token, account_id)
-        return _json(_account_json(self.world.accounts[account_id], call.params))
+        return json_response(_account_json(self.world.accounts[account_id], call.params))
 
     def _me_adaccounts(self, call: Call) -> Response:
         request, params, token = call.request, call.params, call.token
@@ -990,7 +956,7 @@ class Sandbox:
         with self._lock:
             record = self.tokens.get(params.get("input_token", ""))
         if record is None:
-            return _json(
+            return json_response(
                 {
                     "data": {
                         "is_valid": False,
@@ -1001,7 +967,7 @@ class Sandbox:
             )
         now = self._clock()
         valid = not record.revoked and (record.expires_at is None or record.expires_at > now)
-        return _json(
+        return json_response(
             {
                 "data": {
                     "app_id": self.config.app_id,
@@ -1033,7 +999,7 @@ class Sandbox:
         answer: dict[str, Any] = {"access_token": new, "token_type": "bearer", "expires_in": lifetime}
         if call.fault is not None and call.fault.kind == "corrupt_row":
             _corrupt(answer, call.fault)
-        return _json(answer)
+        return json_response(answer)
 
     # --- admin endpoints ---------------------------------------------------------------------
 
@@ -1044,15 +1010,15 @@ class Sandbox:
         elif request.method == "DELETE":
             self.reset()
         with self._lock:
-            return _json([dataclasses.asdict(f) for f in self._faults])
+            return json_response([dataclasses.asdict(f) for f in self._faults])
 
     def _admin_config(self, request: Request) -> Response:
         if request.method == "POST":
             self.configure(**request.get_json(force=True))
-        return _json(dataclasses.asdict(self.config) | {"app_secret": "<secret>"})
+        return json_response(dataclasses.asdict(self.config) | {"app_secret": "<secret>"})
 
     def _admin_requests(self, request: Request) -> Response:
-        return _json(self.requests_log())
+        return json_response(self.requests_log())
 
     def _admin_truth(self, request: Request) -> Response:
         args = request.args
@@ -1064,8 +1030,8 @@ class Sandbox:
         )
         if args.get("kind") == "conversions":
             windows = [w for w in args.get("windows", ",".join(DEFAULT_ATTRIBUTION)).split(",") if w]
-            return _json({"rows": self.world.conversion_truth(*where, windows)})
-        return _json({"rows": self.world.truth(*where)})
+            return json_response({"rows": self.world.conversion_truth(*where, windows)})
+        return json_response({"rows": self.world.truth(*where)})
 
     def _admin_objects(self, request: Request) -> Response:
         if request.method == "POST":
@@ -1073,13 +1039,13 @@ class Sandbox:
             try:
                 self.rename(str(body["id"]), str(body["name"]))
             except KeyError:
-                return _json({"error": f"no campaign, ad set or ad {body.get('id')!r}"}, 404)
-            return _json({"ok": True})
+                return json_response({"error": f"no campaign, ad set or ad {body.get('id')!r}"}, 404)
+            return json_response({"ok": True})
         account = request.args["ad_account"]
         if account not in self.world.accounts:
-            return _json({"error": f"no ad account {account!r}"}, 404)
+            return json_response({"error": f"no ad account {account!r}"}, 404)
         kinds = [request.args["kind"]] if "kind" in request.args else ["campaign", "adset", "ad"]
-        return _json({kind: self.objects(account, kind) for kind in kinds})
+        return json_response({kind: self.objects(account, kind) for kind in kinds})
 
     def today(self) -> dt.date:
         return dt.datetime.fromtimestamp(self._clock(), dt.UTC).date()
@@ -1100,10 +1066,10 @@ class Sandbox:
             {**row, "date": str(row["date"]), "rate": str(row["rate"]), "ecb_date": str(row["ecb_date"])}
             for row in self.ecb.truth(since, until)
         ]
-        return _json({"rows": rows})
+        return json_response({"rows": rows})
 
     def _admin_organizations(self, request: Request) -> Response:
-        return _json(self.organizations())
+        return json_response(self.organizations())
 
     def _admin_tokens(self, request: Request) -> Response:
         body = request.get_json(force=True)
@@ -1114,7 +1080,7 @@ class Sandbox:
             revoked=bool(body.get("revoked")),
             ad_accounts=body.get("ad_accounts"),
         )
-        return _json({"ok": True})
+        return json_response({"ok": True})
 
 
 def _conversion_fields(
