@@ -42,7 +42,6 @@ import hmac
 import itertools
 import json
 import logging
-import math
 import socket
 import struct
 import threading
@@ -60,6 +59,7 @@ from werkzeug.wrappers import Request, Response
 
 from metaspend_pipeline.sandbox.ecb import FEEDS as ECB_FEEDS
 from metaspend_pipeline.sandbox.ecb import EcbRates
+from metaspend_pipeline.sandbox.limits import account_usage, app_pct, usage_headers
 from metaspend_pipeline.sandbox.responses import REDUCE_MESSAGE, GraphError, json_response
 from metaspend_pipeline.sandbox.world import (
     DEFAULT_ATTRIBUTION,
@@ -345,7 +345,7 @@ class Sandbox:
             if endpoint not in {"access_token"}:
                 self._check_proof(params, token)
             if account is not None:
-                headers = self._account_usage(account, throttle=fault)
+                headers = account_usage(self, account, throttle=fault)
             if fault is not None and fault.kind not in _ENDPOINT_FAULTS:
                 raise self._fault_error(fault, headers)
             response = getattr(self, f"_{endpoint}")(Call(request, params, token, args, fault))
@@ -434,9 +434,9 @@ class Sandbox:
             code = int(o.get("code", 80000))
             minutes = int(o.get("regain_minutes", 1))
             subcode = o.get("subcode", {80000: 2446079, 17: 2446079, 613: 1487742, 4: 1504022}.get(code))
-            app_pct = 100.0 if code == 4 else self._app_pct()
+            app_percent = 100.0 if code == 4 else app_pct(self)
             reset = float(o.get("reset_seconds", minutes * 60.0))  # Meta's two hints need not agree
-            headers.update(self._usage_headers(100.0, app_pct, minutes, reset=reset))
+            headers.update(usage_headers(100.0, app_percent, minutes, reset=reset))
             return GraphError(
                 int(o.get("http_status", 400)),
                 code,
@@ -520,105 +520,6 @@ class Sandbox:
         with self._lock:
             job = self._jobs.get(run_id or "")
         return job.account if job else None
-
-    # --- rate limits -------------------------------------------------------------------------
-
-    def _usage_headers(
-        self,
-        account_pct: float,
-        app_pct: float,
-        regain_minutes: int,
-        reset: float,
-        account: str | None = None,
-    ) -> dict[str, str]:
-        business = (account or "act_0").removeprefix("act_")
-        return {
-            "X-App-Usage": json.dumps(
-                {
-                    "call_count": round(app_pct),
-                    "total_time": round(app_pct * 0.6),
-                    "total_cputime": round(app_pct * 0.5),
-                }
-            ),
-            "X-Ad-Account-Usage": json.dumps(
-                {
-                    "acc_id_util_pct": round(account_pct, 2),
-                    "reset_time_duration": math.ceil(reset),
-                    "ads_api_access_tier": "standard_access",
-                }
-            ),
-            "X-Business-Use-Case-Usage": json.dumps(
-                {
-                    business: [
-                        {
-                            "type": "ads_insights",
-                            "call_count": round(account_pct),
-                            "total_cputime": round(account_pct * 0.5),
-                            "total_time": round(account_pct * 0.6),
-                            "estimated_time_to_regain_access": regain_minutes,
-                            "ads_api_access_tier": "standard_access",
-                        }
-                    ]
-                }
-            ),
-            "X-FB-Ads-Insights-Throttle": json.dumps(
-                {
-                    "app_id_util_pct": round(app_pct, 2),
-                    "acc_id_util_pct": round(account_pct, 2),
-                    "ads_api_access_tier": "standard_access",
-                }
-            ),
-        }
-
-    def _app_pct(self) -> float:
-        with self._lock:
-            return 100.0 * len(self._app_calls) / max(1, self.config.app_rate_limit_calls)
-
-    def _account_usage(self, account: str, throttle: Fault | None) -> dict[str, str]:
-        """Count the call in a sliding window per ad account and one for the app; refuse it when
-        either is full (80000 for the ad account, 4 for the app, as Meta does)."""
-        now = self._clock()
-        window = self.config.rate_limit_window_seconds
-        capacity = max(1, self.config.rate_limit_calls)
-        app_window = self.config.app_rate_limit_window_seconds
-        app_capacity = max(1, self.config.app_rate_limit_calls)
-        with self._lock:
-            calls = self._calls[account]
-            while calls and calls[0] <= now - window:
-                calls.popleft()
-            while self._app_calls and self._app_calls[0] <= now - app_window:
-                self._app_calls.popleft()
-            app_pct = 100.0 * len(self._app_calls) / app_capacity
-            if len(calls) >= capacity:
-                wait = calls[0] + window - now
-                headers = self._usage_headers(
-                    100.0,
-                    app_pct,
-                    math.ceil(wait / 60),
-                    calls[-1] + window - now,
-                    account,
-                )
-                raise GraphError(
-                    400,
-                    80000,
-                    "(#80000) There have been too many calls from this ad-account. Wait a "
-                    "bit and try again. For more info, please refer to "
-                    "https://developers.facebook.com/docs/graph-api/overview/rate-limiting.",
-                    subcode=2446079,
-                    headers=headers,
-                )
-            if len(self._app_calls) >= app_capacity:
-                headers = self._usage_headers(
-                    100.0 * len(calls) / capacity, 100.0, 0, (calls[-1] + window - now) if calls else 0.0, account
-                )
-                raise GraphError(400, 4, "(#4) Application request limit reached", transient=True, headers=headers)
-            if throttle is None or throttle.kind != "throttle":
-                calls.append(now)
-                self._app_calls.append(now)
-            pct = 100.0 * len(calls) / capacity
-            app_pct = 100.0 * len(self._app_calls) / app_capacity
-            reset = (calls[-1] + window - now) if calls else 0.0
-        return self._usage_headers(pct, app_pct, 0, reset, account)
 
     # --- insights ----------------------------------------------------------------------------
 
