@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 from metaspend_pipeline.sandbox.responses import GraphError
 
 if TYPE_CHECKING:
-    from metaspend_pipeline.sandbox.server import Fault, Sandbox
+    from metaspend_pipeline.sandbox.faults import Fault
+    from metaspend_pipeline.sandbox.server import Sandbox
 
 
 def usage_headers(

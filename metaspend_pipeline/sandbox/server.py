@@ -42,13 +42,11 @@ import hmac
 import itertools
 import json
 import logging
-import socket
-import struct
 import threading
 import time
 import urllib.parse
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, NamedTuple
 
@@ -59,7 +57,16 @@ from werkzeug.wrappers import Request, Response
 
 from metaspend_pipeline.sandbox.ecb import FEEDS as ECB_FEEDS
 from metaspend_pipeline.sandbox.ecb import EcbRates
-from metaspend_pipeline.sandbox.limits import account_usage, app_pct, usage_headers
+from metaspend_pipeline.sandbox.faults import (
+    ENDPOINT_FAULTS,
+    Fault,
+    broken_midway,
+    corrupt,
+    fault_error,
+    reset_connection,
+    take_fault,
+)
+from metaspend_pipeline.sandbox.limits import account_usage
 from metaspend_pipeline.sandbox.responses import REDUCE_MESSAGE, GraphError, json_response
 from metaspend_pipeline.sandbox.world import (
     DEFAULT_ATTRIBUTION,
@@ -79,8 +86,6 @@ DEFAULT_APP_ID = "1000000000000001"
 DEFAULT_APP_SECRET = "sandbox-app-secret"  # noqa: S105 - the sandbox's fake app secret
 MAX_HISTORY_MONTHS = 37
 _SECRET_PARAMS = ("access_token", "appsecret_proof", "client_secret", "fb_exchange_token", "input_token")
-# faults the endpoint itself applies, instead of answering with an error
-_ENDPOINT_FAULTS = frozenset({"job_failed", "job_skipped", "corrupt_row", "reset_mid_body", "foreign_next"})
 # The object edges and the fields each kind of object has.
 _EDGES = {"campaigns": "campaign", "adsets": "adset", "ads": "ad"}
 _COMMON_FIELDS = ("id", "name", "status", "effective_status", "account_id", "created_time", "updated_time")
@@ -115,15 +120,6 @@ class TokenRecord:
     expires_at: float | None  # epoch seconds; None never expires
     revoked: bool = False
     user_id: str = "10000000001"
-
-
-@dataclass
-class Fault:
-    kind: str
-    match: str = ""
-    times: int = 1
-    skip: int = 0
-    options: dict[str, Any] = field(default_factory=dict)
 
 
 class Call(NamedTuple):
@@ -229,16 +225,7 @@ class Sandbox:
     def add_faults(self, faults: Iterable[dict[str, Any]]) -> None:
         with self._lock:
             for spec in faults:
-                spec = dict(spec)
-                self._faults.append(
-                    Fault(
-                        kind=spec.pop("kind"),
-                        match=spec.pop("match", ""),
-                        times=int(spec.pop("times", 1)),
-                        skip=int(spec.pop("skip", 0)),
-                        options=spec,
-                    )
-                )
+                self._faults.append(Fault.from_spec(spec))
 
     def reset(self) -> None:
         """Back to the sandbox as it was started: no faults, no request log, no usage, and the
@@ -331,9 +318,9 @@ class Sandbox:
         account = f"act_{args['digits']}" if "digits" in args else self._job_account(args.get("run_id"))
         headers: dict[str, str] = {}
         try:
-            fault = self._take_fault(request.method, request.path)
+            fault = take_fault(self, request.method, request.path)
             if fault is not None and fault.kind == "reset":
-                _reset_connection(environ)
+                reset_connection(environ)
                 entry["status"] = "reset"
                 return Response(b"", status=500)
             if fault is not None and fault.kind == "slow":
@@ -346,11 +333,11 @@ class Sandbox:
                 self._check_proof(params, token)
             if account is not None:
                 headers = account_usage(self, account, throttle=fault)
-            if fault is not None and fault.kind not in _ENDPOINT_FAULTS:
-                raise self._fault_error(fault, headers)
+            if fault is not None and fault.kind not in ENDPOINT_FAULTS:
+                raise fault_error(self, fault, headers)
             response = getattr(self, f"_{endpoint}")(Call(request, params, token, args, fault))
             if fault is not None and fault.kind == "reset_mid_body":
-                return _broken_midway(response, environ)
+                return broken_midway(response, environ)
         except GraphError as exc:
             exc.headers = {**headers, **exc.headers}
             response = exc.response(self._trace())
@@ -410,90 +397,6 @@ class Sandbox:
                 "API calls from the server require an appsecret_proof argument",
                 kind="GraphMethodException",
             )
-
-    def _take_fault(self, method: str, path: str) -> Fault | None:
-        with self._lock:
-            for fault in self._faults:
-                if fault.match and fault.match not in path:
-                    continue
-                if fault.kind in {"job_failed", "job_skipped"} and method != "POST":
-                    continue
-                if fault.skip > 0:
-                    fault.skip -= 1
-                    continue
-                fault.times -= 1
-                if fault.times <= 0:
-                    self._faults.remove(fault)
-                return fault
-        return None
-
-    def _fault_error(self, fault: Fault, headers: dict[str, str]) -> GraphError:
-        o = fault.options
-        kind = fault.kind
-        if kind == "throttle":
-            code = int(o.get("code", 80000))
-            minutes = int(o.get("regain_minutes", 1))
-            subcode = o.get("subcode", {80000: 2446079, 17: 2446079, 613: 1487742, 4: 1504022}.get(code))
-            app_percent = 100.0 if code == 4 else app_pct(self)
-            reset = float(o.get("reset_seconds", minutes * 60.0))  # Meta's two hints need not agree
-            headers.update(usage_headers(100.0, app_percent, minutes, reset=reset))
-            return GraphError(
-                int(o.get("http_status", 400)),
-                code,
-                f"(#{code}) There have been too many calls from this ad-account. Wait a bit and try again.",
-                subcode=subcode,
-                transient=o.get("is_transient", code == 17 or None),
-                headers={"Retry-After": str(o["retry_after"])} if "retry_after" in o else {},
-            )
-        if kind == "http429":
-            extra = {"Retry-After": str(o["retry_after"])} if "retry_after" in o else {}
-            return GraphError(429, 4, "(#4) Application request limit reached", headers=extra)
-        if kind == "server_error":
-            code = int(o.get("code", 1))
-            message = {2: "Service temporarily unavailable", 99: "An unknown error occurred"}.get(
-                code, "An unknown error occurred"
-            )
-            return GraphError(
-                int(o.get("http_status", 500)),
-                code,
-                message,
-                transient=o.get("is_transient", True if code == 2 else None),
-            )
-        if kind == "reduce_data":
-            return GraphError(500, 1, REDUCE_MESSAGE)
-        if kind == "token_expired":
-            return GraphError(
-                400,
-                190,
-                "Error validating access token: Session has expired on Tuesday, 01-Jan-2026 00:00:00 PST.",
-                subcode=463,
-            )
-        if kind == "token_invalid":
-            return GraphError(
-                400,
-                190,
-                "Error validating access token: The session has been invalidated because "
-                "the user changed their password or Facebook has changed the session for security "
-                "reasons.",
-                subcode=int(o.get("subcode", 460)),
-            )
-        if kind == "permission":
-            return GraphError(
-                400,
-                int(o.get("code", 10)),
-                "(#10) Application does not have permission for this action",
-                kind="OAuthException",
-            )
-        if kind == "unknown_object":
-            return GraphError(
-                400,
-                100,
-                "Unsupported get request. Object does not exist, cannot be loaded due to "
-                "missing permissions, or does not support this operation",
-                subcode=33,
-                kind="GraphMethodException",
-            )
-        return GraphError(500, 1, f"sandbox: unknown fault kind {kind!r}")
 
     def _authorize(self, token: str | None, account: str | None = None) -> TokenRecord:
         if not token:
@@ -664,7 +567,7 @@ class Sandbox:
         page = rows[offset : offset + limit]
         if fault is not None and fault.kind == "corrupt_row" and page:
             first = dict(page[0])
-            _corrupt(first, fault)
+            corrupt(first, fault)
             page = [first, *page[1:]]
         body: dict[str, Any] = {"data": page}
         if page:
@@ -694,7 +597,7 @@ class Sandbox:
                 self._jobs[job.id] = job
             answer: dict[str, Any] = {"report_run_id": job.id}
             if fault is not None and fault.kind == "corrupt_row" and fault.options["field"] in answer:
-                _corrupt(answer, fault)
+                corrupt(answer, fault)
             return json_response(answer)
         return self._page(request, params, token, self._rows(query), fault)
 
@@ -899,7 +802,7 @@ class Sandbox:
             )
         answer: dict[str, Any] = {"access_token": new, "token_type": "bearer", "expires_in": lifetime}
         if call.fault is not None and call.fault.kind == "corrupt_row":
-            _corrupt(answer, call.fault)
+            corrupt(answer, call.fault)
         return json_response(answer)
 
     # --- admin endpoints ---------------------------------------------------------------------
@@ -1059,40 +962,6 @@ def _account_json(account: SandboxAdAccount, params: Mapping[str, str]) -> dict[
     if unknown:
         raise GraphError(400, 100, f"(#100) Tried accessing nonexisting field ({unknown[0]}) on node type (AdAccount)")
     return {"id": account.id} | {f: node[f] for f in fields}
-
-
-def _corrupt(item: dict[str, Any], fault: Fault) -> None:
-    """A `corrupt_row` fault's change: its field set to its value, or removed when it has none."""
-    if fault.options.get("value") is None:
-        item.pop(fault.options["field"], None)
-    else:
-        item[fault.options["field"]] = fault.options["value"]
-
-
-def _broken_midway(response: Response, environ: dict[str, Any]) -> Response:
-    """The answer's headers and half its body, then a reset: a connection lost mid-response."""
-    body = response.get_data()
-
-    def chunks() -> Any:
-        yield body[: len(body) // 2]
-        _reset_connection(environ)
-
-    response.response = chunks()
-    response.headers["Content-Length"] = str(len(body))
-    return response
-
-
-def _reset_connection(environ: dict[str, Any]) -> None:
-    """Abort the TCP connection with a reset, as a dropped connection mid-pagination looks."""
-    sock = environ.get("werkzeug.socket")
-    if sock is None:
-        return
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    sock.close()
 
 
 class SandboxServer:
