@@ -47,12 +47,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
-from werkzeug.routing import Map, Rule
+from werkzeug.routing import Map
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-from metaspend_pipeline.sandbox import graph
-from metaspend_pipeline.sandbox.ecb import FEEDS as ECB_FEEDS
+from metaspend_pipeline.sandbox import admin, graph
 from metaspend_pipeline.sandbox.ecb import EcbRates
 from metaspend_pipeline.sandbox.faults import (
     ENDPOINT_FAULTS,
@@ -63,14 +62,8 @@ from metaspend_pipeline.sandbox.faults import (
     take_fault,
 )
 from metaspend_pipeline.sandbox.limits import account_usage
-from metaspend_pipeline.sandbox.responses import GraphError, json_response
-from metaspend_pipeline.sandbox.world import (
-    DEFAULT_ATTRIBUTION,
-    Ad,
-    AdSet,
-    Campaign,
-    World,
-)
+from metaspend_pipeline.sandbox.responses import GraphError
+from metaspend_pipeline.sandbox.world import Ad, AdSet, Campaign, World
 
 DEFAULT_APP_ID = "1000000000000001"
 DEFAULT_APP_SECRET = "sandbox-app-secret"  # noqa: S105 - the sandbox's fake app secret
@@ -103,7 +96,8 @@ class TokenRecord:
 
 
 class Sandbox:
-    """The WSGI application and its state; thread-safe."""
+    """The WSGI application and its state; thread-safe. The modules of this package read and
+    change its private state under `_lock`; nothing outside the package does."""
 
     def __init__(
         self,
@@ -138,22 +132,10 @@ class Sandbox:
         for org in self.world.organizations:
             self.tokens[org.token] = TokenRecord(org.organization_id, org.ad_accounts, None)
         self.add_faults(faults)
-        self._url_map = Map(
-            [
-                Rule("/__sandbox/faults", endpoint="faults", methods=["GET", "POST", "DELETE"]),
-                Rule("/__sandbox/config", endpoint="config", methods=["GET", "POST"]),
-                Rule("/__sandbox/requests", endpoint="requests"),
-                Rule("/__sandbox/truth", endpoint="truth"),
-                Rule("/__sandbox/organizations", endpoint="organizations"),
-                Rule("/__sandbox/tokens", endpoint="tokens", methods=["POST"]),
-                Rule("/__sandbox/objects", endpoint="objects", methods=["GET", "POST"]),
-                Rule("/__sandbox/ecb/truth", endpoint="ecb_truth"),
-                *(Rule(f"/__sandbox/ecb/{feed}", endpoint="ecb", defaults={"feed": feed}) for feed in ECB_FEEDS),
-                *(rule.empty() for rule in graph.RULES),  # copies: a rule belongs to one map
-            ]
-        )
+        # a rule belongs to one map, and every sandbox has its own: each gets copies
+        self._url_map = Map([rule.empty() for rule in (*admin.RULES, *graph.RULES)])
 
-    # --- admin -------------------------------------------------------------------------------
+    # --- state -------------------------------------------------------------------------------
 
     def add_faults(self, faults: Iterable[dict[str, Any]]) -> None:
         with self._lock:
@@ -287,10 +269,8 @@ class Sandbox:
             ).response(self._trace())
         except HTTPException as exc:
             return exc.get_response()  # type: ignore[return-value]
-        if endpoint in {"faults", "config", "requests", "truth", "organizations", "tokens", "objects", "ecb_truth"}:
-            return getattr(self, f"_admin_{endpoint}")(request)
-        if endpoint == "ecb":
-            return self._ecb(args["feed"])
+        if endpoint in admin.ENDPOINTS:
+            return admin.ENDPOINTS[endpoint](self, request, **args)
         params = {**request.args.to_dict(), **request.form.to_dict()}
         token, via_header = self._token_of(request, params)
         entry = self._log(request, endpoint, params, token, via_header)
@@ -399,84 +379,6 @@ class Sandbox:
                 kind="GraphMethodException",
             )
         return record
-
-    # --- admin endpoints ---------------------------------------------------------------------
-
-    def _admin_faults(self, request: Request) -> Response:
-        if request.method == "POST":
-            body = request.get_json(force=True)
-            self.add_faults(body if isinstance(body, list) else [body])
-        elif request.method == "DELETE":
-            self.reset()
-        with self._lock:
-            return json_response([dataclasses.asdict(f) for f in self._faults])
-
-    def _admin_config(self, request: Request) -> Response:
-        if request.method == "POST":
-            self.configure(**request.get_json(force=True))
-        return json_response(dataclasses.asdict(self.config) | {"app_secret": "<secret>"})
-
-    def _admin_requests(self, request: Request) -> Response:
-        return json_response(self.requests_log())
-
-    def _admin_truth(self, request: Request) -> Response:
-        args = request.args
-        where = (
-            args["ad_account"],
-            args.get("level", "ad"),
-            dt.date.fromisoformat(args["since"]),
-            dt.date.fromisoformat(args["until"]),
-        )
-        if args.get("kind") == "conversions":
-            windows = [w for w in args.get("windows", ",".join(DEFAULT_ATTRIBUTION)).split(",") if w]
-            return json_response({"rows": self.world.conversion_truth(*where, windows)})
-        return json_response({"rows": self.world.truth(*where)})
-
-    def _admin_objects(self, request: Request) -> Response:
-        if request.method == "POST":
-            body = request.get_json(force=True)
-            try:
-                self.rename(str(body["id"]), str(body["name"]))
-            except KeyError:
-                return json_response({"error": f"no campaign, ad set or ad {body.get('id')!r}"}, 404)
-            return json_response({"ok": True})
-        account = request.args["ad_account"]
-        if account not in self.world.accounts:
-            return json_response({"error": f"no ad account {account!r}"}, 404)
-        kinds = [request.args["kind"]] if "kind" in request.args else ["campaign", "adset", "ad"]
-        return json_response({kind: self.objects(account, kind) for kind in kinds})
-
-    def _ecb(self, feed: str) -> Response:
-        """One of the ECB's XML files as of today (the ECB's own URLs end the same way)."""
-        key = (feed, self.today())
-        with self._lock:
-            if key not in self._ecb_feeds:
-                self._ecb_feeds = {k: v for k, v in self._ecb_feeds.items() if k[1] == key[1]}  # today's alone
-                self._ecb_feeds[key] = self.ecb.feed(feed, key[1]).encode()
-            body = self._ecb_feeds[key]
-        return Response(body, mimetype="text/xml")
-
-    def _admin_ecb_truth(self, request: Request) -> Response:
-        since, until = (dt.date.fromisoformat(request.args[name]) for name in ("since", "until"))
-        rows = [
-            {**row, "date": str(row["date"]), "rate": str(row["rate"]), "ecb_date": str(row["ecb_date"])}
-            for row in self.ecb.truth(since, until)
-        ]
-        return json_response({"rows": rows})
-
-    def _admin_organizations(self, request: Request) -> Response:
-        return json_response(self.organizations())
-
-    def _admin_tokens(self, request: Request) -> Response:
-        body = request.get_json(force=True)
-        self.add_token(
-            body["token"],
-            body["organization_id"],
-            expires_in=body.get("expires_in"),
-            revoked=bool(body.get("revoked")),
-            ad_accounts=body.get("ad_accounts"),
-        )
-        return json_response({"ok": True})
 
 
 class SandboxServer:
