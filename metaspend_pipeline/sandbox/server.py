@@ -6,6 +6,23 @@ absolute `next` URLs that carry the token, usage headers, the 37-month limit, as
 runs, token exchange and inspection, appsecret_proof enforcement) from the deterministic data of
 `world.py`.
 
+Where each part lives, in this package:
+  server.py     `Sandbox`: its state, configuration, tokens and their authorization, the request
+                log, and the routing of every call; `SandboxServer` serves it on a socket
+  graph.py      the Graph API endpoints, their URLs and what only they use (paging, cursors,
+                status filters, conversion fields, report runs)
+  limits.py     the rate limits, per ad account and for the app, and the usage headers
+  faults.py     the faults: which call one hits, the error it answers with, what it breaks
+  admin.py      the admin endpoints under `/__sandbox/`, listed below
+  responses.py  the JSON answer and Meta's error envelope (`GraphError`), which all of them use
+  world.py      the demo organizations, ad accounts, objects and their spend and conversions
+  ecb.py        the ECB's reference rates, which admin.py serves
+  control.py    the client of the admin endpoints, for the CLI, the demo, tests and benchmarks
+A Graph call goes through `Sandbox._dispatch`: it is logged, waits out `latency_seconds` and
+takes its fault (a reset, slow or malformed one acts there and then), has its appsecret_proof
+checked and is counted against the rate limits; then the fault's Graph error answers it, or its
+endpoint does, applying the faults that change an answer rather than replace it.
+
 Admin endpoints under `/__sandbox/` let tests and benchmarks change its behaviour while it runs:
   POST   /__sandbox/faults         [{"kind": ..., "match": "insights", "times": 1, "skip": 0, ...}]
   DELETE /__sandbox/faults         remove all faults, forget requests and usage, restore the startup config
