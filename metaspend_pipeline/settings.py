@@ -29,6 +29,10 @@ _NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?", re.ASCII)
 _API_VERSION = re.compile(r"v[0-9]{1,3}\.[0-9]{1,3}", re.ASCII)
 
 
+# Where `metaspend backfill` submits backfills: the Dagster webserver's GraphQL API (`dg dev`'s default).
+DAGSTER_URL = "http://127.0.0.1:3000"
+
+
 class SettingsError(MetaspendError, ValueError):
     """An environment variable holds a value the pipeline cannot use."""
 
@@ -204,6 +208,7 @@ class Settings:
     fetch_concurrency: int = 4
     spend_shards: int = 1
     attribution_gap_warn: Decimal = Decimal("0.5")
+    dagster_url: str = DAGSTER_URL
 
     @property
     def is_development(self) -> bool:
@@ -234,6 +239,7 @@ class Settings:
             fetch_concurrency=_int(env, "META_FETCH_CONCURRENCY", 4, minimum=1),
             spend_shards=_int(env, "META_SPEND_SHARDS", 1, minimum=1),
             attribution_gap_warn=_attribution_gap_warn(env),
+            dagster_url=_get(env, "METASPEND_DAGSTER_URL", DAGSTER_URL),
         )
 
 

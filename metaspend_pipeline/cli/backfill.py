@@ -1,30 +1,37 @@
 """`metaspend backfill`: the spend assets over a date range, as a Dagster backfill or run now.
 
-Without `--wait` the range becomes an asset backfill in the Dagster instance of DAGSTER_HOME: the
-UI lists it under Backfills and the daemon runs it (one run for the range: the assets have
-`BackfillPolicy.single_run()`). With `--wait` the same assets run now, in this process, as one run
-recorded in that instance, with a line per step and per day instead of Dagster's DEBUG log.
+Without `--wait` the range becomes an asset backfill submitted to the Dagster webserver through its
+GraphQL API (`launchPartitionBackfill`, the interface the UI itself uses): the UI lists it under
+Backfills and the daemon runs it (one run for the range: the assets have `BackfillPolicy.single_run()`).
+With `--wait` the same assets run now, in this process, as one run recorded in the instance of
+DAGSTER_HOME, with a line per step and per ad account instead of Dagster's DEBUG log. Both use public
+Dagster interfaces only.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import logging
+import os
+import tempfile
 import threading
 import time
+import urllib.parse
 import uuid
 import warnings
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+import requests
 import sqlalchemy as sa
 
 from metaspend_pipeline.cli.app import cli, load_settings, migrated_engine, parse_day
-from metaspend_pipeline.errors import InvalidInputError, UnknownOrganizationError
+from metaspend_pipeline.cli.progress import RunProgress
+from metaspend_pipeline.errors import InvalidInputError, MetaspendError, UnknownOrganizationError
 from metaspend_pipeline.redaction import redact
 from metaspend_pipeline.storage import accounts as store
 from metaspend_pipeline.storage import db
@@ -38,6 +45,18 @@ Echo = Callable[[str], None]
 JOB_NAME = "meta_spend_job"
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
+SUBMIT_TIMEOUT_SECONDS = 120.0  # the webserver resolves the asset graph and writes the backfill
+
+LAUNCH_BACKFILL = """
+mutation LaunchBackfill($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on Error { message }
+    ... on RunConfigValidationInvalid { errors { message } }
+  }
+}
+"""
 
 
 @dataclass(frozen=True)
@@ -79,56 +98,58 @@ def validate_range(since: dt.date, until: dt.date, start_date: dt.date, today: d
         raise InvalidInputError(f"--to {until} is not over yet: the last partition is yesterday, {yesterday} (UTC)")
 
 
-def dagster_instance() -> dg.DagsterInstance:
-    """The Dagster instance of DAGSTER_HOME, where the UI and the daemon look."""
-    import dagster as dg
-    from dagster._core.errors import DagsterHomeNotSetError
-
-    try:
-        return dg.DagsterInstance.get()
-    except DagsterHomeNotSetError:
+def _graphql_url(dagster_url: str) -> str:
+    parts = urllib.parse.urlsplit(dagster_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
         raise InvalidInputError(
-            "DAGSTER_HOME is not set: a backfill is recorded in a Dagster instance; export DAGSTER_HOME as a "
-            "directory of its own with a dagster.yaml (deploy/dagster.yaml in production)"
-        ) from None
+            f"METASPEND_DAGSTER_URL / --dagster-url {db.display_url(dagster_url)!r} is not the webserver's "
+            "address, e.g. http://127.0.0.1:3000"
+        )
+    return dagster_url.rstrip("/") + "/graphql"
 
 
-def _definitions() -> dg.Definitions:
-    with warnings.catch_warnings():
-        # The project's own beta and superseded APIs warn on import; the CLI's output stays clean.
-        warnings.simplefilter("ignore")
-        from metaspend_pipeline.definitions import load
-
-        return load()
-
-
-def _spend_assets() -> list[dg.AssetKey]:
+def submit(dagster_url: str, request: BackfillRequest) -> str:
+    """Submit an asset backfill of the spend assets over the range to the webserver at `dagster_url`;
+    the daemon launches its run. Returns the backfill's id."""
     from metaspend_pipeline.defs.meta_spend.jobs import SPEND_ASSETS
 
-    return list(SPEND_ASSETS)
-
-
-def submit(instance: dg.DagsterInstance, request: BackfillRequest) -> str:
-    """Add an asset backfill of the spend assets over the range; the daemon launches its run."""
-    from dagster._core.execution.backfill import PartitionBackfill
-    from dagster._core.utils import make_new_backfill_id
-
-    defs = _definitions()
-    backfill = PartitionBackfill.from_asset_partitions(
-        backfill_id=make_new_backfill_id(),
-        asset_graph=defs.resolve_asset_graph(),
-        partition_names=request.partition_keys(),
-        asset_selection=_spend_assets(),
-        backfill_timestamp=time.time(),
-        tags={"metaspend/command": "backfill"},
-        dynamic_partitions_store=instance,
-        all_partitions=False,
-        title=request.title(),
-        description=f"{request.days} day(s) of {JOB_NAME}'s assets, submitted by `metaspend backfill`.",
-        run_config=request.run_config() or None,
-    )
-    instance.add_backfill(backfill)
-    return backfill.backfill_id
+    url = _graphql_url(dagster_url)
+    shown = db.display_url(dagster_url)
+    params: dict[str, Any] = {
+        "assetSelection": [{"path": key.path} for key in SPEND_ASSETS],
+        "partitionNames": request.partition_keys(),
+        "title": request.title(),
+        "description": f"{request.days} day(s) of {JOB_NAME}'s assets, submitted by `metaspend backfill`.",
+        "tags": [{"key": "metaspend/command", "value": "backfill"}],
+    }
+    if request.run_config():
+        params["runConfigData"] = request.run_config()
+    try:
+        response = requests.post(
+            url, json={"query": LAUNCH_BACKFILL, "variables": {"params": params}}, timeout=SUBMIT_TIMEOUT_SECONDS
+        )
+    except requests.ConnectionError:
+        raise InvalidInputError(
+            f"no Dagster webserver answers at {shown}: start the UI (`dg dev`, or dagster-webserver in "
+            "production) or point METASPEND_DAGSTER_URL / --dagster-url at it; or run the range now with --wait"
+        ) from None
+    except requests.RequestException as exc:
+        raise MetaspendError(f"submitting the backfill to {shown} failed: {type(exc).__name__}") from None
+    if response.status_code != 200:
+        raise MetaspendError(f"the Dagster webserver at {shown} answered HTTP {response.status_code}")
+    try:
+        body = response.json()
+        result = body["data"]["launchPartitionBackfill"]
+    except (ValueError, KeyError, TypeError):
+        raise MetaspendError(f"the Dagster webserver at {shown} sent an answer that is not GraphQL's") from None
+    if result.get("__typename") != "LaunchBackfillSuccess":
+        errors = [e.get("message", "") for e in result.get("errors") or []]
+        first = (result.get("message") or "; ".join(errors) or str(body.get("errors") or "")).strip().splitlines()
+        raise MetaspendError(
+            f"the Dagster webserver at {shown} refused the backfill ({result.get('__typename')}): "
+            f"{redact(first[0]) if first else 'no message'}"
+        )
+    return str(result["backfillId"])
 
 
 @dataclass
@@ -170,99 +191,51 @@ def summarize(conn: sa.Connection, run_id: str, request: BackfillRequest) -> Sum
     return summary
 
 
-class _Progress(threading.Thread):
-    """Reads the run's events from the instance as they are stored and echoes what a person wants to
-    know: steps starting and ending (with the days each wrote), the assets' own log lines (the
-    fetch's progress per ad account), failures. Not Dagster's DEBUG events."""
+def dagster_instance() -> dg.DagsterInstance:
+    """The Dagster instance of DAGSTER_HOME, where the UI and the daemon look."""
+    import dagster as dg
 
-    def __init__(self, instance: dg.DagsterInstance, run_id: str, echo: Echo) -> None:
-        super().__init__(daemon=True)
-        self._instance, self._run_id, self._echo = instance, run_id, echo
-        self._done = threading.Event()
-        self._cursor: str | None = None
-        self._t0 = time.monotonic()
-        self._written: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
-
-    def _say(self, message: str) -> None:
-        self._echo(redact(f"[{time.monotonic() - self._t0:6.1f}s] {message}"))
-
-    def _handle(self, entry: Any) -> None:
-        from dagster import DagsterEventType
-
-        event = entry.dagster_event
-        if event is None:  # a log line of the assets' own
-            if entry.level >= logging.INFO and entry.user_message:
-                self._say(f"{entry.step_key}: {entry.user_message}" if entry.step_key else entry.user_message)
-            return
-        kind, step = event.event_type, event.step_key or ""
-        if kind == DagsterEventType.STEP_START:
-            self._say(f"{step}: started")
-        elif kind == DagsterEventType.ASSET_MATERIALIZATION:
-            materialization = event.step_materialization_data.materialization
-            # a set: Dagster may store more than one event per day
-            self._written[step][materialization.asset_key.to_user_string()].add(materialization.partition or "")
-        elif kind == DagsterEventType.STEP_SUCCESS:
-            written = "; ".join(
-                f"{'' if asset == step else asset + ' '}{len(days)} day(s) written ({min(days)}..{max(days)})"
-                for asset, days in self._written.pop(step, {}).items()
-            )
-            self._say(f"{step}: done" + (f", {written}" if written else ""))
-        elif kind == DagsterEventType.STEP_FAILURE:
-            failure = event.step_failure_data
-            user = failure.user_failure_data
-            message = user.description if user and user.description else failure.error.message if failure.error else ""
-            self._say(f"{step}: FAILED: {(message.strip().splitlines() or ['failed'])[0]}")
-        elif kind == DagsterEventType.ASSET_CHECK_EVALUATION and not event.event_specific_data.passed:
-            evaluation = event.event_specific_data
-            self._say(f"{step}: check {evaluation.check_name} on {evaluation.asset_key.to_user_string()} FAILED")
-
-    def drain(self) -> None:
-        while True:
-            connection = self._instance.get_records_for_run(self._run_id, cursor=self._cursor, limit=500)
-            for record in connection.records:
-                self._handle(record.event_log_entry)
-            self._cursor = connection.cursor
-            if not connection.has_more:
-                return
-
-    def run(self) -> None:
-        while not self._done.wait(0.5):
-            self.drain()
-
-    def finish(self) -> None:
-        self._done.set()
-        self.join()
-        self.drain()
+    if not os.environ.get("DAGSTER_HOME"):
+        raise InvalidInputError(
+            "DAGSTER_HOME is not set: a run is recorded in a Dagster instance; export DAGSTER_HOME as a "
+            "directory of its own with a dagster.yaml (deploy/dagster.yaml in production)"
+        )
+    return dg.DagsterInstance.get()
 
 
 def run_now(instance: dg.DagsterInstance, request: BackfillRequest, echo: Echo) -> tuple[bool, str]:
-    """Run the spend assets over the range now, as one run recorded in `instance`; (success, run id)."""
-    defs = _definitions()
-    job = defs.resolve_job_def(JOB_NAME)
+    """Run the spend assets over the range now, as one run recorded in `instance`; (success, run id).
+    `execute_in_process`, with the `metaspend_progress` logger's lines echoed as the run goes."""
+    from metaspend_pipeline.definitions import load
+    from metaspend_pipeline.defs.common.progress import run_config
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Dagster's notices about beta APIs are for developers
+        job = load().resolve_job_def(JOB_NAME)
     run_id = str(uuid.uuid4())
-    run_config: dict[str, Any] = {
-        **request.run_config(),
-        # Dagster's console log prints every event at DEBUG; the progress lines replace it.
-        "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
-    }
-    progress = _Progress(instance, run_id, echo)
-    progress.start()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            result = job.execute_in_process(
-                run_config=run_config,
-                instance=instance,
-                run_id=run_id,
-                raise_on_error=False,
-                tags={
-                    RANGE_START_TAG: request.since.isoformat(),
-                    RANGE_END_TAG: request.until.isoformat(),
-                    "metaspend/command": "backfill --wait",
-                },
-            )
-    finally:
-        progress.finish()
+    with tempfile.TemporaryDirectory(prefix="metaspend-progress-") as directory:
+        progress_file = Path(directory) / "progress.jsonl"
+        follower = RunProgress(progress_file, echo, started=time.time())
+        done = threading.Event()
+        thread = threading.Thread(target=follower.follow, args=(done.is_set,), daemon=True)
+        thread.start()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                result = job.execute_in_process(
+                    run_config={**request.run_config(), **run_config(progress_file)},
+                    instance=instance,
+                    run_id=run_id,
+                    raise_on_error=False,
+                    tags={
+                        RANGE_START_TAG: request.since.isoformat(),
+                        RANGE_END_TAG: request.until.isoformat(),
+                        "metaspend/command": "backfill --wait",
+                    },
+                )
+        finally:
+            done.set()
+            thread.join()
     return result.success, run_id
 
 
@@ -271,11 +244,20 @@ def run_now(instance: dg.DagsterInstance, request: BackfillRequest, echo: Echo) 
 @click.option("--to", "until", required=True, help="Last day, YYYY-MM-DD, inclusive; at the latest yesterday.")
 @click.option("--org", "organizations", multiple=True, help="Only this organization; repeat for several.")
 @click.option("--wait", is_flag=True, help="Run it now in this process and wait, instead of submitting it.")
-def backfill_command(since: str, until: str, organizations: tuple[str, ...], wait: bool) -> None:
+@click.option(
+    "--dagster-url",
+    default=None,
+    help="The Dagster webserver a backfill is submitted to; default METASPEND_DAGSTER_URL, else "
+    "http://127.0.0.1:3000 (`dg dev`).",
+)
+def backfill_command(
+    since: str, until: str, organizations: tuple[str, ...], wait: bool, dagster_url: str | None
+) -> None:
     """Load a date range of spend and ROAS: a Dagster backfill the daemon runs, or with --wait, now.
 
-    Either way it is one run of meta_spend_job's assets, recorded in the Dagster instance of
-    DAGSTER_HOME (the UI shows it).
+    Either way it is one run of meta_spend_job's assets, recorded in the Dagster instance (the UI
+    shows it): submitted to the webserver's GraphQL API, or with --wait run in this process against
+    the instance of DAGSTER_HOME.
     """
     settings = load_settings()
     first, last = parse_day(since, "--from"), parse_day(until, "--to")
@@ -291,14 +273,15 @@ def backfill_command(since: str, until: str, organizations: tuple[str, ...], wai
                 f"organization {', '.join(unknown)} has no CONNECTED Meta account; see `metaspend accounts list`"
             )
     request = BackfillRequest(first, last, orgs)
+    if not wait:
+        url = dagster_url or settings.dagster_url
+        backfill_id = submit(url, request)
+        click.echo(
+            f"submitted backfill {backfill_id}: {request.title()} ({request.days} day(s), one run) to "
+            f"{db.display_url(url)}; the Dagster daemon runs it, the UI shows it under Backfills"
+        )
+        return
     with dagster_instance() as instance:
-        if not wait:
-            backfill_id = submit(instance, request)
-            click.echo(
-                f"submitted backfill {backfill_id}: {request.title()} ({request.days} day(s), one run); "
-                "the Dagster daemon runs it, the UI shows it under Backfills"
-            )
-            return
         click.echo(f"{request.title()}: {request.days} day(s) in one run", err=True)
         ok, run_id = run_now(instance, request, lambda line: click.echo(line, err=True))
     with engine.connect() as conn:

@@ -5,10 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from collections import defaultdict
 from decimal import Decimal
@@ -22,12 +18,14 @@ from dagster._core.execution.backfill import BulkActionStatus
 
 from metaspend_pipeline.cli import cli
 from metaspend_pipeline.defs.meta_spend.jobs import SPEND_ASSETS
-from metaspend_pipeline_tests.conftest import POSTGRES_ADMIN_URL, Pipeline, _admin, require_postgres
+from metaspend_pipeline_tests._dagster_processes import clean_env, free_port, wait_for, webserver_and_daemon
+from metaspend_pipeline_tests.conftest import POSTGRES_ADMIN_URL, Listener, Pipeline, _admin, require_postgres
 from metaspend_pipeline_tests.dates import iso
 from metaspend_pipeline_tests.defs.test_assets import sort_rows, spend_rows, truth_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 SINCE, UNTIL = iso(1), iso(3)
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
 
 def run(*args: str) -> Result:
@@ -69,14 +67,15 @@ def summary_line(totals: dict[str, Decimal]) -> str:
     ],
 )
 def test_a_bad_range_is_one_line_exit_2_and_submits_nothing(
-    dagster_home: Path, since: str, until: str, message: str
+    dagster_home: Path, listener: Listener, since: str, until: str, message: str
 ) -> None:
-    result = run("--from", since, "--to", until)
+    result = run("--from", since, "--to", until, "--dagster-url", listener.url)
     assert result.exit_code == 2
     assert message in result.output
     assert len(result.output.strip().splitlines()) == 1
+    listener.assert_records_what_reaches_it()
+    assert listener.received == [b"control"]  # nothing was sent to the webserver
     with dg.DagsterInstance.get() as instance:
-        assert instance.get_backfills() == []
         assert instance.get_runs() == []
 
 
@@ -85,33 +84,27 @@ def test_today_is_not_a_partition_yet(dagster_home: Path) -> None:
     result = run("--from", (today - dt.timedelta(days=1)).isoformat(), "--to", today.isoformat())
     assert result.exit_code == 2
     assert f"the last partition is yesterday, {today - dt.timedelta(days=1)} (UTC)" in result.output
-    yesterday = run(
-        "--from", (today - dt.timedelta(days=1)).isoformat(), "--to", (today - dt.timedelta(days=1)).isoformat()
-    )
-    assert yesterday.exit_code == 0, yesterday.output
+    closed = f"http://127.0.0.1:{free_port()}"
+    yesterday = (today - dt.timedelta(days=1)).isoformat()
+    result = run("--from", yesterday, "--to", yesterday, "--dagster-url", closed)
+    # past the range's checks: only the webserver is missing
+    assert result.exit_code == 2
+    assert result.output.startswith(f"metaspend: error: no Dagster webserver answers at {closed}: start the UI")
 
 
-def test_an_unknown_organization_is_exit_2(dagster_home: Path) -> None:
-    result = run("--from", SINCE, "--to", UNTIL, "--org", "org-nobody")
+def test_an_unknown_organization_is_exit_2(dagster_home: Path, listener: Listener) -> None:
+    result = run("--from", SINCE, "--to", UNTIL, "--org", "org-nobody", "--dagster-url", listener.url)
     assert result.exit_code == 2
     assert "organization org-nobody has no CONNECTED Meta account" in result.output
-    with dg.DagsterInstance.get() as instance:
-        assert instance.get_backfills() == []
+    listener.assert_records_what_reaches_it()
+    assert listener.received == [b"control"]
 
 
-def test_submit_adds_one_asset_backfill_of_the_range(dagster_home: Path) -> None:
-    result = run("--from", SINCE, "--to", UNTIL, "--org", "demo-org-2")
-    assert result.exit_code == 0, result.output
-    with dg.DagsterInstance.get() as instance:
-        [backfill] = instance.get_backfills()
-    assert f"submitted backfill {backfill.backfill_id}" in result.output
-    assert backfill.status == BulkActionStatus.REQUESTED
-    assert set(backfill.asset_selection) == set(SPEND_ASSETS)
-    assert backfill.run_config == {"ops": {"meta_raw_insights": {"config": {"organizations": ["demo-org-2"]}}}}
-    target = backfill.asset_backfill_data.target_subset
-    for key in SPEND_ASSETS:
-        assert set(target.get_partitions_subset(key).get_partition_keys()) == {iso(1), iso(2), iso(3)}
-    assert backfill.title == f"metaspend backfill {iso(1)} to {iso(3)} for demo-org-2"
+def test_a_dagster_url_that_is_not_a_webserver_address_is_refused(dagster_home: Path) -> None:
+    result = run("--from", SINCE, "--to", UNTIL, "--dagster-url", "http://127.0.0.1:3000/?token=abc")
+    assert result.exit_code == 2
+    assert "is not the webserver's address" in result.output
+    assert "abc" not in result.output
 
 
 def test_wait_runs_now_shows_progress_and_a_summary_equal_to_the_truth(
@@ -158,42 +151,40 @@ def test_wait_exits_1_and_names_the_failure(dagster_home: Path, pipeline: Pipeli
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # slow (a real daemon): one warehouse is enough
-def test_the_daemon_runs_a_submitted_backfill(dagster_home: Path, pipeline: Pipeline, tmp_path: Path) -> None:
-    result = run("--from", SINCE, "--to", UNTIL, "--org", "demo-org-3")
-    assert result.exit_code == 0, result.output
-    log = tmp_path / "daemon.log"
-    daemon = subprocess.Popen(
-        [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-m", "metaspend_pipeline.definitions"],
-        cwd=ROOT,
-        env=dict(os.environ),
-        stdout=subprocess.DEVNULL,
-        stderr=log.open("w"),
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 240
+def test_a_submitted_backfill_reaches_the_webserver_and_the_daemon_runs_it(
+    dagster_home: Path, pipeline: Pipeline, tmp_path: Path
+) -> None:
+    """Submitted through the webserver's GraphQL API (the UI's own), listed with its range, title and run
+    config, and run by the daemon as one run that writes the sandbox's truth."""
+    env = clean_env(**{k: v for k, v in os.environ.items() if k.startswith(("META_", "METASPEND_", "DAGSTER_"))})
+    with webserver_and_daemon(env, tmp_path) as graphql:
+        url = graphql.url.removesuffix("/graphql")
+        result = run("--from", SINCE, "--to", UNTIL, "--org", "demo-org-3", "--dagster-url", url)
+        assert result.exit_code == 0, result.output
         with dg.DagsterInstance.get() as instance:
-            while time.monotonic() < deadline:
-                [backfill] = instance.get_backfills()
-                if backfill.status != BulkActionStatus.REQUESTED:
-                    break
-                assert daemon.poll() is None, log.read_text()[-3000:]
-                time.sleep(2)
-            assert backfill.status == BulkActionStatus.COMPLETED_SUCCESS, log.read_text()[-3000:]
+            [backfill] = instance.get_backfills()
+            assert f"submitted backfill {backfill.backfill_id}: metaspend backfill {SINCE} to {UNTIL}" in result.output
+            assert set(backfill.asset_selection) == set(SPEND_ASSETS)
+            assert backfill.run_config == {"ops": {"meta_raw_insights": {"config": {"organizations": ["demo-org-3"]}}}}
+            target = backfill.asset_backfill_data.target_subset
+            for key in SPEND_ASSETS:
+                assert set(target.get_partitions_subset(key).get_partition_keys()) == {iso(1), iso(2), iso(3)}
+            assert backfill.title == f"metaspend backfill {iso(1)} to {iso(3)} for demo-org-3"
+            assert backfill.tags["metaspend/command"] == "backfill"
+
+            def done() -> object:
+                [current] = instance.get_backfills()
+                return current if current.status != BulkActionStatus.REQUESTED else None
+
+            finished = wait_for(done, 240, "the daemon to run the backfill", graphql.processes.check_alive)
+            assert finished.status == BulkActionStatus.COMPLETED_SUCCESS
             [run_record] = instance.get_run_records()
             tags = run_record.dagster_run.tags
-            assert (tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"]) == (
+            assert (tags[RANGE_START], tags[RANGE_END], tags["dagster/backfill"]) == (
                 SINCE,
                 UNTIL,
+                backfill.backfill_id,
             )
-            assert tags["dagster/backfill"] == backfill.backfill_id
-    finally:
-        os.killpg(daemon.pid, signal.SIGTERM)
-        try:
-            daemon.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(daemon.pid, signal.SIGKILL)
-            daemon.wait(timeout=30)
     assert sort_rows(spend_rows(pipeline.engine)) == truth_rows(pipeline, ["demo-org-3"], SINCE, UNTIL)
 
 
@@ -219,9 +210,9 @@ def test_a_reversed_partition_range_fails_the_assets_and_checks_and_writes_nothi
     assert {"meta_spend_daily_checks", "meta_roas_checks"} <= failed_checks
 
 
-def test_without_dagster_home_it_says_so(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wait_without_dagster_home_says_so(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
-    result = run("--from", SINCE, "--to", UNTIL)
+    result = run("--from", SINCE, "--to", UNTIL, "--wait")
     assert result.exit_code == 2
     assert result.output.startswith("metaspend: error: DAGSTER_HOME is not set")
     assert len(result.output.strip().splitlines()) == 1

@@ -101,8 +101,8 @@ def organizations_not_written(context: dg.AssetCheckExecutionContext, asset_key:
     if not context.op_execution_context.has_partitions:
         return None  # the checks alone (meta_spend_checks_job): no step of this run wrote anything
     run_id = context.op_execution_context.run_id
-    _, until = partition_dates(context.op_execution_context)  # type: ignore[arg-type]
-    records_filter = dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[until.isoformat()])
+    last = context.op_execution_context.partition_key_range.end
+    records_filter = dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[last])
     cursor = None
     while True:
         result = context.instance.fetch_materializations(records_filter, limit=100, cursor=cursor)
