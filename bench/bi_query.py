@@ -6,7 +6,7 @@ Fills a fresh PostgreSQL warehouse (through the project's migrations) with `meta
 rows for `organizations` organizations over `days` days: 10 campaigns, 40 ad sets and 200 ads
 each per day (250 rows a day: 100 x 365 gives 9.1M rows), and ROAS tables to match (one row per
 object and day). Then times, `repeat` times, "ROAS by campaign for one organization over 90 days,
-summed before dividing" as the README gives it, for a different organization each time, and
+summed before dividing" (a simpler form of the BI query in docs/warehouse.md), for a different organization each time, and
 prints the median and the 95th percentile, with the plan of one run.
 """
 

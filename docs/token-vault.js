@@ -1,5 +1,5 @@
 // The pipeline's token format, in Node.js: how the product's web app writes tokens the
-// pipeline reads (and reads the ones the pipeline refreshes). See README "Token format".
+// pipeline reads (and reads the ones the pipeline refreshes). See docs/security.md, "Token format".
 //   node docs/token-vault.js encrypt <connectedAccountId>   (token on stdin, key in META_TOKEN_ENCRYPTION_KEY)
 //   node docs/token-vault.js decrypt <connectedAccountId>   (stored value on stdin)
 'use strict';

@@ -1,6 +1,6 @@
 """Every setting the pipeline reads from the environment, in one place.
 
-Each setting is documented in the README's configuration table; the defaults here are the
+Each setting is documented in docs/configuration.md; the defaults here are the
 ones it lists. Nothing else in the package reads `os.environ` for configuration.
 """
 

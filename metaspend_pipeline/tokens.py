@@ -1,6 +1,6 @@
 """The token vault: AES-256-GCM encryption of Meta access tokens at rest.
 
-Stored format (documented in the README, so another application can write it):
+Stored format (documented in docs/security.md, so another application can write it):
 
     v1:<key id>:<nonce>:<ciphertext and tag>
 

@@ -194,7 +194,7 @@ def test_tampered_or_moved_ciphertext_in_the_database_fails_naming_the_account(
         lookup(engine, encryption_key, "org-1")
 
 
-# --- exact rules of the lookup (mutation testing, docs/testing.md) -------------------------------
+# --- exact rules of the lookup (mutation testing, docs/development.md) -------------------------------
 
 
 def _no_token(org: str, reason: str) -> str:

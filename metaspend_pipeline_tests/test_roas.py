@@ -414,7 +414,7 @@ def test_the_only_ad_account_gives_its_time_zone_to_leads_of_unknown_campaigns(e
     }
 
 
-# --- exact rules, without Dagster (mutation testing, docs/testing.md) -----------------------------
+# --- exact rules, without Dagster (mutation testing, docs/development.md) -----------------------------
 
 
 def test_ratios_round_half_up_on_exact_ties() -> None:

@@ -12,7 +12,8 @@ import pytest
 from metaspend_pipeline.settings import Settings
 from metaspend_pipeline.tokens import KeyRing, TokenDecryptionError, TokenKeyError, generate_key, key_id, parse_key
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+SECURITY_PAGE = DOCS / "security.md"  # the token format and its worked example
 
 
 def ring(current: str, *old: str) -> KeyRing:
@@ -105,18 +106,18 @@ def test_malformed_stored_values_name_the_account(stored: str) -> None:
         ring(generate_key()).decrypt(stored, "acct-9")
 
 
-def test_readme_worked_example_decrypts() -> None:
-    """The README's example is what another application checks its encoder against."""
-    text = README.read_text()
+def test_the_token_format_worked_example_decrypts() -> None:
+    """docs/security.md's example is what another application checks its encoder against."""
+    text = SECURITY_PAGE.read_text()
     key = re.search(r"^key:\s+(\S+)$", text, re.M)
     account = re.search(r"^connected_account_id:\s+(\S+)$", text, re.M)
     token = re.search(r"^token:\s+(\S+)$", text, re.M)
     stored = re.search(r"^stored:\s+(v1:\S+)$", text, re.M)
-    assert key and account and token and stored, "README lost its worked example"
+    assert key and account and token and stored, "docs/security.md lost its worked example"
     assert ring(key.group(1)).decrypt(stored.group(1), account.group(1)) == token.group(1)
 
 
-NODE_VAULT = README.parent / "docs" / "token-vault.js"
+NODE_VAULT = DOCS / "token-vault.js"
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed; the interop test needs it")
@@ -177,7 +178,7 @@ def test_node_reference_code_refuses_short_tags_and_other_nonces(
     assert message in proc.stderr
 
 
-# --- exact rules of the key and stored formats (mutation testing, docs/testing.md) -----------------
+# --- exact rules of the key and stored formats (mutation testing, docs/development.md) -----------------
 
 KEY_BYTES = bytes(range(32))
 KEY_STANDARD = base64.b64encode(bytes(range(200, 232))).decode()

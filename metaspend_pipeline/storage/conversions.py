@@ -1,6 +1,6 @@
 """`meta_conversions_daily`: Meta's `actions` and `action_values`, rebuilt from the raw rows in SQL.
 
-The raw rows keep the lists as Meta sent them, validated at fetch time (`meta.client.parse_conversions`:
+The raw rows keep the lists as Meta sent them, validated at fetch time (`meta.parsing.parse_conversions`:
 counts whole numbers, values amounts of the account's currency). A scope (an organization's ad
 accounts over a range of days) is replaced in the spend merge's transaction with two statements:
 a DELETE of the scope's rows (a range of the (ad account, date) index), then one INSERT ... SELECT

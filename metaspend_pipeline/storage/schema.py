@@ -2,7 +2,7 @@
 
 The migrations in `migrations/versions` create these tables; a test compares the two so they
 cannot drift apart. Table and column names are a contract with BI users: change them only with
-a migration and a note in the README.
+a migration and a note in docs/warehouse.md.
 """
 
 from __future__ import annotations
@@ -363,7 +363,7 @@ def _roas_table(group: str) -> sa.Table:
         ),
         sa.Column("updated_at", Timestamp, nullable=False, comment=_UPDATED),
         # Added by migration 0006: Meta's own view of the same day and group, and the organization's
-        # reporting currency (see README, "Two views of ROAS").
+        # reporting currency (see docs/roas.md, "Two views of ROAS").
         sa.Column(
             "meta_purchases",
             sa.BigInteger,

@@ -558,7 +558,7 @@ def test_a_report_run_that_never_finishes_times_out_with_a_clear_error(
     assert [r["method"] for r in insight_requests(sandbox)] == ["POST", "POST"]
 
 
-# --- the parsers and the client's own rules, exactly (mutation testing, docs/testing.md) -----------
+# --- the parsers and the client's own rules, exactly (mutation testing, docs/development.md) -----------
 
 
 def test_a_token_with_white_space_inside_or_none_at_all_is_refused() -> None:

@@ -2,7 +2,7 @@
 
 The pacer takes its clock as an argument: these tests hand it one they move themselves, so the
 expected pauses are exact (the client-level behaviour is tested against the sandbox in
-test_meta_client.py).
+meta/test_client.py).
 
 Below, a pacer before any answer, 100% without a wait estimate, a malformed business entry, and the
 app pacer's own calls on the clock it is given.

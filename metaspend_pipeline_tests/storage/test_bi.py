@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -291,39 +292,76 @@ def test_the_role_logs_in_with_the_password_from_the_env_var_only(
         assert conn.execute("SELECT current_user").fetchone() == ("metaspend_bi",)
 
 
-def readme_roas_sql() -> str:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    section = readme[readme.index("## BI access") :]
-    return section[section.index("```sql\n") + len("```sql\n") : section.index("```", section.index("```sql\n") + 6)]
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+# The sections that give BI users ROAS in SQL: every ```sql block in them must equal `metaspend roas`.
+ROAS_SQL_SECTIONS = (("warehouse.md", "## BI access"), ("roas.md", "## ROAS in SQL"))
+# A result column of the SQL -> the key of `metaspend roas`'s item it must equal.
+ROAS_SQL_COLUMNS = {
+    "campaign_id": "campaignId",
+    "campaign_name": "campaignName",
+    "currency": "currency",
+    "leads": "leadsCount",
+    "sales": "salesCount",
+    "revenue": "revenue",
+    "spend": "spend",
+    "roas": "roas",
+    "avg_ticket": "avgTicket",
+    "conversion_rate": "conversionRate",
+}
+REQUIRED_COLUMNS = {"campaign_id", "currency", "leads", "sales", "revenue", "spend", "roas"}
+NOT_IN_THE_REPORT = {"objective", "campaign_effective_status"}  # the named view's, shown beside the numbers
+
+
+def docs_roas_sql() -> list[tuple[str, str]]:
+    """(where, SQL) of every ```sql block of the ROAS-in-SQL sections of docs/."""
+    examples = []
+    for page, heading in ROAS_SQL_SECTIONS:
+        text = (DOCS / page).read_text()
+        assert f"\n{heading}\n" in text, f"docs/{page} lost its section {heading!r}"
+        section = text[text.index(f"\n{heading}\n") + 1 :]
+        following = section.find("\n## ")
+        section = section if following < 0 else section[:following]
+        blocks = re.findall(r"^```sql\n(.*?)^```$", section, re.S | re.M)
+        assert blocks, f"docs/{page}, {heading!r}: no ```sql block"
+        examples += [(f"docs/{page}, {heading!r}, block {n}", block) for n, block in enumerate(blocks, 1)]
+    return examples
 
 
 @postgres_only
-def test_the_readme_roas_sql_run_as_the_role_equals_metaspend_roas(example: str, role: str) -> None:  # noqa: F811
+def test_the_docs_roas_sql_run_as_the_role_equals_metaspend_roas(example: str, role: str) -> None:  # noqa: F811
+    """Both ROAS queries of docs/ (the ROAS table, and the named view) give, as the BI role, exactly the
+    numbers `metaspend roas` prints: NULL ROAS without revenue, no revenue for a currency mismatch."""
     assert run("db", "grant-bi", "--role", role).exit_code == 0
-    sql = (
-        readme_roas_sql()
-        .replace("'org-123'", "'acme'")
-        .replace("'2024-03-01'", f"'{iso(4)}'")
-        .replace("'2024-03-31'", f"'{iso(5)}'")
-    )
-    with connect_as(example, role) as conn:
-        rows = conn.execute(sql).fetchall()
     with db.engine_for(example).connect() as conn:
         expected = report.roas_report(conn, "acme", "campaign", day(4), day(5))
-    assert [(r[0], r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows] == [
-        (
-            item["campaignId"],
-            item["currency"],
-            item["leadsCount"],
-            item["salesCount"],
-            item["revenue"],
-            item["spend"],
-            item["roas"],
+    examples = docs_roas_sql()
+    assert len(examples) == 2, [where for where, _ in examples]
+    for where, documented in examples:
+        for literal in ("'org-123'", "'2024-03-01'", "'2024-03-31'"):
+            assert documented.count(literal) == 1, f"{where}: expected {literal} once, the test replaces it"
+        sql = (
+            documented.replace("'org-123'", "'acme'")
+            .replace("'2024-03-01'", f"'{iso(4)}'")
+            .replace("'2024-03-31'", f"'{iso(5)}'")
         )
-        for item in expected
-    ]
-    # the example has every case: a currency mismatch, no revenue, no spend, and 1000 / 400 = 2.5
-    assert {r[0]: r[6] for r in rows} == {"104": Decimal("2.500000"), "101": None, "102": None, "103": None}
+        with connect_as(example, role) as conn:
+            cursor = conn.execute(sql)
+            columns = [c.name for c in cursor.description]
+            rows = cursor.fetchall()
+        assert set(columns) >= REQUIRED_COLUMNS, f"{where}: columns {columns}"
+        unknown = set(columns) - set(ROAS_SQL_COLUMNS) - NOT_IN_THE_REPORT
+        assert not unknown, f"{where}: columns the test does not compare: {unknown}"
+        compared = [c for c in columns if c in ROAS_SQL_COLUMNS]
+        got = [{ROAS_SQL_COLUMNS[c]: v for c, v in zip(columns, row, strict=True) if c in compared} for row in rows]
+        want = [{ROAS_SQL_COLUMNS[c]: item[ROAS_SQL_COLUMNS[c]] for c in compared} for item in expected]
+        assert got == want, where
+        # the example has every case: a currency mismatch, no revenue, no spend, and 1000 / 400 = 2.5
+        assert {g["campaignId"]: g["roas"] for g in got} == {
+            "104": Decimal("2.500000"),
+            "101": None,
+            "102": None,
+            "103": None,
+        }, where
 
 
 @postgres_only

@@ -194,7 +194,7 @@ def test_overlapping_writers_of_one_organization_wait_for_each_other(postgres_ur
     assert spends == [Decimal("2.00")] * 5
 
 
-# --- the raw store's scopes, ad account metadata and fetch log (mutation testing, docs/testing.md) ---
+# --- the raw store's scopes, ad account metadata and fetch log (mutation testing, docs/development.md) ---
 
 
 def raw_keys(conn: sa.Connection) -> list[tuple]:

@@ -1,7 +1,7 @@
 """The resources every definition uses: the warehouse (`warehouse`) and Meta (`meta`).
 
-Settings left empty are read from the environment at execution time (see the README's
-configuration table); secrets are given as `EnvVar`s so the Dagster UI shows the variable's
+Settings left empty are read from the environment at execution time (see
+docs/configuration.md); secrets are given as `EnvVar`s so the Dagster UI shows the variable's
 name, never its value. Decrypted tokens exist only inside `MetaClient` objects created at run
 time, held in private attributes.
 """
