@@ -41,6 +41,8 @@ def dagster_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, pipeline: Pipe
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.setenv("META_GRAPH_API_URL", pipeline.sandbox_url)
     monkeypatch.setenv("META_ASYNC_POLL_INITIAL_SECONDS", "0.01")
+    with dg.DagsterInstance.get():  # its storage created now, not by two processes starting at once
+        pass
     return home
 
 
