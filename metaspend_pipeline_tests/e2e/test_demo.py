@@ -133,6 +133,10 @@ def test_the_demo_runs_quietly_and_its_run_re_executes_in_the_ui_the_readme_star
     converted = report.split("==> the same in demo-org-1's reporting currency, USD", 1)[1]
     assert " EUR" not in converted.split("==> done", 1)[0]  # one currency: every campaign converted to USD
     assert out.rstrip().splitlines()[-len(LOOK_AROUND) :] == [line.rstrip() for line in LOOK_AROUND]
+    readme = (ROOT / "README.md").read_text()
+    for line in LOOK_AROUND:  # the closing hint's commands are the README's, as written there
+        command = line.split("#", 1)[0].replace("look around in the Dagster UI:", "").strip()
+        assert f"\n{command} " in readme, command
     assert "EAAsbx" not in "".join(outputs)  # the sandbox's tokens are never printed
     assert _snapshot(production) == production_before  # byte for byte
     assert _snapshot(work, skip=".metaspend") == work_before
