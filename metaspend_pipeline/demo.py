@@ -240,7 +240,7 @@ def launch_spend_run(since: dt.date, until: dt.date, echo: Echo) -> Outcome:
     """`meta_spend_job` over [since, until] as one run, launched the way the UI launches one: created from
     the code location `metaspend_pipeline` (`dagster job launch`, a public command) and started by the
     instance's run launcher, so the UI that `dg dev` starts lists it under its job and can re-execute it.
-    Its steps run in one process (the in-process executor, by run config); the progress lines come from
+    Its steps run in the run's process (defs/common/execution.py); the progress lines come from
     the `metaspend_progress` logger, Dagster's own log goes to DAGSTER_LOG."""
     import dagster as dg
 
@@ -262,7 +262,7 @@ def launch_spend_run(since: dt.date, until: dt.date, echo: Echo) -> Outcome:
         "dagster/asset_partition_range_end": until.isoformat(),
         "metaspend/purpose": "demo",
     }
-    config = {**run_config(progress_file.resolve(), console_level="DEBUG"), "execution": {"config": {"in_process": {}}}}
+    config = run_config(progress_file.resolve(), console_level="DEBUG")
     command = [
         str(Path(sys.executable).with_name("dagster")),
         *("job", "launch", "-w", str(workspace), "-j", "meta_spend_job", "--run-id", run_id),

@@ -96,9 +96,3 @@ def metaspend_progress(init_context: dg.InitLoggerContext) -> logging.Logger:
     if path:
         logger.addHandler(_ProgressHandler(Path(path)))
     return logger
-
-
-@dg.definitions
-def loggers() -> dg.Definitions:
-    """Dagster's console logger and this one, for every job."""
-    return dg.Definitions(loggers={"console": dg.colored_console_logger, LOGGER_KEY: metaspend_progress})
