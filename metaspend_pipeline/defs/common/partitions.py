@@ -24,6 +24,19 @@ def build_spend_partitions(settings: Settings) -> dg.DailyPartitionsDefinition:
     )
 
 
+def build_week_partitions(settings: Settings) -> dg.WeeklyPartitionsDefinition:
+    """One partition per week, Monday to Sunday, from the week of META_SPEND_START_DATE to the current
+    week (not over yet: its partition is rewritten each time it runs). Days are each ad account's."""
+    first = settings.spend_start_date - dt.timedelta(days=settings.spend_start_date.weekday())
+    return dg.WeeklyPartitionsDefinition(start_date=first.isoformat(), day_offset=1, timezone="UTC", end_offset=1)
+
+
+def build_month_partitions(settings: Settings) -> dg.MonthlyPartitionsDefinition:
+    """One partition per calendar month, from that of META_SPEND_START_DATE to the current month."""
+    first = settings.spend_start_date.replace(day=1)
+    return dg.MonthlyPartitionsDefinition(start_date=first.isoformat(), timezone="UTC", end_offset=1)
+
+
 def build_spend_freshness_policy(settings: Settings) -> dg.FreshnessPolicy:
     """meta_spend_daily materialized in the 24 hours before each METASPEND_FRESHNESS_DEADLINE_CRON tick."""
     return dg.FreshnessPolicy.cron(
@@ -37,6 +50,8 @@ DEFAULT_SETTINGS = Settings.from_env({})
 
 # What the assets are declared with; `settings_for_assets` maps each to the environment's.
 meta_spend_partitions = build_spend_partitions(DEFAULT_SETTINGS)
+week_partitions = build_week_partitions(DEFAULT_SETTINGS)
+month_partitions = build_month_partitions(DEFAULT_SETTINGS)
 spend_freshness_policy = build_spend_freshness_policy(DEFAULT_SETTINGS)
 
 # Partition ranges run as one run each: the only policy `dagster asset materialize
@@ -45,12 +60,14 @@ spend_freshness_policy = build_spend_freshness_policy(DEFAULT_SETTINGS)
 meta_spend_backfill_policy = dg.BackfillPolicy.single_run()
 
 
-def settings_for_assets(settings: Settings) -> dict[str, tuple[object, object]]:
-    """Per asset attribute, (the default it is declared with, the value the settings give)."""
-    return {
-        "partitions_def": (meta_spend_partitions, build_spend_partitions(settings)),
-        "freshness_policy": (spend_freshness_policy, build_spend_freshness_policy(settings)),
-    }
+def settings_for_assets(settings: Settings) -> list[tuple[str, object, object]]:
+    """(asset attribute, the default an asset is declared with, the value the settings give)."""
+    return [
+        ("partitions_def", meta_spend_partitions, build_spend_partitions(settings)),
+        ("partitions_def", week_partitions, build_week_partitions(settings)),
+        ("partitions_def", month_partitions, build_month_partitions(settings)),
+        ("freshness_policy", spend_freshness_policy, build_spend_freshness_policy(settings)),
+    ]
 
 
 def partition_dates(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> tuple[dt.date, dt.date]:
