@@ -37,6 +37,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import itertools
+import operator
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
@@ -320,6 +321,9 @@ _TARGETING: dict[str, tuple[frozenset[str] | None, frozenset[str] | None, frozen
 }
 
 
+_JITTER = tuple(80 + b % 41 for b in range(256))  # a hash byte as a day's move of a share, in percent
+
+
 def breakdown_set(fields: Iterable[str]) -> str:
     """The name of the breakdown set a combination of breakdown fields belongs to."""
     wanted = set(fields)
@@ -561,12 +565,12 @@ class World:
         exceed impressions; parts with neither spend nor impressions are left out."""
         profile = self._profile(name, d.ad)
         jitter = self._bytes("split", name, d.ad.id, d.date.toordinal())
-        # each value's share moves by -20% to +20% from day to day
-        weights = [w * (80 + b % 41) for w, b in zip(profile.weights, jitter, strict=False)]
+        # each value's share moves by -20% to +20% from day to day (map: this runs per ad-day)
+        weights = list(map(operator.mul, profile.weights, map(_JITTER.__getitem__, jitter)))
         impressions = _shares(d.impressions, weights)
-        spend = _shares(d.spend_minor, [w * c for w, c in zip(weights, profile.cpm, strict=True)])
-        clicks = _shares(d.clicks, [n * c for n, c in zip(impressions, profile.ctr, strict=True)])
-        if any(c > n for c, n in zip(clicks, impressions, strict=True)):
+        spend = _shares(d.spend_minor, list(map(operator.mul, weights, profile.cpm)))
+        clicks = _shares(d.clicks, list(map(operator.mul, impressions, profile.ctr)))
+        if any(map(operator.gt, clicks, impressions)):
             _cap(clicks, impressions)
         return [
             (values, s, n, c)
@@ -738,7 +742,7 @@ def _shares(total: int, weights: list[int]) -> list[int]:
     if not whole or not total:
         return [0] * len(weights)
     running = [total * r // whole for r in itertools.accumulate(weights)]
-    return [now - before for before, now in itertools.pairwise([0, *running])]
+    return list(map(operator.sub, running, [0, *running]))
 
 
 def _cap(clicks: list[int], impressions: list[int]) -> None:
