@@ -229,11 +229,11 @@ AccountFetch = Callable[[sa.Engine, MetaAdAccount, "IngestReport"], int]
 def fetch_breakdowns(
     engine: sa.Engine,
     account: MetaAdAccount,
+    report: IngestReport,
+    *,
     since: dt.date,
     until: dt.date,
     window_days: int,
-    report: IngestReport,
-    *,
     breakdowns: Sequence[str],
     levels: Sequence[str],
 ) -> int:
@@ -276,11 +276,11 @@ def fetch_breakdowns(
 def fetch_reach(
     engine: sa.Engine,
     account: MetaAdAccount,
+    report: IngestReport,
+    *,
     period: str,
     period_start: dt.date,
     period_end: dt.date,
-    report: IngestReport,
-    *,
     levels: Sequence[str],
 ) -> int:
     """Fetch one ad account's reach over the whole period [period_start, period_end] into

@@ -38,10 +38,13 @@ def _day(value: str, name: str) -> dt.date:
         raise dg.Failure(description=f"check config {name} {value!r} is not a date as YYYY-MM-DD") from None
 
 
-def check_range(context: dg.AssetCheckExecutionContext, config: CheckRange) -> tuple[dt.date, dt.date]:
-    """The run's partition range; else the configured days; else the last 31 days."""
+def check_range(
+    context: dg.AssetCheckExecutionContext, config: CheckRange, period: str = "day"
+) -> tuple[dt.date, dt.date]:
+    """The days of the run's partition range (of days, weeks or months); else the configured days; else
+    the last 31 days."""
     if context.op_execution_context.has_partitions:
-        return partition_dates(context.op_execution_context)  # type: ignore[arg-type]
+        return partition_dates(context, period)
     until = _day(config.until, "until") if config.until else utcnow().date() - dt.timedelta(days=1)
     since = _day(config.since, "since") if config.since else until - dt.timedelta(days=DEFAULT_DAYS - 1)
     if since > until:

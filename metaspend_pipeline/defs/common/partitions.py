@@ -70,16 +70,37 @@ def settings_for_assets(settings: Settings) -> list[tuple[str, object, object]]:
     ]
 
 
-def partition_dates(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> tuple[dt.date, dt.date]:
-    """The first and last day of the run's partition (or partition range); a reversed range is an error."""
-    window = context.partition_time_window
-    since, until = window.start.date(), (window.end - dt.timedelta(days=1)).date()
-    if since > until:
+def period_last_day(period: str, first: dt.date) -> dt.date:
+    """The last day of the day, week (Monday to Sunday) or calendar month that starts on `first`."""
+    if period == "day":
+        return first
+    if period == "week":
+        return first + dt.timedelta(days=6 - first.weekday())
+    return (first.replace(day=1) + dt.timedelta(days=32)).replace(day=1) - dt.timedelta(days=1)
+
+
+def _key_day(key: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(key)
+    except ValueError:
+        raise dg.Failure(description=f"partition key {key!r} is not a day as YYYY-MM-DD") from None
+
+
+def partition_dates(
+    context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, period: str = "day"
+) -> tuple[dt.date, dt.date]:
+    """The first and last day of the run's partition (or partition range) of days, weeks or months; a
+    reversed range is an error. Read from the partition keys, each a period's first day, so that it holds
+    also in a run that has the range only in its tags (its checks run alone, say)."""
+    op_context = context.op_execution_context if isinstance(context, dg.AssetCheckExecutionContext) else context
+    keys = op_context.partition_key_range
+    since, last = _key_day(keys.start), _key_day(keys.end)
+    if since > last:
         raise dg.Failure(
-            description=f"the partition range {since}...{until} is empty: it starts after it ends; "
-            f"give the earlier day first ({until}...{since})"
+            description=f"the partition range {keys.start}...{keys.end} is empty: it starts after it ends; "
+            f"give the earlier {period} first ({keys.end}...{keys.start})"
         )
-    return since, until
+    return since, period_last_day(period, last)
 
 
 def days(since: dt.date, until: dt.date) -> list[dt.date]:

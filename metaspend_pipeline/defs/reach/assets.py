@@ -27,7 +27,13 @@ from metaspend_pipeline.defs.common.config import (
     organizations_to_fetch,
 )
 from metaspend_pipeline.defs.common.metadata import fetch_metadata, record_run_level, table_schema
-from metaspend_pipeline.defs.common.partitions import meta_spend_backfill_policy, month_partitions, week_partitions
+from metaspend_pipeline.defs.common.partitions import (
+    meta_spend_backfill_policy,
+    month_partitions,
+    partition_dates,
+    period_last_day,
+    week_partitions,
+)
 from metaspend_pipeline.defs.common.resources import MetaAdsResource
 from metaspend_pipeline.errors import ORGANIZATION_ERRORS, MetaspendError
 from metaspend_pipeline.meta.lookback import UNIQUE_COUNTS_MONTHS, LookbackError, check_lookback
@@ -41,23 +47,20 @@ GROUP = "meta_reach"
 REACH_KEYS = {period: dg.AssetKey(table.name) for period, table in REACH_TABLES.items()}
 
 
-def periods(period: str, start: dt.date, end: dt.date) -> list[tuple[dt.date, dt.date]]:
-    """The weeks (Monday to Sunday) or calendar months of [start, end), each as (first, last day)."""
+def periods(period: str, since: dt.date, until: dt.date) -> list[tuple[dt.date, dt.date]]:
+    """The weeks (Monday to Sunday) or calendar months that hold a day of [since, until], each as (first
+    day, last day)."""
+    first = since - dt.timedelta(days=since.weekday()) if period == "week" else since.replace(day=1)
     out = []
-    first = start
-    while first < end:
-        if period == "week":
-            following = first + dt.timedelta(days=7 - first.weekday())
-        else:
-            following = (first.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
-        out.append((first, following - dt.timedelta(days=1)))
-        first = following
+    while first <= until:
+        last = period_last_day(period, first)
+        out.append((first, last))
+        first = last + dt.timedelta(days=1)
     return out
 
 
 def _reach(context: dg.AssetExecutionContext, config: MetaSpendConfig, meta: MetaAdsResource, period: str) -> Any:
-    window = context.partition_time_window
-    wanted = periods(period, window.start.date(), window.end.date())
+    wanted = periods(period, *partition_dates(context, period))
     settings = Settings.from_env()
     today = utcnow().date()
     yesterday = today - dt.timedelta(days=1)

@@ -6,7 +6,13 @@ from collections.abc import Iterator
 import dagster as dg
 
 from metaspend_pipeline import validation
-from metaspend_pipeline.defs.common.checks import EVERY_ORGANIZATION_WRITTEN, check_result, organizations_not_written
+from metaspend_pipeline.defs.common.checks import (
+    EVERY_ORGANIZATION_WRITTEN,
+    CheckRange,
+    check_range,
+    check_result,
+    organizations_not_written,
+)
 from metaspend_pipeline.defs.common.resources import WarehouseResource
 from metaspend_pipeline.defs.reach.assets import REACH_KEYS, periods
 
@@ -36,10 +42,10 @@ def _checks(period: str) -> dg.AssetChecksDefinition:
         name=f"{key.to_user_string()}_checks",
     )
     def reach_checks(
-        context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+        context: dg.AssetCheckExecutionContext, config: CheckRange, warehouse: WarehouseResource
     ) -> Iterator[dg.AssetCheckResult]:
-        window = context.op_execution_context.partition_time_window
-        wanted = periods(period, window.start.date(), window.end.date())
+        since, until = check_range(context, config, period)
+        wanted = periods(period, since, until)  # without partitions: the periods the days touch
         first, last = wanted[0][0], wanted[-1][0]
         selected = context.selected_asset_check_keys
         with warehouse.engine().connect() as conn:

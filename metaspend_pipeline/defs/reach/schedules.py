@@ -19,7 +19,7 @@ def reach_partitions_to_refresh(period: str, scheduled: dt.datetime, settings: S
     if yesterday < settings.spend_start_date:
         return []
     earliest = max(settings.spend_start_date, yesterday - dt.timedelta(days=settings.spend_lookback_days))
-    return [first for first, _ in periods(period, earliest, yesterday + dt.timedelta(days=1))]
+    return [first for first, _ in periods(period, earliest, yesterday)]
 
 
 def build_reach_schedule(period: str, settings: Settings) -> dg.ScheduleDefinition:
