@@ -126,7 +126,10 @@ def reach_report(
     )
     items = []
     for row in conn.execute(query):
-        item = {camel(c): value for c, value in zip(columns, row, strict=True)}
+        item = {
+            camel(c): value.isoformat() if isinstance(value, dt.date) else value
+            for c, value in zip(columns, row, strict=True)
+        }
         if level != "account":
             del item["adAccountId"]
         items.append(item)

@@ -4,9 +4,13 @@ wrong number, the limits are refused before any request, and the commands and fr
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import json
+import re
 from decimal import Decimal
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -18,6 +22,7 @@ from metaspend_pipeline.defs.breakdowns.assets import meta_breakdowns
 from metaspend_pipeline.defs.breakdowns.checks import meta_breakdowns_checks
 from metaspend_pipeline.defs.reach.assets import meta_reach_monthly, meta_reach_weekly
 from metaspend_pipeline.defs.reach.checks import meta_reach_monthly_checks, meta_reach_weekly_checks
+from metaspend_pipeline.errors import InvalidInputError
 from metaspend_pipeline.meta.models import BREAKDOWN_SETS
 from metaspend_pipeline.storage import raw as raw_store
 from metaspend_pipeline.storage.schema import BREAKDOWN_TABLES, REACH_PERIODS, REACH_TABLES
@@ -245,3 +250,140 @@ def test_the_commands_and_frames_read_the_tables_with_names(pipeline: Pipeline) 
     assert frame["campaign_name"].notna().all()
     roas = frames.roas(org, START, END, database_url=pipeline.db_url)
     assert {type(v) for v in roas["spend"]} == {Decimal} and roas["campaign_name"].notna().all()
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+README_SECTION = "## Who saw the ads: breakdowns and reach"
+
+
+def _readme_sql() -> list[str]:
+    text = README.read_text()
+    assert f"\n{README_SECTION}\n" in text, f"README.md lost its section {README_SECTION!r}"
+    section = text.split(f"\n{README_SECTION}\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"^```sql\n(.*?)^```$", section, re.S | re.M)
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+def test_the_readmes_sql_gives_what_the_commands_print(pipeline: Pipeline) -> None:
+    """'Spend by age group last month' and 'reach by campaign by month', run as written (for demo-org-1)
+    on PostgreSQL, equal `metaspend breakdown` summed by age and `metaspend reach --period month`."""
+    this_month = TODAY.replace(day=1)
+    last_month = (this_month - dt.timedelta(days=1)).replace(day=1)
+    end_of_last = this_month - dt.timedelta(days=1)
+    assert pipeline.run(last_month.isoformat(), end_of_last.isoformat(), extra=[meta_breakdowns]).success
+    for month in (last_month, this_month):
+        if month <= YESTERDAY:
+            assert _reach_run(pipeline, meta_reach_monthly, meta_reach_monthly_checks, month.isoformat()).success
+    by_age, by_month = _readme_sql()
+    org = "demo-org-1"
+    with pipeline.engine.connect() as conn:
+        ages = conn.execute(sa.text(by_age.replace("'org-123'", f"'{org}'"))).all()
+        months = conn.execute(sa.text(by_month.replace("'org-123'", f"'{org}'"))).all()
+
+    def command(*args: str) -> list[dict]:
+        out = CliRunner().invoke(cli, [*args, "--org", org, "--format", "json"])
+        assert out.exit_code == 0, out.output
+        return json.loads(out.stdout)
+
+    items = command(
+        "breakdown", "--by", "age_gender", "--from", last_month.isoformat(), "--to", end_of_last.isoformat()
+    )
+    expected: dict[tuple[str, str], list] = {}
+    for i in items:
+        sums = expected.setdefault((i["age"], i["currency"]), [Decimal(0), 0, 0])
+        sums[0] += Decimal(str(i["spend"]))
+        sums[1] += i["impressions"]
+        sums[2] += i["clicks"]
+    assert len(ages) >= 7  # every age group, in two currencies
+    assert {(r.age, r.currency): [r.spend, r.impressions, r.clicks] for r in ages} == expected
+    reach = command("reach", "--period", "month", "--from", last_month.isoformat(), "--to", this_month.isoformat())
+    assert len(months) == len(reach) >= 5
+    assert sorted(
+        (r.month_start.isoformat(), r.period_end.isoformat(), r.campaign_id, r.campaign_name, r.reach, r.frequency)
+        for r in months
+    ) == sorted(
+        (i["monthStart"], i["periodEnd"], i["campaignId"], i["campaignName"], i["reach"], Decimal(str(i["frequency"])))
+        for i in reach
+    )
+
+
+def test_reach_command_and_frame_list_metas_rows_with_names(pipeline: Pipeline) -> None:
+    monday = YESTERDAY - dt.timedelta(days=YESTERDAY.weekday())
+    assert pipeline.run(monday.isoformat(), YESTERDAY.isoformat()).success  # the spend fetch reads the names
+    assert _reach_run(pipeline, meta_reach_weekly, meta_reach_weekly_checks, monday.isoformat()).success
+    org = "demo-org-1"
+    t = REACH_TABLES["week"]
+    with pipeline.engine.connect() as conn:
+        stored = {
+            (r.level, r.campaign_id, r.adset_id): r
+            for r in conn.execute(sa.select(t).where(t.c.organization_id == org, t.c.week_start == monday))
+        }
+    assert {level for level, *_ in stored} == {"CAMPAIGN", "ADSET"}  # META_REACH_LEVELS' default
+    for level, ids in (("campaign", ("campaignId",)), ("adset", ("adsetId", "campaignId"))):
+        out = CliRunner().invoke(cli, ["reach", "--org", org, "--period", "week", "--level", level, "--format", "csv"])
+        assert out.exit_code == 0, out.output
+        rows = list(csv.DictReader(io.StringIO(out.stdout)))
+        wanted = {k: r for k, r in stored.items() if k[0] == level.upper()}
+        assert len(rows) == len(wanted) > 0
+        for row in rows:
+            r = wanted[(level.upper(), row["campaignId"], row.get("adsetId") or None)]
+            assert (row["weekStart"], row["periodEnd"]) == (monday.isoformat(), YESTERDAY.isoformat())
+            assert (int(row["reach"]), Decimal(row["frequency"]), int(row["impressions"])) == (
+                r.reach,
+                r.frequency,
+                r.impressions,
+            )
+            assert (Decimal(row["spend"]), row["currency"]) == (r.spend, r.currency)
+            assert row["campaignName"] and all(row[i] for i in ids)
+    table = CliRunner().invoke(cli, ["reach", "--org", org, "--period", "week"])
+    assert table.exit_code == 0 and "campaignName" in table.stdout.splitlines()[0]
+    nothing = CliRunner().invoke(cli, ["reach", "--org", org, "--period", "month"])  # no month loaded
+    assert nothing.exit_code == 0
+    assert f"no monthly reach of organization {org} at level campaign starts in" in nothing.stderr
+
+    from metaspend_pipeline import frames
+
+    frame = frames.reach(org, "week", monday, YESTERDAY, level="adset", database_url=pipeline.db_url)
+    assert len(frame) == len([k for k in stored if k[0] == "ADSET"])
+    assert {type(v) for v in frame["frequency"]} == {Decimal} and {type(v) for v in frame["spend"]} == {Decimal}
+    assert frame["adset_name"].notna().all() and frame["campaign_name"].notna().all()
+    with pytest.raises(InvalidInputError, match="period must be week or month, got 'day'"):
+        frames.reach(org, "day", monday, YESTERDAY, database_url=pipeline.db_url)
+
+
+def test_reach_checks_fail_on_a_wrong_row_and_name_it(pipeline: Pipeline) -> None:
+    first = YESTERDAY.replace(day=1)
+    assert pipeline.run(first.isoformat(), YESTERDAY.isoformat()).success
+    assert _reach_run(pipeline, meta_reach_monthly, meta_reach_monthly_checks, first.isoformat()).success
+    t = REACH_TABLES["month"]
+    with pipeline.engine.begin() as conn:
+        over, off = conn.execute(
+            sa.select(t.c.campaign_id, t.c.impressions)
+            .where(t.c.level == "CAMPAIGN")
+            .order_by(t.c.campaign_id)
+            .limit(2)
+        ).all()
+        conn.execute(
+            t.update()
+            .where(t.c.campaign_id == over.campaign_id, t.c.level == "CAMPAIGN")
+            .values(reach=over.impressions + 1)
+        )
+        conn.execute(
+            t.update()
+            .where(t.c.campaign_id == off.campaign_id, t.c.level == "CAMPAIGN")
+            .values(spend=t.c.spend + Decimal("0.01"))
+        )
+    checks = dg.materialize(
+        [meta_reach_monthly, meta_reach_monthly_checks],
+        selection=dg.AssetSelection.checks(meta_reach_monthly_checks),
+        tags={"dagster/partition": first.isoformat()},  # the checks alone: the month only in the run's tags
+        resources=pipeline.resources,
+        raise_on_error=False,
+    )
+    evaluations = {e.check_name: e for e in checks.get_asset_check_evaluations()}
+    assert not evaluations["reach_not_above_impressions"].passed
+    assert f"campaign {over.campaign_id}" in evaluations["reach_not_above_impressions"].description
+    assert not evaluations["adds_up_to_meta_spend_daily"].passed
+    description = evaluations["adds_up_to_meta_spend_daily"].description
+    assert f"campaign {off.campaign_id}" in description and f"month {first}..{YESTERDAY}" in description
+    assert f"campaign {over.campaign_id}" not in description  # its impressions and spend are right

@@ -46,15 +46,16 @@ def _checks(period: str) -> dg.AssetChecksDefinition:
     ) -> Iterator[dg.AssetCheckResult]:
         since, until = check_range(context, config, period)
         wanted = periods(period, since, until)  # without partitions: the periods the days touch
-        first, last = wanted[0][0], wanted[-1][0]
+        first, last = wanted[0][0], wanted[-1][0]  # the first days of the first and last periods
+        shown = (first, wanted[-1][1])  # the days they span, in the verdicts
         selected = context.selected_asset_check_keys
         with warehouse.engine().connect() as conn:
             if dg.AssetCheckKey(key, NOT_ABOVE) in selected:
                 findings = validation.reach_above_impressions(conn, period, first, last)
-                yield check_result(NOT_ABOVE, key, findings, first, last)
+                yield check_result(NOT_ABOVE, key, findings, *shown)
             if dg.AssetCheckKey(key, ADDS_UP) in selected:
                 findings, skipped = validation.reach_adds_up(conn, period, first, last)
-                yield check_result(ADDS_UP, key, findings, first, last, figures={"rows_not_comparable": skipped})
+                yield check_result(ADDS_UP, key, findings, *shown, figures={"rows_not_comparable": skipped})
         if dg.AssetCheckKey(key, EVERY_ORGANIZATION_WRITTEN) in selected:
             failed = organizations_not_written(context, key)
             if failed:
