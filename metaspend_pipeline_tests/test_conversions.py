@@ -113,7 +113,7 @@ def test_the_fields_ride_on_the_spend_requests(pipeline: Pipeline) -> None:
         fields = call["params"]["fields"].split(",")
         assert {"spend", "actions", "action_values", "purchase_roas"} <= set(fields)
         assert json.loads(call["params"]["action_attribution_windows"]) == ["7d_click", "1d_view"]
-        assert call["params"]["use_unified_attribution_setting"] == "true"
+        assert "use_unified_attribution_setting" not in call["params"]  # ignored by Meta since 2025-06-10
 
 
 def test_roas_carries_meta_purchases_equal_to_the_truth(pipeline: Pipeline) -> None:

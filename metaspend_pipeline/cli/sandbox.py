@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from metaspend_pipeline import credentials
 from metaspend_pipeline.cli.app import cli, load_settings, migrated_engine
 from metaspend_pipeline.errors import InvalidInputError
+from metaspend_pipeline.meta.versions import version_key
 from metaspend_pipeline.sandbox.control import SandboxAdmin
 from metaspend_pipeline.settings import MetaApiSettings
 from metaspend_pipeline.tokens import KeyRing
@@ -41,6 +42,18 @@ def sandbox_group() -> None:
 @click.option("--app-rate-limit-calls", default=None, type=int, help="Calls of the whole app per window before code 4.")
 @click.option("--app-rate-limit-window", default=None, type=float, help="The app-wide window, in seconds.")
 @click.option("--require-appsecret-proof", is_flag=True, help="Refuse calls without a valid appsecret_proof.")
+@click.option(
+    "--expired-version",
+    "expired_versions",
+    multiple=True,
+    help="A Marketing API version Meta no longer serves as such (e.g. v24.0): its calls are answered at the "
+    "next live version with an X-Ad-Api-Version-Warning header; repeatable.",
+)
+@click.option(
+    "--oldest-version",
+    default="",
+    help="The oldest version answered at all (e.g. v22.0): calls below it get error #2635.",
+)
 @click.option("--bench-ads", default=0, type=int, help="Add a large benchmark account with this many ads.")
 @click.option(
     "--bench-accounts", default=0, type=int, help="Add this many benchmark accounts (200 ads each, or --bench-ads)."
@@ -62,6 +75,8 @@ def sandbox_serve(
     app_rate_limit_calls: int | None,
     app_rate_limit_window: float | None,
     require_appsecret_proof: bool,
+    expired_versions: tuple[str, ...],
+    oldest_version: str,
     bench_ads: int,
     bench_accounts: int,
     faults: tuple[str, ...],
@@ -71,7 +86,17 @@ def sandbox_serve(
     from metaspend_pipeline.sandbox.server import Sandbox, SandboxConfig, SandboxServer
 
     api = MetaApiSettings.from_env()
-    config = SandboxConfig(latency_seconds=latency, require_appsecret_proof=require_appsecret_proof)
+    for version in (*expired_versions, *([oldest_version] if oldest_version else [])):
+        try:
+            version_key(version)
+        except ValueError as exc:
+            raise InvalidInputError(f"--expired-version/--oldest-version: {exc}") from None
+    config = SandboxConfig(
+        latency_seconds=latency,
+        require_appsecret_proof=require_appsecret_proof,
+        expired_versions=list(expired_versions),
+        oldest_version=oldest_version,
+    )
     changes: dict[str, Any] = {
         "app_id": api.app_id,
         "app_secret": api.app_secret,
