@@ -328,10 +328,11 @@ class MetaClient:
             waited += delay
 
     def _note_version_warning(self, response: requests.Response, context: str) -> None:
-        """Meta answered at another version than META_API_VERSION and says so: kept, and logged once."""
+        """Meta answered at another version than META_API_VERSION and says so: kept for the caller to
+        report once (the asset's check and run log, `accounts connect`), and logged here at DEBUG."""
         text = redact(" ".join(response.headers.get(VERSION_WARNING_HEADER, "").split()))
         if text and self.stats.note_version_warning(text):
-            self._log.warning(
+            self._log.debug(
                 "%s: Meta warns about Marketing API %s (META_API_VERSION): %s", context, self.settings.api_version, text
             )
 
