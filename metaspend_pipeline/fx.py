@@ -6,7 +6,8 @@ weekends and TARGET holidays, and used to convert amounts. No Dagster here.
   December) takes the previous publication's rate, at most `MAX_FILL_DAYS` days old, and says so
   in `ecb_date`. EUR is 1.
 - An amount in A is converted to B as amount * rate[B] / rate[A] of that day, rounded half up to
-  cents, exactly (Decimal with enough precision; never float).
+  B's minor units (cents for most, whole yen for JPY), exactly (Decimal with enough precision; never
+  float).
 """
 
 from __future__ import annotations
@@ -24,11 +25,11 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from metaspend_pipeline.currency import EUR
 from metaspend_pipeline.errors import InvalidInputError, MetaspendError
 from metaspend_pipeline.storage.accounts import validate_currency
 from metaspend_pipeline.storage.fx import FxRate
 
-EUR = "EUR"
 # The currencies the ECB publishes reference rates for (2026: BGN left when Bulgaria adopted the
 # euro). A reporting currency must be one of them or EUR; `fx_rates_daily` checks the feed itself.
 ECB_CURRENCIES = frozenset(
@@ -251,8 +252,9 @@ def check_needed(
             )
 
 
-def convert(amount: Decimal, source_rate: Decimal, target_rate: Decimal) -> Decimal:
-    """amount * target_rate / source_rate, rounded half up to cents, exactly."""
+def convert(amount: Decimal, source_rate: Decimal, target_rate: Decimal, quantum: Decimal = CENT) -> Decimal:
+    """amount * target_rate / source_rate, rounded half up to `quantum` (the target currency's minor
+    unit: 1 for JPY, 0.01 for USD), exactly."""
     with localcontext() as ctx:
         ctx.prec = CONVERSION_PRECISION
-        return (amount * target_rate / source_rate).quantize(CENT, ROUND_HALF_UP)
+        return (amount * target_rate / source_rate).quantize(quantum, ROUND_HALF_UP)
