@@ -29,6 +29,7 @@ from metaspend_pipeline.currency import EUR
 from metaspend_pipeline.errors import InvalidInputError, MetaspendError
 from metaspend_pipeline.storage.accounts import validate_currency
 from metaspend_pipeline.storage.fx import FxRate
+from metaspend_pipeline.storage.schema import DEFAULT_REPORTING_CURRENCY
 
 # The currencies the ECB publishes reference rates for (2026: BGN left when Bulgaria adopted the
 # euro). A reporting currency must be one of them or EUR; `fx_rates_daily` checks the feed itself.
@@ -92,6 +93,19 @@ def validate_reporting_currency(value: str) -> str:
             f"choose EUR or one of {', '.join(sorted(ECB_CURRENCIES))}"
         )
     return code
+
+
+def default_reporting_currency(currencies: Iterable[str]) -> tuple[str, str]:
+    """An organization's first reporting currency, and why: its ad accounts' currency when they all
+    share one the ECB publishes (or EUR), so its ROAS needs no exchange rate; USD when they are mixed."""
+    found = sorted({c.upper() for c in currencies})
+    if len(found) == 1 and (found[0] == EUR or found[0] in ECB_CURRENCIES):
+        return found[0], "the currency of its ad accounts"
+    if len(found) == 1:
+        return DEFAULT_REPORTING_CURRENCY, f"its ad accounts' {found[0]} has no ECB reference rate"
+    if found:
+        return DEFAULT_REPORTING_CURRENCY, f"its ad accounts are in {', '.join(found)}"
+    return DEFAULT_REPORTING_CURRENCY, "the default"
 
 
 def feed_url(url: str, since: dt.date, today: dt.date) -> str:

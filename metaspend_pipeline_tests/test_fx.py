@@ -541,10 +541,51 @@ def test_connect_with_a_reporting_currency_and_change_it(env: dict[str, str], fa
     assert unknown.exit_code == 2 and "nobody" in unknown.output
 
 
-def test_an_organization_without_a_setting_reports_in_usd(env: dict[str, str], fake_token: str) -> None:
-    assert run_cli("accounts", "connect", "--org", "org-usd", "--ad-account", "act_7", stdin=fake_token).exit_code == 0
-    [row] = json.loads(run_cli("accounts", "list", "--format", "json").output)
-    assert row["reportingCurrency"] == "USD"
+def test_the_default_reporting_currency_is_the_ad_accounts_own_when_they_share_one() -> None:
+    assert fx.default_reporting_currency(["JPY", "jpy"]) == ("JPY", "the currency of its ad accounts")
+    assert fx.default_reporting_currency(["EUR"]) == ("EUR", "the currency of its ad accounts")
+    assert fx.default_reporting_currency(["USD", "EUR"]) == ("USD", "its ad accounts are in EUR, USD")
+    assert fx.default_reporting_currency(["JPY", "INR"]) == ("USD", "its ad accounts are in INR, JPY")
+    assert fx.default_reporting_currency(["ARS"]) == ("USD", "its ad accounts' ARS has no ECB reference rate")
+
+
+def test_connect_gives_a_new_organization_its_ad_accounts_currency(
+    env: dict[str, str], sandbox: Sandbox, sandbox_endpoint: str
+) -> None:
+    """Read from Meta (the sandbox): the ad account named, or those the token lists."""
+    tokens = {o.organization_id: o.token for o in sandbox.world.organizations}
+    brl = run_cli(
+        "accounts", "connect", "--org", "org-br", "--ad-account", "act_2000000001", stdin=tokens["demo-org-2"]
+    )
+    assert brl.exit_code == 0, brl.output
+    assert brl.output.endswith("reporting currency BRL (the currency of its ad accounts)\n")
+    mixed = run_cli("accounts", "connect", "--org", "org-mixed", stdin=tokens["demo-org-1"])  # discovered
+    assert mixed.output.endswith("reporting currency USD (its ad accounts are in EUR, USD)\n")
+    # a reconnection keeps the organization's setting, even with ad accounts in another currency
+    again = run_cli(
+        "accounts", "connect", "--org", "org-br", "--ad-account", "act_1000000002", stdin=tokens["demo-org-1"]
+    )
+    assert again.output.endswith("reporting currency BRL\n")
+    listed = {
+        r["organizationId"]: r["reportingCurrency"]
+        for r in json.loads(run_cli("accounts", "list", "--format", "json").output)
+    }
+    assert listed == {"org-br": "BRL", "org-mixed": "USD"}
+
+
+def test_an_organization_whose_currencies_meta_cannot_tell_reports_in_usd_until_it_can(
+    env: dict[str, str], sandbox: Sandbox, sandbox_endpoint: str, fake_token: str
+) -> None:
+    """A token Meta rejects (or Meta out of reach): connected all the same, in USD, saying why; no setting
+    is stored, so the next connection with a token Meta accepts sets the ad accounts' own."""
+    result = run_cli("accounts", "connect", "--org", "org-jp", "--ad-account", "act_3000000002", stdin=fake_token)
+    assert result.exit_code == 0, result.output
+    assert "reporting currency USD (the default: the ad accounts' currencies could not be read from Meta (ad " \
+        "account act_3000000002: Meta rejected the access token (HTTP 400, code 190/467" in result.output  # fmt: skip
+    assert fake_token not in result.output
+    sandbox.add_token(fake_token, "demo-org-3")
+    result = run_cli("accounts", "connect", "--org", "org-jp", "--ad-account", "act_3000000002", stdin=fake_token)
+    assert result.output.endswith("reporting currency JPY (the currency of its ad accounts)\n")
 
 
 def test_the_pipeline_converts_the_sandbox_spend_at_the_sandbox_rates(pipeline: Pipeline) -> None:

@@ -68,7 +68,9 @@ def test_a_registered_secret_is_masked_inside_meta_s_words(fake_token: str) -> N
 # --- the same exit code for an unknown organization -----------------------------------------------
 
 
-def test_every_command_exits_2_for_an_unknown_organization(env: dict[str, str], fake_token: str) -> None:
+def test_every_command_exits_2_for_an_unknown_organization(
+    env: dict[str, str], sandbox_endpoint: str, fake_token: str
+) -> None:
     assert run("accounts", "connect", "--org", "org-1", "--ad-account", "act_1", stdin=fake_token).exit_code == 0
     for args in (
         ("accounts", "list", "--org", "org-unknown"),

@@ -18,6 +18,7 @@ from metaspend_pipeline.errors import InvalidInputError
 from metaspend_pipeline.meta.versions import version_key
 from metaspend_pipeline.sandbox.control import SandboxAdmin
 from metaspend_pipeline.settings import MetaApiSettings
+from metaspend_pipeline.storage import accounts as store
 from metaspend_pipeline.tokens import KeyRing
 
 
@@ -168,11 +169,19 @@ def sandbox_connect(url: str | None) -> None:
 
 
 def connect_sandbox_organizations(engine: sa.Engine, keyring: KeyRing, url: str) -> dict[str, list[str]]:
-    """Store the sandbox's organizations as connected accounts, tokens encrypted."""
+    """Store the sandbox's organizations as connected accounts, tokens encrypted; one connected for the
+    first time gets the reporting currency `accounts connect` would give it (its ad accounts' own, USD
+    when they are mixed)."""
+    from metaspend_pipeline.fx import default_reporting_currency
+
     organizations = SandboxAdmin(url).organizations()
     with engine.begin() as conn:
         for org in organizations:
+            organization_id = org["organization_id"]
             credentials.store_connection(
-                conn, keyring, org["organization_id"], org["provider"], org["ad_accounts"], org["token"], None
+                conn, keyring, organization_id, org["provider"], org["ad_accounts"], org["token"], None
             )
+            if store.stored_reporting_currency(conn, organization_id) is None:
+                currency, _ = default_reporting_currency(org["currencies"].values())
+                store.set_reporting_currency(conn, organization_id, currency)
     return {org["organization_id"]: org["ad_accounts"] for org in organizations}

@@ -37,7 +37,7 @@ in any `app_rate_limit_window_seconds` (code 4 beyond it), both reported in the 
   GET    /__sandbox/requests       what was asked (secrets replaced by markers)
   GET    /__sandbox/truth?ad_account=act_1&level=ad&since=...&until=...
          [&kind=conversions&windows=7d_click,1d_view]  the rows of meta_spend_daily (meta_conversions_daily)
-  GET    /__sandbox/organizations  the demo organizations, their ad accounts and tokens
+  GET    /__sandbox/organizations  the demo organizations, their ad accounts (and currencies) and tokens
   GET    /__sandbox/objects?ad_account=act_1[&kind=campaign]  every campaign, ad set and ad, any status
   POST   /__sandbox/objects        {"id": ..., "name": ...}: rename an object (its updated_time moves to now)
   POST   /__sandbox/tokens         {"token": ..., "organization_id": ..., "expires_in": 60, "revoked": false}
@@ -216,6 +216,7 @@ class Sandbox:
             {
                 "organization_id": o.organization_id,
                 "ad_accounts": list(o.ad_accounts),
+                "currencies": {a: self.world.accounts[a].currency for a in o.ad_accounts},
                 "token": o.token,
                 "provider": o.provider,
             }

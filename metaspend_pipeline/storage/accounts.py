@@ -340,7 +340,7 @@ def validate_currency(value: str, what: str = "currency") -> str:
 def set_reporting_currency(conn: sa.Connection, organization_id: str, currency: str) -> str | None:
     """Set the organization's reporting currency; returns the one it had (None: it had no setting)."""
     t = organization_setting
-    before = conn.execute(sa.select(t.c.reporting_currency).where(t.c.organization_id == organization_id)).scalar()
+    before = stored_reporting_currency(conn, organization_id)
     now = utcnow()
     if before is None:
         conn.execute(
@@ -353,6 +353,12 @@ def set_reporting_currency(conn: sa.Connection, organization_id: str, currency: 
             t.update().where(t.c.organization_id == organization_id).values(reporting_currency=currency, updated_at=now)
         )
     return before
+
+
+def stored_reporting_currency(conn: sa.Connection, organization_id: str) -> str | None:
+    """The organization's own setting; None when it has none (and reports in the default)."""
+    t = organization_setting
+    return conn.execute(sa.select(t.c.reporting_currency).where(t.c.organization_id == organization_id)).scalar()
 
 
 def reporting_currencies(conn: sa.Connection, organization_ids: Iterable[str]) -> dict[str, str]:
