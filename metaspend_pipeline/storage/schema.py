@@ -139,6 +139,17 @@ oauth_token = sa.Table(
     sa.Index("ix_oauth_token_connected_account_id", "connected_account_id"),
 )
 
+# When each ad account was first connected to its organization (migration 0007), whatever connected
+# account lists it now: the check every_ad_account_loaded expects its days from then on, not before.
+connected_ad_account = sa.Table(
+    "connected_ad_account",
+    metadata,
+    sa.Column("organization_id", sa.Text, nullable=False),
+    sa.Column("ad_account_id", sa.Text, nullable=False),
+    sa.Column("first_connected_at", Timestamp, nullable=False),
+    sa.PrimaryKeyConstraint("organization_id", "ad_account_id", name="pk_connected_ad_account"),
+)
+
 # Comments on the reporting tables are shown to BI users (PostgreSQL `COMMENT ON`, applied by a
 # migration); they say what a value means, in which unit, and which day.
 _ORG = "The organization's id in the product."
