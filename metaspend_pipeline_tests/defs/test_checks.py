@@ -31,6 +31,7 @@ def run_checks(pipeline: Pipeline) -> dict[tuple[str, str], dg.AssetCheckEvaluat
                     "meta_spend_anomaly_checks": CHECK_RANGE,
                     "meta_roas_checks": CHECK_RANGE,
                     "fx_rates_daily_every_needed_currency_has_a_rate": CHECK_RANGE,
+                    "meta_roas_by_campaign_meta_purchases_reconcile_across_levels": CHECK_RANGE,
                 }
             },
         )
@@ -97,6 +98,7 @@ def test_checks_pass_on_good_data(pipeline: Pipeline) -> None:
         *[(a, "every_organization_written") for a in roas],
         *[(a, "no_currency_mismatch") for a in roas],
         ("meta_roas_by_campaign", "attribution_gap"),
+        ("meta_roas_by_campaign", "meta_purchases_reconcile_across_levels"),
     }
     assert all(e.passed for e in evaluations.values()), [e.description for e in evaluations.values() if not e.passed]
 

@@ -27,6 +27,7 @@ CHECKS = {
     ("meta_spend_daily", "one_currency_per_ad_account"),
     ("meta_spend_daily", "yesterday_loaded"),
     ("meta_roas_by_campaign", "attribution_gap"),
+    ("meta_roas_by_campaign", "meta_purchases_reconcile_across_levels"),
     ("meta_spend_daily", "no_stopped_spending"),
     ("meta_spend_daily", "spend_near_trailing_median"),
     ("meta_spend_daily", "every_ad_account_loaded"),

@@ -1,6 +1,7 @@
 """The checks of the ROAS tables: every organization written, no group whose sales are in another
-currency than its spend, and (a warning) campaigns whose Meta-claimed purchase value and CRM revenue
-differ by more than META_ATTRIBUTION_GAP_WARN."""
+currency than its spend, and (warnings) campaigns whose Meta-claimed purchase value and CRM revenue
+differ by more than META_ATTRIBUTION_GAP_WARN, and campaign-days whose Meta purchases differ between
+the campaign's row and the sum of its ads."""
 
 from collections.abc import Iterator
 from decimal import Decimal
@@ -91,4 +92,30 @@ def attribution_gap(
             "largest_gap": max((g.gap for g in gaps), default=Decimal(0)),
             "threshold": threshold,
         },
+    )
+
+
+@dg.asset_check(
+    asset=ROAS_KEYS["campaign"],
+    name="meta_purchases_reconcile_across_levels",
+    description="Warns where Meta's purchases on a campaign's own row (meta_roas_by_campaign.meta_purchases) "
+    "differ from the sum over its ads (meta_roas_by_ad) on a day, naming the organization, ad account, campaign, "
+    "day and both figures. One purchase action type is picked per row (omni_purchase, else purchase, else "
+    "offsite_conversion.fb_pixel_purchase), so ads reporting other types than the campaign row add up to another "
+    "number. Campaign-level figures are the ones to compare with Ads Manager's campaign view; see docs/roas.md.",
+)
+def meta_purchases_reconcile_across_levels(
+    context: dg.AssetCheckExecutionContext, config: CheckRange, warehouse: WarehouseResource
+) -> dg.AssetCheckResult:
+    since, until = check_range(context, config)
+    with warehouse.engine().connect() as conn:
+        findings = validation.purchases_across_levels(conn, since, until)
+    return check_result(
+        "meta_purchases_reconcile_across_levels",
+        ROAS_KEYS["campaign"],
+        findings,
+        since,
+        until,
+        severity=dg.AssetCheckSeverity.WARN,
+        figures={"campaign_days_differing": len(findings)},
     )
