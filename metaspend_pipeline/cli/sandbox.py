@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import ipaddress
 import json
 import os
@@ -15,7 +16,7 @@ import sqlalchemy as sa
 from metaspend_pipeline import credentials
 from metaspend_pipeline.cli.app import cli, load_settings, migrated_engine
 from metaspend_pipeline.errors import InvalidInputError
-from metaspend_pipeline.meta.versions import version_key
+from metaspend_pipeline.meta.versions import as_meta_serves_them, version_key
 from metaspend_pipeline.sandbox.control import SandboxAdmin
 from metaspend_pipeline.settings import MetaApiSettings
 from metaspend_pipeline.storage import accounts as store
@@ -48,12 +49,14 @@ def sandbox_group() -> None:
     "expired_versions",
     multiple=True,
     help="A Marketing API version Meta no longer serves as such (e.g. v24.0): its calls are answered at the "
-    "next live version with an X-Ad-Api-Version-Warning header; repeatable.",
+    "next live version with an X-Ad-Api-Version-Warning header; repeatable. Default: the versions past their "
+    "published expiry today (meta/versions.py).",
 )
 @click.option(
     "--oldest-version",
-    default="",
-    help="The oldest version answered at all (e.g. v22.0): calls below it get error #2635.",
+    default=None,
+    help="The oldest version answered at all: calls below it get error #2635. Default: the oldest version "
+    "whose expiry Meta published (meta/versions.py).",
 )
 @click.option("--bench-ads", default=0, type=int, help="Add a large benchmark account with this many ads.")
 @click.option(
@@ -92,11 +95,13 @@ def sandbox_serve(
             version_key(version)
         except ValueError as exc:
             raise InvalidInputError(f"--expired-version/--oldest-version: {exc}") from None
+    served = as_meta_serves_them(dt.datetime.now(dt.UTC).date())
     config = SandboxConfig(
         latency_seconds=latency,
         require_appsecret_proof=require_appsecret_proof,
-        expired_versions=list(expired_versions),
-        oldest_version=oldest_version,
+        expired_versions=list(expired_versions) or served.expired,
+        oldest_version=served.oldest if oldest_version is None else oldest_version,
+        latest_version=served.latest,
     )
     changes: dict[str, Any] = {
         "app_id": api.app_id,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 CHECKED_ON = dt.date(2026, 12, 6)
 SOURCE = (
@@ -120,3 +121,17 @@ def _unknown(version: str) -> VersionStatus:
         reason = f"{version} is newer than every version in the table ({SOURCE}): its expiry is not known here"
         return VersionStatus(version, "ok", reason)
     return VersionStatus(version, "warn", f"{version} is not a version Meta published ({SOURCE})")
+
+
+class ServedVersions(NamedTuple):
+    expired: list[str]  # answered at the next live version, with the warning header
+    oldest: str  # below it: #2635
+    latest: str  # what #2635 says to update to
+
+
+def as_meta_serves_them(today: dt.date) -> ServedVersions:
+    """How Meta treats versions on `today`, for the sandbox (`SandboxConfig`'s version settings): those
+    past their published expiry answered at the next live one with the warning header, those older
+    than the table refused with #2635 naming the newest. For `metaspend demo` and `sandbox serve`."""
+    expired = [v.name for v in VERSIONS if v.expires is not None and v.expires <= today]
+    return ServedVersions(expired, VERSIONS[0].name, VERSIONS[-1].name)

@@ -75,6 +75,11 @@ def test_meta_api_version_is_checked_when_read() -> None:
         MetaApiSettings.from_env({"META_API_VERSION": "latest"})
 
 
+def test_the_sandbox_of_the_demo_treats_versions_as_meta_does_on_the_day() -> None:
+    assert versions.as_meta_serves_them(D(2026, 12, 6)) == (["v22.0", "v23.0", "v24.0"], "v22.0", "v27.0")
+    assert versions.as_meta_serves_them(D(2026, 11, 9)).expired == ["v22.0", "v23.0"]
+
+
 # --- the client against the sandbox's versions ---------------------------------------------------------
 
 
