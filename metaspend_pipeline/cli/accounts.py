@@ -99,8 +99,9 @@ def accounts_connect(
     engine = migrated_engine(settings)
     token = read_token_from_stdin()
     api = MetaApiSettings.from_env()
+    client = MetaClient(token, api)
     if api.app_id and api.app_secret:
-        info = MetaClient(token, api).debug_token()
+        info = client.debug_token()
         if not info.is_valid and info.expires_at is not None and info.expires_at <= db.utcnow():
             raise InvalidInputError(
                 f"the token for organization {organization_id} expired on "
@@ -114,7 +115,7 @@ def accounts_connect(
         expiry = expiry or info.expires_at
     discovered: list[AdAccount] = []
     if not normalized:
-        discovered = MetaClient(token, api).ad_accounts()
+        discovered = client.ad_accounts()
         normalized = [a.id for a in discovered]
         if not normalized:
             raise InvalidInputError(
@@ -125,7 +126,7 @@ def accounts_connect(
         first_setting = currency is None and store.stored_reporting_currency(conn, organization_id) is None
     why = ""
     if first_setting:
-        currency, why = _default_reporting_currency(token, api, normalized, discovered)
+        currency, why = _default_reporting_currency(client, normalized, discovered)
     with engine.begin() as conn:
         account_id = credentials.store_connection(conn, keyring, organization_id, provider, normalized, token, expiry)
         if currency is not None:
@@ -137,17 +138,18 @@ def accounts_connect(
         f"ad accounts {', '.join(normalized)}; token expires {expiry_text}; reporting currency {reporting}"
         + (f" ({why})" if why else "")
     )
+    for text in client.stats.version_warnings:
+        click.echo(f"metaspend: warning: Meta warns about Marketing API {api.api_version}: {text}", err=True)
 
 
 def _default_reporting_currency(
-    token: str, api: MetaApiSettings, ad_accounts: list[str], discovered: list[AdAccount]
+    client: MetaClient, ad_accounts: list[str], discovered: list[AdAccount]
 ) -> tuple[str | None, str]:
     """A new organization's reporting currency from its ad accounts' currencies as Meta gives them
     (`fx.default_reporting_currency`), and why; (None, why) when Meta cannot tell, so that a later
     connection may still set it."""
     from metaspend_pipeline.fx import default_reporting_currency
 
-    client = MetaClient(token, api)
     try:
         currencies = [a.currency for a in discovered] or [client.ad_account(a).currency for a in ad_accounts]
     except MetaApiError as exc:
@@ -155,8 +157,6 @@ def _default_reporting_currency(
             f"the default: the ad accounts' currencies could not be read from Meta ({exc}); set it with "
             "`metaspend accounts set-reporting-currency`"
         )
-    for text in client.stats.version_warnings:
-        click.echo(f"metaspend: warning: Meta warns about Marketing API {api.api_version}: {text}", err=True)
     return default_reporting_currency(currencies)
 
 

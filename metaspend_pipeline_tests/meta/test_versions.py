@@ -146,6 +146,26 @@ def test_the_sandbox_s_versions_are_set_when_it_starts_and_changed_while_it_runs
         server.stop()
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the command's output, not its SQL
+def test_accounts_connect_says_what_meta_warns(
+    env: dict[str, str], sandbox: Sandbox, sandbox_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from metaspend_pipeline.cli import cli
+
+    sandbox.configure(expired_versions=["v24.0"])
+    monkeypatch.setenv("META_API_VERSION", "v24.0")
+    token = token_of(sandbox, "demo-org-2")
+    result = CliRunner().invoke(cli, ["accounts", "connect", "--org", "org-br"], input=token, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (
+        "metaspend: warning: Meta warns about Marketing API v24.0: Marketing API v24.0 has been deprecated. This "
+        "call was automatically upgraded to v25.0; calls that cannot be upgraded will fail. Please update your app "
+        "to v25.0 or later.\n"
+    )
+
+
 # --- how far back ----------------------------------------------------------------------------------------
 
 
