@@ -405,20 +405,22 @@ def _roas_table(group: str) -> sa.Table:
             Money,
             nullable=True,
             comment="spend converted to reporting_currency at the ECB reference rate of the day "
-            "(the previous business day's on weekends and holidays), rounded to cents.",
+            "(the previous business day's on weekends and holidays), rounded half up to the reporting "
+            "currency's minor units (whole yen for JPY); NULL when fx_rates_daily had no rate it needs.",
         ),
         sa.Column(
             "revenue_reporting",
             Money,
             nullable=True,
             comment="The sales' revenue converted to reporting_currency at the day's ECB rate, each sale "
-            "currency converted before summing: set even when sales are in several currencies.",
+            "currency converted and rounded before summing: set even when sales are in several currencies; "
+            "NULL when fx_rates_daily had no rate it needs.",
         ),
         sa.Column(
             "roas_reporting",
             Ratio,
             nullable=True,
-            comment="revenue_reporting / spend_reporting for this day alone; NULL when either is 0.",
+            comment="revenue_reporting / spend_reporting for this day alone; NULL when either is 0 or NULL.",
         ),
         sa.PrimaryKeyConstraint("organization_id", "date", f"{group}_id", name=f"pk_meta_roas_by_{group}"),
         comment=f"Leads, sales, revenue, spend and ROAS per organization, day and {name}.",

@@ -1,4 +1,6 @@
-"""When each ad account was first connected to its organization (`connected_ad_account`).
+"""When each ad account was first connected to its organization (`connected_ad_account`); and the
+reporting columns' comments, which now say that they are rounded to the reporting currency's minor
+units and NULL without a rate.
 
 An ad account added to an organization later (a reconnection with more ad accounts, or a second
 provider) is expected to be loaded from then on, not on the days before. Existing connections are
@@ -14,6 +16,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+
+from metaspend_pipeline.storage.comments import comment_tables
 
 revision = "0007"
 down_revision = "0006"
@@ -45,6 +49,7 @@ def upgrade() -> None:
             table,
             [{"organization_id": o, "ad_account_id": a, "first_connected_at": at} for (o, a), at in first.items()],
         )
+    comment_tables(only={f"meta_roas_by_{group}" for group in ("campaign", "adset", "ad")})
 
 
 def downgrade() -> None:
