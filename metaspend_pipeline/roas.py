@@ -179,8 +179,13 @@ def reporting_columns(t: GroupTotals, day: dt.date, conversion: Conversion | Non
 
 
 def _converted_sum(conversion: Conversion, amounts: dict[str, Decimal], day: dt.date, zero: Decimal) -> Decimal | None:
-    parts = [conversion.convert(amount, currency, day) for currency, amount in sorted(amounts.items())]
-    return None if None in parts else sum(parts, zero)  # type: ignore[arg-type]
+    total = zero
+    for currency, amount in sorted(amounts.items()):
+        converted = conversion.convert(amount, currency, day)
+        if converted is None:
+            return None
+        total += converted
+    return total
 
 
 def _row(
