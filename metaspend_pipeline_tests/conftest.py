@@ -560,12 +560,7 @@ class Pipeline:
         )
         from metaspend_pipeline.defs.product.assets import table_specs
         from metaspend_pipeline.defs.roas.assets import meta_roas
-        from metaspend_pipeline.defs.roas.checks import (
-            attribution_gap,
-            meta_purchases_reconcile_across_levels,
-            meta_roas_checks,
-            meta_roas_written,
-        )
+        from metaspend_pipeline.defs.roas.checks import attribution_gap, meta_roas_checks, meta_roas_written
 
         tags = {"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end or start}
         return dg.materialize(
@@ -583,7 +578,6 @@ class Pipeline:
                 meta_spend_anomaly_checks,
                 meta_roas_checks,
                 attribution_gap,
-                meta_purchases_reconcile_across_levels,
             ],
             selection=asset_selection,
             instance=instance,

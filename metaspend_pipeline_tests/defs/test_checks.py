@@ -31,7 +31,6 @@ def run_checks(pipeline: Pipeline) -> dict[tuple[str, str], dg.AssetCheckEvaluat
                     "meta_spend_anomaly_checks": CHECK_RANGE,
                     "meta_roas_checks": CHECK_RANGE,
                     "fx_rates_daily_every_needed_currency_has_a_rate": CHECK_RANGE,
-                    "meta_roas_by_campaign_meta_purchases_reconcile_across_levels": CHECK_RANGE,
                 }
             },
         )
