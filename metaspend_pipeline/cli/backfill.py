@@ -32,6 +32,7 @@ import sqlalchemy as sa
 from metaspend_pipeline.cli.app import cli, load_settings, migrated_engine, parse_day
 from metaspend_pipeline.cli.progress import RunProgress
 from metaspend_pipeline.errors import InvalidInputError, MetaspendError, UnknownOrganizationError
+from metaspend_pipeline.meta.lookback import INSIGHTS, RangeTooOldError, refuse_too_old
 from metaspend_pipeline.redaction import redact
 from metaspend_pipeline.storage import accounts as store
 from metaspend_pipeline.storage import db
@@ -85,7 +86,8 @@ class BackfillRequest:
 
 
 def validate_range(since: dt.date, until: dt.date, start_date: dt.date, today: dt.date) -> None:
-    """The partitions run from META_SPEND_START_DATE to yesterday (UTC): a range outside is an error."""
+    """The partitions run from META_SPEND_START_DATE to yesterday (UTC), and Meta serves the last 37
+    months: a range outside is an error, before anything is submitted or asked of Meta."""
     if since > until:
         raise InvalidInputError(f"--from {since} is after --to {until}; the range would be empty")
     if since < start_date:
@@ -96,6 +98,10 @@ def validate_range(since: dt.date, until: dt.date, start_date: dt.date, today: d
     yesterday = today - dt.timedelta(days=1)
     if until > yesterday:
         raise InvalidInputError(f"--to {until} is not over yet: the last partition is yesterday, {yesterday} (UTC)")
+    try:
+        refuse_too_old(since, until, today, INSIGHTS)
+    except RangeTooOldError as exc:
+        raise RangeTooOldError(f"--from {since}: {exc}") from None
 
 
 def _graphql_url(dagster_url: str) -> str:

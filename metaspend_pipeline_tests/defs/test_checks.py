@@ -97,6 +97,7 @@ def test_checks_pass_on_good_data(pipeline: Pipeline) -> None:
         *[(a, "every_organization_written") for a in roas],
         *[(a, "no_currency_mismatch") for a in roas],
         ("meta_roas_by_campaign", "attribution_gap"),
+        ("meta_roas_by_campaign", "meta_purchases_reconcile_across_levels"),
     }
     assert all(e.passed for e in evaluations.values()), [e.description for e in evaluations.values() if not e.passed]
 

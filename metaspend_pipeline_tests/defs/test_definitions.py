@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ASSETS = ["meta_raw_insights", "meta_spend_daily", "meta_roas_by_campaign", "meta_roas_by_adset", "meta_roas_by_ad"]
 CHECKS = {
     ("meta_raw_insights", "every_organization_fetched"),
+    ("meta_raw_insights", "meta_api_version_current"),
     ("fx_rates_daily", "every_needed_currency_has_a_rate"),
     ("meta_spend_daily", "every_organization_written"),
     ("meta_spend_daily", "levels_reconcile"),
@@ -26,6 +27,7 @@ CHECKS = {
     ("meta_spend_daily", "one_currency_per_ad_account"),
     ("meta_spend_daily", "yesterday_loaded"),
     ("meta_roas_by_campaign", "attribution_gap"),
+    ("meta_roas_by_campaign", "meta_purchases_reconcile_across_levels"),
     ("meta_spend_daily", "no_stopped_spending"),
     ("meta_spend_daily", "spend_near_trailing_median"),
     ("meta_spend_daily", "every_ad_account_loaded"),

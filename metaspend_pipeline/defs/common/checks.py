@@ -16,7 +16,8 @@ from pydantic import Field
 
 from metaspend_pipeline import validation
 from metaspend_pipeline.defs.common.config import ORGANIZATIONS_FAILED
-from metaspend_pipeline.defs.common.partitions import partition_dates
+from metaspend_pipeline.defs.common.partitions import partition_dates, refuse_old_range
+from metaspend_pipeline.meta.lookback import Lookback
 from metaspend_pipeline.storage.db import utcnow
 
 SHOWN = 20  # findings listed in a check's description; all are counted
@@ -38,14 +39,19 @@ def _day(value: str, name: str) -> dt.date:
         raise dg.Failure(description=f"check config {name} {value!r} is not a date as YYYY-MM-DD") from None
 
 
-def check_range(context: dg.AssetCheckExecutionContext, config: CheckRange) -> tuple[dt.date, dt.date]:
-    """The run's partition range; else the configured days; else the last 31 days."""
+def check_range(
+    context: dg.AssetCheckExecutionContext, config: CheckRange, lookback: Lookback | None = None
+) -> tuple[dt.date, dt.date]:
+    """The run's partition range; else the configured days; else the last 31 days. The checks of
+    Meta's data (`lookback`) refuse a range that starts before the first day Meta serves."""
     if context.op_execution_context.has_partitions:
-        return partition_dates(context.op_execution_context)  # type: ignore[arg-type]
+        return partition_dates(context.op_execution_context, lookback)  # type: ignore[arg-type]
     until = _day(config.until, "until") if config.until else utcnow().date() - dt.timedelta(days=1)
     since = _day(config.since, "since") if config.since else until - dt.timedelta(days=DEFAULT_DAYS - 1)
     if since > until:
         raise dg.Failure(description=f"check config since {since} is after until {until}")
+    if lookback is not None:
+        refuse_old_range(since, until, lookback)
     return since, until
 
 

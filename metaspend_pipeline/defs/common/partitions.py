@@ -12,7 +12,9 @@ import datetime as dt
 
 import dagster as dg
 
+from metaspend_pipeline.meta.lookback import Lookback, RangeTooOldError, refuse_too_old
 from metaspend_pipeline.settings import Settings
+from metaspend_pipeline.storage.db import utcnow
 
 
 def build_spend_partitions(settings: Settings) -> dg.DailyPartitionsDefinition:
@@ -53,8 +55,11 @@ def settings_for_assets(settings: Settings) -> dict[str, tuple[object, object]]:
     }
 
 
-def partition_dates(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> tuple[dt.date, dt.date]:
-    """The first and last day of the run's partition (or partition range); a reversed range is an error."""
+def partition_dates(
+    context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, lookback: Lookback | None = None
+) -> tuple[dt.date, dt.date]:
+    """The first and last day of the run's partition (or partition range); a reversed range is an error,
+    and so, for Meta's data (`lookback`), is a range starting before the first day Meta serves."""
     window = context.partition_time_window
     since, until = window.start.date(), (window.end - dt.timedelta(days=1)).date()
     if since > until:
@@ -62,7 +67,17 @@ def partition_dates(context: dg.AssetExecutionContext | dg.AssetCheckExecutionCo
             description=f"the partition range {since}...{until} is empty: it starts after it ends; "
             f"give the earlier day first ({until}...{since})"
         )
+    if lookback is not None:
+        refuse_old_range(since, until, lookback)
     return since, until
+
+
+def refuse_old_range(since: dt.date, until: dt.date, lookback: Lookback) -> None:
+    """A Failure, before any request, for a range Meta would refuse (see `meta.lookback`)."""
+    try:
+        refuse_too_old(since, until, utcnow().date(), lookback)
+    except RangeTooOldError as exc:
+        raise dg.Failure(description=str(exc)) from None
 
 
 def days(since: dt.date, until: dt.date) -> list[dt.date]:

@@ -11,6 +11,8 @@ SPEND_ASSETS = [
     dg.AssetKey("meta_roas_by_ad"),
 ]
 YESTERDAY_LOADED = dg.AssetCheckKey(dg.AssetKey("meta_spend_daily"), "yesterday_loaded")
+# yielded by meta_raw_insights itself: selecting it would run the fetch
+API_VERSION_CURRENT = dg.AssetCheckKey(dg.AssetKey("meta_raw_insights"), "meta_api_version_current")
 
 PRODUCT_TABLES = [dg.AssetKey("lead"), dg.AssetKey("sale")]
 
@@ -23,6 +25,7 @@ meta_spend_job = dg.define_asset_job(
 
 meta_spend_checks_job = dg.define_asset_job(
     "meta_spend_checks_job",
-    selection=dg.AssetSelection.checks_for_assets(*SPEND_ASSETS) - dg.AssetSelection.checks(YESTERDAY_LOADED),
+    selection=dg.AssetSelection.checks_for_assets(*SPEND_ASSETS)
+    - dg.AssetSelection.checks(YESTERDAY_LOADED, API_VERSION_CURRENT),
     description="The spend and ROAS checks alone, over a partition range: nothing is fetched or rewritten.",
 )
