@@ -10,7 +10,8 @@ only those sums come back, so the cost grows with ad accounts x days, not with r
 - `spend_outliers`: a day with spend above `spike_ratio` x, or below `drop_ratio` x, the median
   of the ad account's days with spend among the `median_days` days before it; compared only when
   there are at least `min_history_days` such days, so a new ad account does not warn.
-- `missing_ad_accounts`: a day loaded for some ad accounts of an organization and not for others.
+- `missing_ad_accounts`: a day loaded for some ad accounts of an organization and not for others,
+  on or after the day the missing one was first connected to the organization or first loaded.
 
 A day is loaded for an ad account when a successful fetch (`meta_fetch_log`, status OK) covered it
 or `meta_spend_daily` has rows of it. Meta sends no row for a day without delivery, so a loaded day
@@ -23,16 +24,18 @@ from __future__ import annotations
 
 import datetime as dt
 import statistics
+import zoneinfo
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 import sqlalchemy as sa
 
 from metaspend_pipeline.settings import AnomalySettings
+from metaspend_pipeline.storage.accounts import first_connections
 from metaspend_pipeline.storage.money import money_sum, read_money_sum
-from metaspend_pipeline.storage.schema import meta_fetch_log, meta_spend_daily
+from metaspend_pipeline.storage.schema import meta_ad_account, meta_fetch_log, meta_spend_daily
 from metaspend_pipeline.validation import Finding
 
 ZERO = Decimal("0.00")
@@ -203,6 +206,53 @@ def spend_outliers(
     return Anomalies(findings, figures)
 
 
+def expected_from(conn: sa.Connection, keys: Iterable[AccountKey]) -> dict[AccountKey, dt.date]:
+    """The first day each (organization, ad account) is expected to be loaded: the earliest of the day
+    it was first connected to the organization (in the ad account's time zone), the first day a fetch
+    of it covered (successful or not), and its first stored day. Before it, a day is not "missing"."""
+    keys = sorted(set(keys))
+    if not keys:
+        return {}
+    accounts = sorted({a for _, a in keys})
+    connected = first_connections(conn, sorted({o for o, _ in keys}))
+    zones = dict(
+        conn.execute(
+            sa.select(meta_ad_account.c.ad_account_id, meta_ad_account.c.timezone_name).where(
+                meta_ad_account.c.ad_account_id.in_(accounts)
+            )
+        ).all()
+    )
+    f = meta_fetch_log
+    first_fetched = {
+        (org, account): first
+        for org, account, first in conn.execute(
+            sa.select(f.c.organization_id, f.c.ad_account_id, sa.func.min(f.c.since))
+            .where(f.c.ad_account_id.in_(accounts))
+            .group_by(f.c.organization_id, f.c.ad_account_id)
+        )
+    }
+    s = meta_spend_daily
+    out: dict[AccountKey, dt.date] = {}
+    for org, account in keys:
+        # one ad account at a time: the index on (ad_account_id, date) answers it at once
+        stored = conn.scalar(
+            sa.select(sa.func.min(s.c.date)).where(s.c.ad_account_id == account, s.c.organization_id == org)
+        )
+        days = [d for d in (first_fetched.get((org, account)), stored) if d is not None]
+        at = connected.get((org, account))
+        if at is not None:
+            days.append(at.astimezone(_zone(zones.get(account))).date())
+        out[(org, account)] = min(days, default=dt.date.min)
+    return out
+
+
+def _zone(name: str | None) -> dt.tzinfo:
+    try:
+        return zoneinfo.ZoneInfo(name) if name else dt.UTC
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return dt.UTC
+
+
 def missing_ad_accounts(
     conn: sa.Connection,
     since: dt.date,
@@ -210,7 +260,9 @@ def missing_ad_accounts(
     settings: AnomalySettings,
     organizations: Sequence[str] | None = None,
 ) -> Anomalies:
-    """Per organization and day: the ad accounts not loaded that day when others were.
+    """Per organization and day: the ad accounts not loaded that day when others were, from the day
+    each was first connected or first loaded on (`expected_from`): a new ad account is not missing on
+    the days before the organization had it.
 
     The organization's ad accounts are those fetched (successfully or not) or stored on any day
     from `lookback_days` days before the range to its end: an ad account that is no longer
@@ -226,27 +278,33 @@ def missing_ad_accounts(
     accounts: dict[str, set[str]] = defaultdict(set)
     for org, account in (*loaded, *failed):
         accounts[org].add(account)
-    findings = []
+    absent: list[tuple[str, dt.date, list[str], str]] = []  # (organization, day, loaded ad accounts, missing one)
     for org, members in sorted(accounts.items()):
         for day in _days(since, until):
             present = sorted(a for a in members if day in loaded.get((org, a), set()))
             if not present:
                 continue  # nothing loaded: the day is missing as a whole (every_organization_fetched, yesterday_loaded)
-            absent = sorted(members - set(present))
-            listed = ", ".join(present[:LISTED_ACCOUNTS]) + (" ..." if len(present) > LISTED_ACCOUNTS else "")
-            for account in absent:
-                why = "its fetch failed" if day in failed.get((org, account), set()) else "not fetched"
-                last = max((d for d in loaded.get((org, account), set()) if d < day), default=None)
-                findings.append(
-                    Finding(
-                        org,
-                        account,
-                        day,
-                        f"not loaded ({why}) while {len(present)} other ad account(s) of the organization are "
-                        f"({listed}); last loaded {last if last else f'not since {start}'}",
-                        figures={"ad_accounts_loaded": len(present), "ad_accounts_missing": len(absent)},
-                    )
-                )
+            absent.extend((org, day, present, account) for account in sorted(members - set(present)))
+    expected = expected_from(conn, {(org, account) for org, _, _, account in absent})
+    absent = [a for a in absent if a[1] >= expected[(a[0], a[3])]]
+    missing_per_day: dict[tuple[str, dt.date], int] = defaultdict(int)
+    for org, day, _, _ in absent:
+        missing_per_day[(org, day)] += 1
+    findings = []
+    for org, day, present, account in absent:
+        listed = ", ".join(present[:LISTED_ACCOUNTS]) + (" ..." if len(present) > LISTED_ACCOUNTS else "")
+        why = "its fetch failed" if day in failed.get((org, account), set()) else "not fetched"
+        last = max((d for d in loaded.get((org, account), set()) if d < day), default=None)
+        findings.append(
+            Finding(
+                org,
+                account,
+                day,
+                f"not loaded ({why}) while {len(present)} other ad account(s) of the organization are "
+                f"({listed}); last loaded {last if last else f'not since {start}'}",
+                figures={"ad_accounts_loaded": len(present), "ad_accounts_missing": missing_per_day[(org, day)]},
+            )
+        )
     return Anomalies(
         findings,
         {

@@ -138,6 +138,11 @@ def ad_account_credentials(
     raise NoValidTokenError(_no_token_message(organization_id, reason), expired_accounts=expired)
 
 
+def validate_expiry(expires_at: dt.datetime | None) -> None:
+    if expires_at is not None and expires_at <= utcnow():
+        raise InvalidInputError(f"the token's expiry {expires_at.isoformat()} is in the past")
+
+
 def store_connection(
     conn: sa.Connection,
     keyring: KeyRing,
@@ -154,8 +159,7 @@ def store_connection(
     if not access_token or not access_token.strip():
         raise InvalidInputError("the access token read from standard input is empty")
     register_secret(access_token.strip())
-    if expires_at is not None and expires_at <= utcnow():
-        raise InvalidInputError(f"the token's expiry {expires_at.isoformat()} is in the past")
+    validate_expiry(expires_at)
     account_id = store.upsert_account(conn, organization_id, provider, ad_accounts)
     encrypted = keyring.encrypt(access_token.strip(), account_id)
     store.replace_token(conn, account_id, encrypted, expires_at)

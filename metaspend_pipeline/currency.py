@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 CURRENCY_CODE = re.compile(r"[A-Z]{3}", re.ASCII)
+EUR = "EUR"  # the ECB's rates are units of a currency per euro: EUR's is 1
 
 MINOR_UNITS: dict[str, int] = {
     # no minor unit in use

@@ -11,7 +11,9 @@ ROAS report, by account currency and in the organization's reporting currency, a
 Everything it creates lives under `.metaspend/` in the working directory: the SQLite warehouse,
 the Dagster instance, and `demo.env` (the demo's key and settings; `source` it in a shell). It
 touches nothing else: its own settings replace DAGSTER_HOME, METASPEND_* and META_* from the
-environment for its run.
+environment for its run (all but META_API_VERSION, the version to try it with). Its sandbox treats
+Marketing API versions as Meta does today: `META_API_VERSION=v24.0 metaspend demo` shows Meta's
+warning in the run's log and in the check meta_api_version_current.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from metaspend_pipeline.cli.progress import CheckVerdict, RunProgress
-from metaspend_pipeline.settings import Settings
+from metaspend_pipeline.meta.versions import as_meta_serves_them
+from metaspend_pipeline.settings import MetaApiSettings, Settings
 from metaspend_pipeline.storage import db
 from metaspend_pipeline.tokens import generate_key
 
@@ -92,12 +95,20 @@ def load_demo_env(directory: Path = DEMO_DIR) -> dict[str, str]:
     return values
 
 
+# Settings of the shell the demo keeps: META_API_VERSION says which Marketing API version to try
+# the demo with (`META_API_VERSION=v24.0 metaspend demo`); it sends nothing anywhere else.
+KEPT_SETTINGS = ("META_API_VERSION",)
+
+
 def use_demo_env(values: dict[str, str]) -> None:
     """The demo's settings replace the environment's for this process: a DAGSTER_HOME, warehouse,
-    key or app secret of another installation must not be read, let alone written to."""
+    key or app secret of another installation must not be read, let alone written to. Only
+    KEPT_SETTINGS pass through."""
+    kept = {n: os.environ[n] for n in KEPT_SETTINGS if os.environ.get(n)}
     for name in [n for n in os.environ if n.startswith(("META_", "METASPEND_")) or n == "DAGSTER_HOME"]:
         del os.environ[name]
     os.environ.update(values)
+    os.environ.update(kept)
 
 
 def _prepare_dagster_home(home: Path) -> None:
@@ -187,12 +198,22 @@ def run(echo: Echo = print) -> None:
     engine = db.engine_for(settings.database_url)
 
     port = urllib.parse.urlsplit(os.environ["META_GRAPH_API_URL"]).port or SANDBOX_PORT
-    # report runs finish in 50 ms (Meta's take seconds): the demo shows the async path without waiting on it
-    sandbox = Sandbox(SANDBOX_SEED, SandboxConfig(async_job_seconds=0.05))
+    # report runs finish in 50 ms (Meta's take seconds): the demo shows the async path without waiting on it;
+    # versions are treated as Meta treats them today (those past their expiry answered with a warning)
+    served = as_meta_serves_them(dt.datetime.now(dt.UTC).date())
+    config = SandboxConfig(
+        async_job_seconds=0.05,
+        expired_versions=served.expired,
+        oldest_version=served.oldest,
+        latest_version=served.latest,
+    )
+    sandbox = Sandbox(SANDBOX_SEED, config)
     server = SandboxServer(sandbox, port=port).start()
     os.environ["META_GRAPH_API_URL"] = server.url
     try:
-        echo(f"==> Meta sandbox on {server.url}")
+        version = MetaApiSettings.from_env().api_version
+        expired = f"; it answers {', '.join(served.expired)} as expired, as Meta does" if served.expired else ""
+        echo(f"==> Meta sandbox on {server.url}, Marketing API {version}{expired}")
         connected = connect_sandbox_organizations(engine, KeyRing.from_settings(settings), server.url)
         for organization_id, accounts in connected.items():
             echo(f"    connected {organization_id}: {', '.join(accounts)} (token encrypted)")
@@ -245,7 +266,7 @@ def _finish(outcome: Outcome, echo: Echo) -> None:
     echo(f"    run {outcome.run_id}: {outcome.status.lower()}")
     for verdict in outcome.checks:
         echo(f"    check {verdict.asset}.{verdict.check}: {verdict.state}")
-        if verdict.state == "warning":
+        if not verdict.passed:
             for line in verdict.description.splitlines()[:4]:
                 echo(f"      {line}")
     if outcome.status != "SUCCESS":

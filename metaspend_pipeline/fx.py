@@ -6,7 +6,8 @@ weekends and TARGET holidays, and used to convert amounts. No Dagster here.
   December) takes the previous publication's rate, at most `MAX_FILL_DAYS` days old, and says so
   in `ecb_date`. EUR is 1.
 - An amount in A is converted to B as amount * rate[B] / rate[A] of that day, rounded half up to
-  cents, exactly (Decimal with enough precision; never float).
+  B's minor units (cents for most, whole yen for JPY), exactly (Decimal with enough precision; never
+  float).
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from metaspend_pipeline.currency import EUR
 from metaspend_pipeline.errors import InvalidInputError, MetaspendError
 from metaspend_pipeline.storage.accounts import validate_currency
 from metaspend_pipeline.storage.fx import FxRate
+from metaspend_pipeline.storage.schema import DEFAULT_REPORTING_CURRENCY
 
-EUR = "EUR"
 # The currencies the ECB publishes reference rates for (2026: BGN left when Bulgaria adopted the
 # euro). A reporting currency must be one of them or EUR; `fx_rates_daily` checks the feed itself.
 ECB_CURRENCIES = frozenset(
@@ -91,6 +93,19 @@ def validate_reporting_currency(value: str) -> str:
             f"choose EUR or one of {', '.join(sorted(ECB_CURRENCIES))}"
         )
     return code
+
+
+def default_reporting_currency(currencies: Iterable[str]) -> tuple[str, str]:
+    """An organization's first reporting currency, and why: its ad accounts' currency when they all
+    share one the ECB publishes (or EUR), so its ROAS needs no exchange rate; USD when they are mixed."""
+    found = sorted({c.upper() for c in currencies})
+    if len(found) == 1 and (found[0] == EUR or found[0] in ECB_CURRENCIES):
+        return found[0], "the currency of its ad accounts"
+    if len(found) == 1:
+        return DEFAULT_REPORTING_CURRENCY, f"its ad accounts' {found[0]} has no ECB reference rate"
+    if found:
+        return DEFAULT_REPORTING_CURRENCY, f"its ad accounts are in {', '.join(found)}"
+    return DEFAULT_REPORTING_CURRENCY, "the default"
 
 
 def feed_url(url: str, since: dt.date, today: dt.date) -> str:
@@ -251,8 +266,9 @@ def check_needed(
             )
 
 
-def convert(amount: Decimal, source_rate: Decimal, target_rate: Decimal) -> Decimal:
-    """amount * target_rate / source_rate, rounded half up to cents, exactly."""
+def convert(amount: Decimal, source_rate: Decimal, target_rate: Decimal, quantum: Decimal = CENT) -> Decimal:
+    """amount * target_rate / source_rate, rounded half up to `quantum` (the target currency's minor
+    unit: 1 for JPY, 0.01 for USD), exactly."""
     with localcontext() as ctx:
         ctx.prec = CONVERSION_PRECISION
-        return (amount * target_rate / source_rate).quantize(CENT, ROUND_HALF_UP)
+        return (amount * target_rate / source_rate).quantize(quantum, ROUND_HALF_UP)

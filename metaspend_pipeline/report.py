@@ -5,7 +5,8 @@ leadsCount, avgTicket = revenue / salesCount, roas = revenue / spend, NULL where
 (or, for roas, the revenue) is 0. A group with sales in another currency than its spend on any
 day keeps revenue, avgTicket and roas NULL, and says so. With `--currency reporting` the sums are
 of the reporting-currency columns (each day and currency converted at the ECB's rate of the day,
-rounded to cents, then summed), so every group gets one ROAS in the organization's currency.
+rounded to its minor units, then summed), so every group gets one ROAS in the organization's currency.
+Money is shown with as many decimals as its currency has (none for JPY).
 
 Meta's own view sits beside the CRM's: metaPurchases and metaPurchaseValue are the purchases Meta
 attributes to the group under the ad account's attribution setting (`meta_purchases`,
@@ -27,11 +28,12 @@ import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import sqlalchemy as sa
 
+from metaspend_pipeline.currency import DEFAULT_MINOR_UNITS, minor_units
 from metaspend_pipeline.errors import MetaspendError
 from metaspend_pipeline.roas import ratios
 from metaspend_pipeline.storage import objects as objects_store
@@ -166,13 +168,17 @@ def _reporting_sums(
     conn: sa.Connection, organization_id: str, group: str, since: dt.date, until: dt.date
 ) -> dict[str, _Sums]:
     """Sums of the reporting-currency columns; an error naming the days whose rows are in another
-    currency (computed before the reporting currency changed) or were never converted."""
+    currency (computed before the reporting currency changed), or lack an amount for want of an
+    exchange rate (fx_rates_daily had none when they were computed)."""
     expected = reporting_currency(conn, organization_id)
     sums: dict[str, _Sums] = defaultdict(_Sums)
     other: dict[str, set[dt.date]] = defaultdict(set)
     for row in roas_store.iter_roas(conn, group, since, until, [organization_id]):
-        if row.reporting_currency != expected or row.spend_reporting is None or row.revenue_reporting is None:
-            other[row.reporting_currency or "no reporting currency"].add(row.date)
+        if row.reporting_currency != expected:
+            other[f"in {row.reporting_currency or 'no reporting currency'}"].add(row.date)
+            continue
+        if row.spend_reporting is None or row.revenue_reporting is None:
+            other["without an exchange rate (fx_rates_daily had none)"].add(row.date)
             continue
         s = sums[row._mapping[f"{group}_id"]]
         s.leads += row.leads_count
@@ -183,7 +189,7 @@ def _reporting_sums(
         if row.meta_purchases is not None:  # Meta's value stays in the account's currency: not summed here
             s.meta_purchases = (s.meta_purchases or 0) + row.meta_purchases
     if other:
-        found = "; ".join(f"{day_ranges(sorted(days))} in {c}" for c, days in sorted(other.items()))
+        found = "; ".join(f"{day_ranges(sorted(days))} {why}" for why, days in sorted(other.items()))
         raise MetaspendError(
             f"the ROAS rows of organization {organization_id} are not all in its reporting currency {expected}: "
             f"{found}; compute those days again (metaspend backfill --from {since} --to {until} "
@@ -226,9 +232,9 @@ def _items(
 
 
 def _number(value: Decimal, places: int | None) -> str:
-    """A JSON number from a Decimal, without passing through float."""
+    """A JSON number from a Decimal, without passing through float; `places` rounds half up."""
     if places is not None:
-        return f"{value:.{places}f}"
+        return format(value.quantize(Decimal(1).scaleb(-places), ROUND_HALF_UP), "f")
     text = format(value.normalize(), "f")
     return text if "." in text else f"{text}.0"
 
@@ -236,13 +242,18 @@ def _number(value: Decimal, places: int | None) -> str:
 _MONEY = {"revenue", "spend", "avgTicket", "metaPurchaseValue"}
 
 
-def _json_value(key: str, value: Any) -> str:
+def _money_places(item: dict[str, Any]) -> int:
+    """Money is shown with its currency's minor units (0 for JPY, 2 for USD); 2 without one currency."""
+    return minor_units(item["currency"]) if item.get("currency") else DEFAULT_MINOR_UNITS
+
+
+def _json_value(key: str, value: Any, places: int = DEFAULT_MINOR_UNITS) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, Decimal):
-        return _number(value, 2 if key in _MONEY else None)
+        return _number(value, places if key in _MONEY else None)
     if isinstance(value, int):
         return str(value)
     return json.dumps(value)
@@ -252,18 +263,19 @@ def to_json(items: list[dict[str, Any]]) -> str:
     if not items:
         return "[]"
     lines = [
-        "  {" + ", ".join(f"{json.dumps(k)}: {_json_value(k, v)}" for k, v in item.items()) + "}" for item in items
+        "  {" + ", ".join(f"{json.dumps(k)}: {_json_value(k, v, _money_places(item))}" for k, v in item.items()) + "}"
+        for item in items
     ]
     return "[\n" + ",\n".join(lines) + "\n]"
 
 
-def _text(key: str, value: Any) -> str:
+def _text(key: str, value: Any, places: int = DEFAULT_MINOR_UNITS) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, Decimal):
-        return _number(value, 2 if key in _MONEY else None)
+        return _number(value, places if key in _MONEY else None)
     return str(value)
 
 
@@ -271,12 +283,12 @@ def _text(key: str, value: Any) -> str:
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _csv_cell(key: str, value: Any) -> str:
+def _csv_cell(key: str, value: Any, places: int) -> str:
     """Text cells (ids from URL parameters visitors control, currency codes) that a spreadsheet
     would run as a formula get a leading single quote, as OWASP recommends. Numbers are written
     as numbers, negative ones too: a Decimal or int prints only digits, a sign and a point, which
     no spreadsheet runs, and quoting them would turn them into text."""
-    text = _text(key, value)
+    text = _text(key, value, places)
     if isinstance(value, str) and text.startswith(_FORMULA_START):
         return "'" + text
     return text
@@ -293,7 +305,7 @@ def items_to_csv(items: list[dict[str, Any]], headers: Sequence[str]) -> str:
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(headers)
     for item in items:
-        writer.writerow([_csv_cell(h, item.get(h)) for h in headers])
+        writer.writerow([_csv_cell(h, item.get(h), _money_places(item)) for h in headers])
     return buffer.getvalue().removesuffix("\r\n")
 
 
@@ -307,7 +319,7 @@ def to_rows(items: list[dict[str, Any]], group: str) -> tuple[list[str], list[li
 
 def items_to_rows(items: list[dict[str, Any]], headers: Sequence[str]) -> tuple[list[str], list[list[str]]]:
     """Items as the cells of `format_table` ("-" for a missing value)."""
-    return list(headers), [[_text(h, item.get(h)) or "-" for h in headers] for item in items]
+    return list(headers), [[_text(h, item.get(h), _money_places(item)) or "-" for h in headers] for item in items]
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

@@ -15,8 +15,10 @@
 - The reporting columns (`reporting_currency`, `spend_reporting`, `revenue_reporting`,
   `roas_reporting`) are in the organization's reporting currency: each currency's spend and each
   sale currency's revenue of the (day, group) is converted at that day's ECB rate
-  (`fx_rates_daily`) and rounded half up to cents, then summed; roas_reporting follows `roas_of`.
-  A rate missing for a needed (day, currency) fails the organization, naming both.
+  (`fx_rates_daily`) and rounded half up to the reporting currency's minor units (0 for JPY, 2 for
+  USD), then summed; roas_reporting follows `roas_of`. Where a needed rate is missing, the
+  reporting amount that needs it (and roas_reporting) is NULL on that row alone, and the rest of
+  the organization's ROAS is written: the account-currency columns and Meta's never need a rate.
 
 Meta's view beside the CRM's: meta_purchases and meta_purchase_value are Meta's purchases of the
 day and group under the ad account's own attribution setting (`meta_conversions_daily`, window
@@ -44,6 +46,7 @@ from decimal import ROUND_HALF_UP, Decimal
 import sqlalchemy as sa
 
 from metaspend_pipeline import fx
+from metaspend_pipeline.currency import minor_units
 from metaspend_pipeline.errors import ORGANIZATION_ERRORS, MetaspendError
 from metaspend_pipeline.ingest import windows
 from metaspend_pipeline.redaction import get_logger, redact
@@ -111,48 +114,78 @@ class GroupTotals:
         return currency, self.revenue.get(currency, Decimal(0)).quantize(CENT), False
 
 
-class MissingRateError(MetaspendError, LookupError):
-    """fx_rates_daily has no rate for a (day, currency) an organization's ROAS needs."""
-
-
-@dataclass(frozen=True)
+@dataclass
 class Conversion:
-    """An organization's reporting currency and the ECB rates of the days being computed."""
+    """An organization's reporting currency and the ECB rates of the days being computed; the (day,
+    currency) pairs it found no rate for are kept in `missing`."""
 
     organization_id: str
     currency: str
     rates: dict[tuple[dt.date, str], Decimal]
+    missing: set[tuple[dt.date, str]] = field(default_factory=set)
 
-    def convert(self, amount: Decimal, currency: str, day: dt.date) -> Decimal:
-        """`amount` of `currency` on `day` in the reporting currency, rounded half up to cents."""
+    @property
+    def quantum(self) -> Decimal:
+        """The reporting currency's smallest unit: 1 JPY, 0.01 USD, 0.001 KWD (ISO 4217 minor units)."""
+        return Decimal(1).scaleb(-minor_units(self.currency))
+
+    def convert(self, amount: Decimal, currency: str, day: dt.date) -> Decimal | None:
+        """`amount` of `currency` on `day` in the reporting currency, rounded half up to its minor
+        units; None when fx_rates_daily lacks a rate it needs (an amount already in the reporting
+        currency needs none)."""
         if currency == self.currency:
-            return amount.quantize(CENT, ROUND_HALF_UP)
+            return amount.quantize(self.quantum, ROUND_HALF_UP)
         source, target = self._rate(currency, day), self._rate(self.currency, day)
-        return fx.convert(amount, source, target)
+        if source is None or target is None:
+            return None
+        return fx.convert(amount, source, target, self.quantum)
 
-    def _rate(self, currency: str, day: dt.date) -> Decimal:
+    def _rate(self, currency: str, day: dt.date) -> Decimal | None:
+        if currency == fx.EUR:
+            return Decimal(1)  # the ECB's rates are per euro
         rate = self.rates.get((day, currency))
         if rate is None:
-            raise MissingRateError(
-                f"no ECB rate of {currency} for {day} in fx_rates_daily, needed to report organization "
-                f"{self.organization_id} in {self.currency}; materialize fx_rates_daily for {day} first"
-            )
+            self.missing.add((day, currency))
         return rate
+
+
+def describe_missing(missing: Iterable[tuple[dt.date, str]]) -> str:
+    """'BRL on 2026-10-06; USD on 2 day(s) from 2026-10-06 to 2026-10-07': the rates fx_rates_daily lacks."""
+    days: dict[str, list[dt.date]] = defaultdict(list)
+    for day, currency in sorted(set(missing)):
+        days[currency].append(day)
+    return "; ".join(
+        f"{c} on {d[0]}" if len(d) == 1 else f"{c} on {len(d)} day(s) from {d[0]} to {d[-1]}"
+        for c, d in sorted(days.items())
+    )
 
 
 def reporting_columns(t: GroupTotals, day: dt.date, conversion: Conversion | None) -> dict[str, object]:
     """The reporting-currency columns of one (day, group): spend per currency and revenue per sale
-    currency converted and rounded to cents, then summed; roas_reporting by `roas_of`."""
+    currency converted and rounded to the reporting currency's minor units, then summed; roas_reporting
+    by `roas_of`. An amount that needs a rate fx_rates_daily lacks leaves its column NULL, and
+    roas_reporting with it; the account-currency columns never need a rate."""
     if conversion is None:
         return {}
-    spend = sum((conversion.convert(a, c, day) for c, a in sorted(t.spend_by_currency.items())), Decimal("0.00"))
-    revenue = sum((conversion.convert(a, c, day) for c, a in sorted(t.revenue.items())), Decimal("0.00"))
+    zero = Decimal(0).quantize(conversion.quantum)
+    spend = _converted_sum(conversion, t.spend_by_currency, day, zero)
+    revenue = _converted_sum(conversion, t.revenue, day, zero)
     return {
         "reporting_currency": conversion.currency,
         "spend_reporting": spend,
         "revenue_reporting": revenue,
-        "roas_reporting": roas_of(revenue, spend),
+        "roas_reporting": roas_of(revenue, spend) if spend is not None else None,
     }
+
+
+def _converted_sum(conversion: Conversion, amounts: dict[str, Decimal], day: dt.date, zero: Decimal) -> Decimal | None:
+    total = zero
+    for currency, amount in sorted(amounts.items()):
+        converted = conversion.convert(amount, currency, day)
+        if converted is None:
+            return None
+        total += converted
+    return total
 
 
 def _row(
@@ -247,6 +280,9 @@ class RoasReport:
     rows_by_group: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     rows_by_day_group: dict[tuple[dt.date, str], int] = field(default_factory=lambda: defaultdict(int))
     mismatches_by_group: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    # rows whose reporting amounts are NULL for want of a rate, and the rates each organization lacked
+    unconverted_by_group: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    missing_rates: dict[str, set[tuple[dt.date, str]]] = field(default_factory=lambda: defaultdict(set))
     failures: dict[str, str] = field(default_factory=dict)  # organization -> why
 
 
@@ -262,7 +298,9 @@ def refresh_organization(
     """Recompute the organization's ROAS rows over [since, until], one transaction per window.
 
     A failure is recorded in `report.failures` (naming the organization and the window) instead
-    of raised, so the other organizations go on; what was committed before stays.
+    of raised, so the other organizations go on; what was committed before stays. Rates missing from
+    fx_rates_daily are no failure: the rows that need them keep NULL reporting amounts, and a
+    warning names the currencies and days.
     """
     try:
         with engine.connect() as conn:
@@ -278,6 +316,16 @@ def refresh_organization(
                     sums = roas_store.group_sums(conn, organization_id, group, start, end, sole_account)
                     spool = _Spool(_counted(merge_sums(organization_id, sums, conversion), group, report))
                     roas_store.replace_roas(conn, group, organization_id, start, end, spool.rows())
+            report.missing_rates[organization_id] |= conversion.missing
+        if report.missing_rates.get(organization_id):
+            log.warning(
+                "organization %s: fx_rates_daily has no ECB rate of %s, needed to report it in %s: the reporting "
+                "amounts of the rows that need one are NULL, the rest of its ROAS is written; materialize "
+                "fx_rates_daily for those days, then its ROAS again",
+                organization_id,
+                describe_missing(report.missing_rates[organization_id]),
+                reporting,
+            )
     except ORGANIZATION_ERRORS as exc:
         reason = str(exc) if isinstance(exc, MetaspendError) else f"{type(exc).__name__}: {exc}"
         report.failures[organization_id] = redact(f"organization {organization_id}: {reason}")
@@ -289,4 +337,5 @@ def _counted(rows: Iterable[RoasRow], group: str, report: RoasReport) -> Iterato
         report.rows_by_group[group] += 1
         report.rows_by_day_group[(r.date, group)] += 1
         report.mismatches_by_group[group] += r.revenue_currency_mismatch
+        report.unconverted_by_group[group] += r.spend_reporting is None or r.revenue_reporting is None
         yield r

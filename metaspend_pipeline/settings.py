@@ -17,6 +17,7 @@ from pathlib import Path
 
 from metaspend_pipeline.errors import MetaspendError
 from metaspend_pipeline.meta.models import BREAKDOWN_SETS
+from metaspend_pipeline.meta.versions import DEFAULT_VERSION
 
 DEFAULT_DATABASE_PATH = Path(".metaspend") / "metaspend.db"
 GRAPH_API_URL = "https://graph.facebook.com"
@@ -155,7 +156,7 @@ def _api_version(env: Mapping[str, str]) -> str:
     raw = _get(env, "META_API_VERSION", MetaApiSettings.api_version)
     version = raw if raw.startswith("v") else f"v{raw}"
     if not _API_VERSION.fullmatch(version):
-        raise SettingsError(f"META_API_VERSION must look like v21.0, got {raw!r}")
+        raise SettingsError(f"META_API_VERSION must look like {DEFAULT_VERSION}, got {raw!r}")
     return version
 
 
@@ -282,7 +283,7 @@ class MetaApiSettings:
     """How the client talks to Meta's Graph API: where, as whom, and how patiently."""
 
     graph_api_url: str = GRAPH_API_URL
-    api_version: str = "v21.0"
+    api_version: str = DEFAULT_VERSION  # see meta/versions.py: why this one, and when it expires
     app_id: str | None = None
     app_secret: str | None = field(default=None, repr=False)
     timeout_seconds: float = 60.0

@@ -241,6 +241,68 @@ def attribution_gaps(
     return out
 
 
+def purchases_across_levels(
+    conn: sa.Connection, since: dt.date, until: dt.date, organizations: Sequence[str] | None = None
+) -> list[Finding]:
+    """Per organization, campaign and day: Meta's purchases on the campaign's own row against the sum
+    over its ads, each row under the one action type ROAS picks for it (`storage.roas.chosen_purchases`).
+    They differ when the ads report other purchase action types than the campaign row (an ad without
+    omni_purchase counts its `purchase`), so the two levels' meta_purchases disagree."""
+    counts: dict[tuple[str, str, dt.date, str], dict[str, int]] = defaultdict(lambda: {"CAMPAIGN": 0, "AD": 0})
+    types: dict[tuple[str, str, dt.date, str], dict[str, dict[str, int]]] = defaultdict(
+        lambda: {"CAMPAIGN": defaultdict(int), "AD": defaultdict(int)}
+    )
+    for level in ("CAMPAIGN", "AD"):
+        chosen = roas_store.chosen_purchases(level, since, until, organizations)
+        query = (
+            sa.select(
+                chosen.c.organization_id,
+                chosen.c.ad_account_id,
+                chosen.c.date,
+                chosen.c.campaign_id,
+                chosen.c.action_type,
+                sa.func.count(),
+                sa.func.coalesce(sa.func.sum(chosen.c.count), 0),
+            )
+            .where(chosen.c.campaign_id.is_not(None))
+            .group_by(
+                chosen.c.organization_id,
+                chosen.c.ad_account_id,
+                chosen.c.date,
+                chosen.c.campaign_id,
+                chosen.c.action_type,
+            )
+        )
+        for org, account, day, campaign, action_type, rows, purchases in conn.execute(query):
+            key = (org, account, day, campaign)
+            counts[key][level] += int(purchases)
+            types[key][level][action_type] += int(rows)
+    findings = []
+    for (org, account, day, campaign), by_level in sorted(counts.items()):
+        if by_level["CAMPAIGN"] == by_level["AD"]:
+            continue
+        picked = {
+            level: ", ".join(
+                f"{t} ({n} {'ad' if level == 'AD' else 'row'}{'s' if n > 1 else ''})" for t, n in sorted(found.items())
+            )
+            or "none"
+            for level, found in types[(org, account, day, campaign)].items()
+        }
+        findings.append(
+            Finding(
+                org,
+                account,
+                day,
+                f"campaign {campaign}: Meta reports {by_level['CAMPAIGN']} purchase(s) on the campaign's row and "
+                f"{by_level['AD']} summed over its ads; one purchase action type is picked per row ("
+                f"{', '.join(roas_store.PURCHASE_ACTION_TYPES)}, the first present): the campaign's row counts "
+                f"{picked['CAMPAIGN']}, its ads {picked['AD']}",
+                figures={"campaign_purchases": by_level["CAMPAIGN"], "ads_purchases": by_level["AD"]},
+            )
+        )
+    return findings
+
+
 # --- breakdowns and reach ------------------------------------------------------------------------
 
 # Meta's breakdown rows add up to the unbroken row exactly (to the cent, and every impression and

@@ -148,7 +148,7 @@ ENV_VALUES: list[EnvValue] = [
         {"METASPEND_ENV": "development", "META_GRAPH_API_URL": "ftp://127.0.0.1:9"},
         "META_GRAPH_API_URL must be an http(s) URL with a host, got 'ftp://127.0.0.1:9'",
     ),
-    EnvValue({"META_API_VERSION": "v21.0/../../x"}, "META_API_VERSION must look like v21.0, got 'v21.0/../../x'"),
+    EnvValue({"META_API_VERSION": "v21.0/../../x"}, "META_API_VERSION must look like v26.0, got 'v21.0/../../x'"),
     EnvValue({"META_MAX_RETRIES": "١٢"}, "META_MAX_RETRIES must be a whole number, got '١٢'"),
     EnvValue({"META_HTTP_TIMEOUT_SECONDS": "nan"}, "META_HTTP_TIMEOUT_SECONDS must be a number, got 'nan'"),
     EnvValue(

@@ -15,12 +15,16 @@ import pytest
 import sqlalchemy as sa
 
 from metaspend_pipeline import anomalies
+from metaspend_pipeline.credentials import store_connection
 from metaspend_pipeline.definitions import load
 from metaspend_pipeline.defs.common.resources import WarehouseResource
 from metaspend_pipeline.meta.models import InsightRow
 from metaspend_pipeline.settings import AnomalySettings, SettingsError
 from metaspend_pipeline.storage import raw as raw_store
+from metaspend_pipeline.storage.accounts import first_connections, record_first_connection
+from metaspend_pipeline.storage.schema import meta_ad_account
 from metaspend_pipeline.storage.spend import refresh_spend
+from metaspend_pipeline.tokens import KeyRing, generate_key, parse_key
 from metaspend_pipeline_tests.conftest import Pipeline
 from metaspend_pipeline_tests.dates import day, iso
 
@@ -230,6 +234,52 @@ def test_every_ad_account_loaded_passes_and_other_organizations_do_not_mix(engin
     # org-other's only ad account is missing on CHECKED, but nothing of it is loaded that day: not "some"
     assert found.findings == []
     assert found.figures == {"organization_days_incomplete": 0, "ad_accounts": 3}
+
+
+def test_a_new_ad_account_is_missing_only_from_when_it_was_connected_or_loaded(engine: sa.Engine) -> None:
+    """The hand check of 2026-12-06: A2 joined an organization whose A1 had been loaded for days. A range
+    check over those days does not call A2 "not loaded" before it was first connected (its own day, in
+    its own time zone) or first loaded, whichever came first."""
+    first = CHECKED - dt.timedelta(days=10)
+    run_fetches(engine, A1, first, {})
+    fetch(engine, A2, CHECKED - dt.timedelta(days=1), CHECKED, {})  # its first fetch, after joining
+
+    def missing() -> list[dt.date]:
+        with engine.connect() as conn:
+            return [f.date for f in anomalies.missing_ad_accounts(conn, first, CHECKED, DEFAULTS).findings]
+
+    assert missing() == []  # loaded from its first day on; nothing known of it before
+    # connected at 23:30 UTC three days before, which is the next morning in Tokyo, its time zone
+    joined = dt.datetime.combine(CHECKED - dt.timedelta(days=3), dt.time(23, 30), dt.UTC)
+    with engine.begin() as conn:
+        record_first_connection(conn, ORG, [A2], joined)
+        conn.execute(
+            meta_ad_account.insert().values(
+                ad_account_id=A2, currency="USD", timezone_name="Asia/Tokyo", updated_at=joined
+            )
+        )
+    assert missing() == [CHECKED - dt.timedelta(days=2)]
+    # a backfill of older days loads some of them: it is expected from its first loaded day on
+    fetch(engine, A2, CHECKED - dt.timedelta(days=6), CHECKED - dt.timedelta(days=5), {})
+    assert missing() == [CHECKED - dt.timedelta(days=d) for d in (4, 3, 2)]
+
+
+def test_a_reconnection_records_when_each_ad_account_joined(engine: sa.Engine) -> None:
+    """Each ad account's first connection is kept across reconnections, providers and disconnection."""
+    keyring = KeyRing(parse_key(generate_key(), "a test key"))
+    with engine.begin() as conn:
+        store_connection(conn, keyring, ORG, "FACEBOOK", [A1], "EAAfirst000000", None)
+    with engine.connect() as conn:
+        before = first_connections(conn)
+    with engine.begin() as conn:
+        store_connection(conn, keyring, ORG, "FACEBOOK", [A1, A2], "EAAsecond00000", None)
+        store_connection(conn, keyring, ORG, "INSTAGRAM", [A2], "EAAthird000000", None)
+        store_connection(conn, keyring, "org-other", "FACEBOOK", [A1], "EAAfourth00000", None)
+    with engine.connect() as conn:
+        after = first_connections(conn)
+        assert first_connections(conn, [ORG]).keys() == {(ORG, A1), (ORG, A2)}
+    assert after[(ORG, A1)] == before[(ORG, A1)]
+    assert after[(ORG, A2)] >= before[(ORG, A1)] and after[("org-other", A1)] >= after[(ORG, A2)]
 
 
 # --- settings -----------------------------------------------------------------------------------

@@ -113,7 +113,7 @@ def test_the_fields_ride_on_the_spend_requests(pipeline: Pipeline) -> None:
         fields = call["params"]["fields"].split(",")
         assert {"spend", "actions", "action_values", "purchase_roas"} <= set(fields)
         assert json.loads(call["params"]["action_attribution_windows"]) == ["7d_click", "1d_view"]
-        assert call["params"]["use_unified_attribution_setting"] == "true"
+        assert "use_unified_attribution_setting" not in call["params"]  # ignored by Meta since 2025-06-10
 
 
 def test_roas_carries_meta_purchases_equal_to_the_truth(pipeline: Pipeline) -> None:
@@ -332,6 +332,64 @@ def test_meta_purchases_take_one_action_type_per_row_in_the_canonical_order(env:
         (D4, "201"): (1, D("20.00"), D("0.333333")),
         (D4, "202"): (1, D("30.00"), D("0.750000")),
     }
+
+
+def test_purchases_across_levels_name_the_campaign_and_both_figures(env: dict[str, str]) -> None:
+    """Campaign 101's row counts 2 omni_purchase; its ads 1 omni_purchase + 1 of the pixel's: the same 2,
+    under other types, so no warning. Add an ad that reports `purchase` only (5): 2 against 7. Campaigns
+    whose ads report no purchase type at all (102-105 here) differ too."""
+    from metaspend_pipeline import validation
+    from metaspend_pipeline.storage import db
+
+    url = _example(env, "100.00")
+    engine = db.engine_for(url)
+    with engine.connect() as conn:
+        before = validation.purchases_across_levels(conn, D4, D5)
+    assert [(f.date, f.detail.split(":")[0]) for f in before] == [(D4, f"campaign {c}") for c in (102, 103, 104, 105)]
+    with engine.begin() as conn:
+        conn.execute(
+            meta_conversions_daily.insert().values(
+                **_conversion(D4, "AD", "101", "301", "203", "purchase", "default", 5, "9.00")
+            )
+        )
+    with engine.connect() as conn:
+        [finding] = [f for f in validation.purchases_across_levels(conn, D4, D5) if "campaign 101" in f.detail]
+    assert str(finding) == (
+        f"organization acme, ad account act_1, {D4}: campaign 101: Meta reports 2 purchase(s) on the campaign's row "
+        "and 7 summed over its ads; one purchase action type is picked per row (omni_purchase, purchase, "
+        "offsite_conversion.fb_pixel_purchase, the first present): the campaign's row counts omni_purchase (1 row), "
+        "its ads offsite_conversion.fb_pixel_purchase (1 ad), omni_purchase (1 ad), purchase (1 ad)"
+    )
+    assert finding.figures == {"campaign_purchases": 2, "ads_purchases": 7}
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # one small run: the SQL is tested above on both
+def test_the_check_warns_when_an_ad_reports_another_purchase_type(pipeline: Pipeline) -> None:
+    """The sandbox's first ad row of act_2000000001 reports `purchase` alone (999): its campaign's own row
+    and the sum over its ads disagree, and meta_purchases_reconcile_across_levels says so, as a warning."""
+    pipeline.sandbox.add_faults(
+        [
+            {
+                "kind": "corrupt_row",
+                "match": "act_2000000001/insights",
+                "skip": 3,  # account, campaign and ad set levels go by; the ad level's first page is hit
+                "field": "actions",
+                "value": [{"action_type": "purchase", "value": "999"}],
+            }
+        ]
+    )
+    config = {"ops": {"meta_raw_insights": {"config": {"organizations": ["demo-org-2"]}}}}
+    result = pipeline.run(iso(2), run_config=config)
+    assert result.success
+    [check] = [
+        e for e in result.get_asset_check_evaluations() if e.check_name == "meta_purchases_reconcile_across_levels"
+    ]
+    assert not check.passed and check.severity.value == "WARN"
+    assert check.metadata["problems"].value == 1
+    [row] = check.metadata["findings"].value
+    assert (row["organization_id"], row["ad_account_id"], row["date"]) == ("demo-org-2", "act_2000000001", iso(2))
+    assert row["ads_purchases"] >= 999 > row["campaign_purchases"]  # the ad's 999 is in the ads' sum alone
+    assert "purchase (1 ad)" in check.description and "summed over its ads" in check.description
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from metaspend_pipeline_tests.conftest import Listener, Pipeline
 def test_launch_config_cannot_change_where_tokens_go(
     pipeline: Pipeline, listener: Listener, job: str, name: str
 ) -> None:
-    value = listener.url if name == "graph_api_url" else "v21.0"
+    value = listener.url if name == "graph_api_url" else "v26.0"
     run_config = {"resources": {"meta": {"config": {name: value}}}}
     tags = {"dagster/asset_partition_range_start": DAY, "dagster/asset_partition_range_end": DAY}
     with dg.instance_for_test() as instance, pytest.raises(dg.DagsterInvalidConfigError) as info:
@@ -62,11 +62,11 @@ def test_outside_development_a_run_refuses_another_endpoint(
 )
 def test_production_accepts_meta_itself(url: str) -> None:
     settings = MetaApiSettings.from_env({"META_GRAPH_API_URL": url})
-    assert settings.base_url == "https://graph.facebook.com/v21.0"
+    assert settings.base_url == "https://graph.facebook.com/v26.0"
 
 
 def test_development_accepts_the_sandbox_over_http() -> None:
     settings = MetaApiSettings.from_env({"METASPEND_ENV": "development", "META_GRAPH_API_URL": "http://127.0.0.1:8765"})
-    assert settings.base_url == "http://127.0.0.1:8765/v21.0"
+    assert settings.base_url == "http://127.0.0.1:8765/v26.0"
     with pytest.raises(SettingsError, match="refused outside METASPEND_ENV=development"):
         MetaApiSettings.from_env({"METASPEND_ENV": "staging", "META_GRAPH_API_URL": "http://127.0.0.1:8765"})

@@ -199,7 +199,7 @@ def test_the_sandbox_limits_the_app_as_a_whole_with_code_4(sandbox: Sandbox, san
     for org, account in calls:
         answers.append(
             requests.get(
-                f"{sandbox_server.url}/v21.0/{account}",
+                f"{sandbox_server.url}/v26.0/{account}",
                 headers={"Authorization": f"Bearer {tokens[org]}"},
                 timeout=5,
             )

@@ -16,9 +16,11 @@ from click.testing import CliRunner, Result
 
 from metaspend_pipeline import fx
 from metaspend_pipeline.cli import cli
+from metaspend_pipeline.currency import AMOUNT_SCALE, minor_units
 from metaspend_pipeline.defs.common.resources import WarehouseResource
 from metaspend_pipeline.defs.fx.assets import fx_rates_daily
 from metaspend_pipeline.defs.fx.checks import every_needed_currency_has_a_rate
+from metaspend_pipeline.errors import InvalidInputError
 from metaspend_pipeline.sandbox.ecb import target_holidays
 from metaspend_pipeline.sandbox.server import Sandbox
 from metaspend_pipeline.settings import BUNDLED_FX_RATES, ECB_RATES_URL, Settings, SettingsError, fx_rates_url
@@ -32,7 +34,7 @@ from metaspend_pipeline.storage.schema import (
     sale,
 )
 from metaspend_pipeline.storage.schema import fx_rates_daily as fx_table
-from metaspend_pipeline_tests.conftest import Pipeline
+from metaspend_pipeline_tests.conftest import Listener, Pipeline
 from metaspend_pipeline_tests.dates import TODAY
 
 D = Decimal
@@ -252,6 +254,19 @@ def test_the_bundled_file_is_the_sandbox_rates() -> None:
     assert BUNDLED_FX_RATES.exists()
 
 
+def test_every_reporting_currency_fits_the_reporting_columns() -> None:
+    """Reporting amounts are rounded to the currency's minor units and stored in NUMERIC(18, 2): a
+    reporting currency must be one the ECB publishes (or EUR), and none of those has three decimals,
+    so the three-decimal currencies (BHD, KWD, ...) are refused as reporting currencies, naming them."""
+    for code in (*fx.ECB_CURRENCIES, fx.EUR):
+        assert minor_units(fx.validate_reporting_currency(code)) <= AMOUNT_SCALE, code
+    assert minor_units("JPY") == minor_units("ISK") == 0
+    for code in ("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"):
+        assert minor_units(code) == 3
+        with pytest.raises(InvalidInputError, match=f"reporting currency {code} has no ECB reference rate"):
+            fx.validate_reporting_currency(code)
+
+
 def test_the_rates_url_comes_from_the_environment() -> None:
     assert fx_rates_url({}) == ECB_RATES_URL
     sandbox = {"METASPEND_ENV": "development", "META_GRAPH_API_URL": "http://127.0.0.1:8765"}
@@ -432,15 +447,71 @@ def test_a_changed_reporting_currency_applies_from_the_next_run(globex: str) -> 
     assert reporting_rows(globex)[(E1, "601")][0] == "EUR"
 
 
-def test_a_missing_rate_fails_the_organization_naming_currency_and_date(globex: str) -> None:
+def test_a_missing_rate_leaves_null_only_the_reporting_amounts_that_need_it(globex: str) -> None:
+    """No BRL rate on E1: globex's ROAS is written; the reporting amounts that convert BRL on E1 are NULL
+    (602's spend and revenue, 601's and 603's revenue, with roas_reporting), every other value is set."""
     with db.engine_for(globex).begin() as conn:
         conn.execute(fx_table.delete().where(fx_table.c.date == E1, fx_table.c.currency == "BRL"))
     result = Pipeline(globex, None, "http://127.0.0.1:9").run(  # type: ignore[arg-type]
         E1.isoformat(), E2.isoformat(), asset_selection=[dg.AssetKey("meta_roas_by_campaign")]
     )
-    assert not result.success  # the check every_organization_written names it
-    message = failure_of(result)
-    assert f"organization globex: no ECB rate of BRL for {E1}" in message
+    assert result.success
+    assert reporting_rows(globex) == {
+        (E1, "601"): ("USD", D("10.05"), None, None),
+        (E2, "601"): ("USD", D("20.00"), D("50.00"), D("2.500000")),
+        (E1, "602"): ("USD", None, None, None),
+        (E1, "603"): ("USD", D("1.00"), None, None),
+    }
+    t = ROAS_TABLES["campaign"]
+    with db.engine_for(globex).connect() as conn:
+        crm = {r.campaign_id: (r.spend, r.revenue, r.roas) for r in conn.execute(sa.select(t).where(t.c.date == E1))}
+    assert crm["602"] == (D("100.00"), D("250.00"), D("2.500000"))  # the account's currency needs no rate
+    [observation] = [
+        e.event_specific_data.asset_observation
+        for e in result.all_events
+        if e.event_type_value == "ASSET_OBSERVATION"
+        and e.event_specific_data.asset_observation.asset_key == dg.AssetKey("meta_roas_by_campaign")
+    ]
+    assert observation.metadata["rows_without_reporting_amounts"].value == 3
+    assert observation.metadata["missing_rates"].value == f"globex: BRL on {E1}"
+    refused = run_cli(
+        "roas", "--org", "globex", "--from", E1.isoformat(), "--to", E2.isoformat(), "--currency", "reporting"
+    )
+    assert refused.exit_code == 2
+    assert f"{E1} without an exchange rate (fx_rates_daily had none)" in refused.output
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # no SQL of its own
+def test_the_five_assets_alone_write_roas_with_no_exchange_rate_feed(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, listener: Listener
+) -> None:
+    """meta_raw_insights, meta_spend_daily and the three ROAS tables, without fx_rates_daily and with
+    the feed unreachable (the README's command before the reporting currency, an ECB outage, an
+    air-gapped install): demo-org-1 (USD and EUR ad accounts, reporting in USD) gets all of its ROAS;
+    only the reporting amounts that convert EUR are NULL."""
+    from metaspend_pipeline.demo import seed_leads_and_sales
+    from metaspend_pipeline_tests.dates import day, iso
+
+    seed_leads_and_sales(pipeline.engine, pipeline.sandbox.world, day(1), day(2))
+    monkeypatch.setenv("METASPEND_FX_RATES_URL", listener.url)
+    five = [dg.AssetKey(k) for k in ("meta_raw_insights", "meta_spend_daily")] + [
+        dg.AssetKey(f"meta_roas_by_{g}") for g in ROAS_TABLES
+    ]
+    result = pipeline.run(iso(1), iso(2), asset_selection=five)
+    assert result.success
+    assert {e.check_name: e.passed for e in result.get_asset_check_evaluations()}.get("every_organization_written")
+    assert listener.connections == 0
+    with pipeline.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(fx_table)).scalar_one() == 0
+        for group, t in ROAS_TABLES.items():
+            rows = conn.execute(sa.select(t).where(t.c.organization_id == "demo-org-1")).all()
+            assert {r.currency for r in rows} == {"USD", "EUR"}, group
+            assert all(r.spend is not None and r.leads_count is not None for r in rows)
+            eur = [r for r in rows if r.currency == "EUR" and (r.spend or r.revenue)]
+            usd = [r for r in rows if r.currency == "USD"]
+            assert eur and all(r.spend_reporting is None and r.roas_reporting is None for r in eur), group
+            assert all(r.reporting_currency == "USD" and r.spend_reporting == r.spend for r in usd), group
+            assert any(r.meta_purchases for r in rows) and any(r.roas for r in rows), group
 
 
 # --- the commands -------------------------------------------------------------------------------
@@ -470,10 +541,51 @@ def test_connect_with_a_reporting_currency_and_change_it(env: dict[str, str], fa
     assert unknown.exit_code == 2 and "nobody" in unknown.output
 
 
-def test_an_organization_without_a_setting_reports_in_usd(env: dict[str, str], fake_token: str) -> None:
-    assert run_cli("accounts", "connect", "--org", "org-usd", "--ad-account", "act_7", stdin=fake_token).exit_code == 0
-    [row] = json.loads(run_cli("accounts", "list", "--format", "json").output)
-    assert row["reportingCurrency"] == "USD"
+def test_the_default_reporting_currency_is_the_ad_accounts_own_when_they_share_one() -> None:
+    assert fx.default_reporting_currency(["JPY", "jpy"]) == ("JPY", "the currency of its ad accounts")
+    assert fx.default_reporting_currency(["EUR"]) == ("EUR", "the currency of its ad accounts")
+    assert fx.default_reporting_currency(["USD", "EUR"]) == ("USD", "its ad accounts are in EUR, USD")
+    assert fx.default_reporting_currency(["JPY", "INR"]) == ("USD", "its ad accounts are in INR, JPY")
+    assert fx.default_reporting_currency(["ARS"]) == ("USD", "its ad accounts' ARS has no ECB reference rate")
+
+
+def test_connect_gives_a_new_organization_its_ad_accounts_currency(
+    env: dict[str, str], sandbox: Sandbox, sandbox_endpoint: str
+) -> None:
+    """Read from Meta (the sandbox): the ad account named, or those the token lists."""
+    tokens = {o.organization_id: o.token for o in sandbox.world.organizations}
+    brl = run_cli(
+        "accounts", "connect", "--org", "org-br", "--ad-account", "act_2000000001", stdin=tokens["demo-org-2"]
+    )
+    assert brl.exit_code == 0, brl.output
+    assert brl.output.endswith("reporting currency BRL (the currency of its ad accounts)\n")
+    mixed = run_cli("accounts", "connect", "--org", "org-mixed", stdin=tokens["demo-org-1"])  # discovered
+    assert mixed.output.endswith("reporting currency USD (its ad accounts are in EUR, USD)\n")
+    # a reconnection keeps the organization's setting, even with ad accounts in another currency
+    again = run_cli(
+        "accounts", "connect", "--org", "org-br", "--ad-account", "act_1000000002", stdin=tokens["demo-org-1"]
+    )
+    assert again.output.endswith("reporting currency BRL\n")
+    listed = {
+        r["organizationId"]: r["reportingCurrency"]
+        for r in json.loads(run_cli("accounts", "list", "--format", "json").output)
+    }
+    assert listed == {"org-br": "BRL", "org-mixed": "USD"}
+
+
+def test_an_organization_whose_currencies_meta_cannot_tell_reports_in_usd_until_it_can(
+    env: dict[str, str], sandbox: Sandbox, sandbox_endpoint: str, fake_token: str
+) -> None:
+    """A token Meta rejects (or Meta out of reach): connected all the same, in USD, saying why; no setting
+    is stored, so the next connection with a token Meta accepts sets the ad accounts' own."""
+    result = run_cli("accounts", "connect", "--org", "org-jp", "--ad-account", "act_3000000002", stdin=fake_token)
+    assert result.exit_code == 0, result.output
+    assert "reporting currency USD (the default: the ad accounts' currencies could not be read from Meta (ad " \
+        "account act_3000000002: Meta rejected the access token (HTTP 400, code 190/467" in result.output  # fmt: skip
+    assert fake_token not in result.output
+    sandbox.add_token(fake_token, "demo-org-3")
+    result = run_cli("accounts", "connect", "--org", "org-jp", "--ad-account", "act_3000000002", stdin=fake_token)
+    assert result.output.endswith("reporting currency JPY (the currency of its ad accounts)\n")
 
 
 def test_the_pipeline_converts_the_sandbox_spend_at_the_sandbox_rates(pipeline: Pipeline) -> None:

@@ -11,9 +11,11 @@ import pytest
 import sqlalchemy as sa
 
 from metaspend_pipeline import roas
+from metaspend_pipeline.report import roas_report, to_json
 from metaspend_pipeline.storage.roas import GroupSums, RoasRow
 from metaspend_pipeline.storage.schema import (
     connected_account,
+    fx_rates_daily,
     lead,
     meta_ad_account,
     meta_roas_by_campaign,
@@ -154,19 +156,77 @@ def test_a_value_its_column_cannot_hold_fails_the_organization_naming_the_error(
     assert [(r.levelno, r.getMessage()) for r in caplog.records] == [(logging.ERROR, message)]
 
 
-def test_a_missing_rate_fails_the_organization_with_what_to_do(
+def test_a_missing_rate_leaves_null_only_the_reporting_amounts_that_need_it(
     engine: sa.Engine, caplog: pytest.LogCaptureFixture
 ) -> None:
-    _organization_with_a_sale(engine, "5.00", "BRL")
-    report = _refresh(engine, caplog)
-    message = (
-        f"organization acme: no ECB rate of BRL for {D4} in fx_rates_daily, needed to report organization acme "
-        f"in USD; materialize fx_rates_daily for {D4} first"
+    """acme (USD, reporting in USD) has a 5.00 BRL sale and no BRL rate: its row is written with every
+    account-currency column, spend_reporting needs no rate (USD to USD), revenue_reporting and
+    roas_reporting are NULL; a warning names the currency, the day and what to do."""
+    _organization_with_a_sale(engine, "5.00", "BRL", spent="2.00")
+    report = roas.RoasReport()
+    with caplog.at_level(logging.WARNING, logger="metaspend_pipeline.roas"):
+        roas.refresh_organization(engine, "acme", D4, D4, 1, report, groups=("campaign",))
+    assert report.failures == {}
+    assert (dict(report.missing_rates), dict(report.unconverted_by_group)) == ({"acme": {(D4, "BRL")}}, {"campaign": 1})
+    assert [r.getMessage() for r in caplog.records] == [
+        f"organization acme: fx_rates_daily has no ECB rate of BRL on {D4}, needed to report it in USD: the "
+        "reporting amounts of the rows that need one are NULL, the rest of its ROAS is written; materialize "
+        "fx_rates_daily for those days, then its ROAS again"
+    ]
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(meta_roas_by_campaign)).one()
+    assert (row.spend, row.leads_count, row.sales_count, row.revenue, row.revenue_currency_mismatch) == (
+        D("2.00"), 1, 1, None, True,
+    )  # fmt: skip
+    assert (row.reporting_currency, row.spend_reporting, row.revenue_reporting, row.roas_reporting) == (
+        "USD", D("2.00"), None, None,
+    )  # fmt: skip
+
+
+def test_rounding_follows_the_reporting_currency_s_minor_units() -> None:
+    """Half up to 0 decimals in JPY, 2 in USD, 3 in KWD: 10.05 USD at 156.13 JPY per 1.0000 USD is
+    1569.1065 -> 1569 JPY (not 1569.11); 0.5 JPY rounds up to 1; 1.0005 KWD stays 1.001."""
+    rates = {(D4, "USD"): D("1.0000"), (D4, "JPY"): D("156.13"), (D4, "KWD"): D("0.3300")}
+    yen = roas.Conversion("acme", "JPY", rates)
+    assert yen.convert(D("10.05"), "USD", D4) == D("1569")
+    assert yen.convert(D("10.05"), "USD", D4).as_tuple().exponent == 0
+    assert yen.convert(D("1569.50"), "JPY", D4) == D("1570")  # already in JPY: only rounded, half up
+    assert roas.Conversion("acme", "USD", rates).convert(D("1569"), "JPY", D4) == D("10.05")
+    assert roas.Conversion("acme", "KWD", rates).convert(D("1.0005"), "KWD", D4) == D("1.001")
+    (row,) = roas.merge_sums(
+        "acme",
+        sums(spend=[((D4, "1"), ("USD", D("10.05")))], sales=[((D4, "1"), ("USD", 1, D("33.33")))]),
+        yen,
     )
-    assert report.failures == {"acme": message}
-    assert [r.getMessage() for r in caplog.records] == [message]
-    with engine.connect() as conn:  # nothing of the failed window was written
-        assert conn.execute(sa.select(sa.func.count()).select_from(meta_roas_by_campaign)).scalar_one() == 0
+    # 33.33 USD is 5203.8129 -> 5204 JPY; roas 5204 / 1569 from the rounded amounts
+    assert (row.spend_reporting, row.revenue_reporting, row.roas_reporting) == (D("1569"), D("5204"), D("3.316762"))
+
+
+def test_an_organization_reporting_in_jpy_gets_whole_yen_stored_and_reported(engine: sa.Engine) -> None:
+    """10.05 USD at 169.40 JPY and 1.0850 USD per euro is 1569.0968 JPY: stored and shown as 1569 (it was
+    1569.10, cents of a currency without them); the 33.33 USD sale is 5203.7806 -> 5204 JPY. The account's
+    own columns stay in USD with cents."""
+    _organization_with_a_sale(engine, "33.33", "USD", spent="10.05")
+    with engine.begin() as conn:
+        conn.execute(
+            organization_setting.insert().values(
+                organization_id="acme", reporting_currency="JPY", created_at=NOW, updated_at=NOW
+            )
+        )
+        conn.execute(
+            fx_rates_daily.insert().values(date=D4, currency="JPY", rate=D("169.40"), ecb_date=D4, fetched_at=NOW)
+        )
+    report = roas.RoasReport()
+    roas.refresh_organization(engine, "acme", D4, D4, 1, report, groups=("campaign",))
+    assert report.failures == {} and not report.missing_rates["acme"]
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(meta_roas_by_campaign)).one()
+        items = roas_report(conn, "acme", "campaign", D4, D4, currency="reporting")
+        in_usd = to_json(roas_report(conn, "acme", "campaign", D4, D4))
+    assert (row.reporting_currency, row.spend_reporting, row.revenue_reporting) == ("JPY", D("1569"), D("5204"))
+    assert row.roas_reporting == D("3.316762")  # 5204 / 1569, from the rounded amounts
+    assert '"spend": 1569, "avgTicket": 5204, ' in to_json(items) and '"revenue": 5204, ' in to_json(items)
+    assert '"spend": 10.05, ' in in_usd and '"revenue": 33.33, ' in in_usd
 
 
 def test_a_refresh_reports_in_the_organizations_currency_at_the_days_rates(engine: sa.Engine) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from metaspend_pipeline.cli import cli
-from metaspend_pipeline.demo import load_demo_env
+from metaspend_pipeline.demo import load_demo_env, use_demo_env
 from metaspend_pipeline.redaction import MASK, redact, register_secret
 from metaspend_pipeline.sandbox.server import Sandbox, SandboxServer
 from metaspend_pipeline.storage import raw as raw_store
@@ -68,7 +69,9 @@ def test_a_registered_secret_is_masked_inside_meta_s_words(fake_token: str) -> N
 # --- the same exit code for an unknown organization -----------------------------------------------
 
 
-def test_every_command_exits_2_for_an_unknown_organization(env: dict[str, str], fake_token: str) -> None:
+def test_every_command_exits_2_for_an_unknown_organization(
+    env: dict[str, str], sandbox_endpoint: str, fake_token: str
+) -> None:
     assert run("accounts", "connect", "--org", "org-1", "--ad-account", "act_1", stdin=fake_token).exit_code == 0
     for args in (
         ("accounts", "list", "--org", "org-unknown"),
@@ -139,6 +142,23 @@ def test_sourcing_demo_env_puts_the_project_commands_on_path(tmp_path: Path) -> 
     assert Path(command) == Path(sys.prefix) / "bin" / "metaspend"
     assert home == values["DAGSTER_HOME"]
     assert load_demo_env(tmp_path / ".metaspend") == values
+
+
+def test_the_demo_keeps_meta_api_version_from_the_shell_and_nothing_else(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`META_API_VERSION=v24.0 metaspend demo` tries the demo with that version; the shell's other
+    settings (another installation's key, warehouse, Meta endpoint) are not read."""
+    monkeypatch.setattr(os, "environ", os.environ.copy())  # the demo rewrites its process's environment
+    monkeypatch.setenv("META_API_VERSION", "v24.0")
+    monkeypatch.setenv("META_APP_SECRET", "another-installation-secret")
+    monkeypatch.setenv("METASPEND_DATABASE_URL", "postgresql://prod/warehouse")
+    values = load_demo_env(tmp_path / ".metaspend")
+    use_demo_env(values)
+    assert os.environ["META_API_VERSION"] == "v24.0"
+    assert "META_APP_SECRET" not in os.environ
+    assert os.environ["METASPEND_DATABASE_URL"] == values["METASPEND_DATABASE_URL"] != "postgresql://prod/warehouse"
+    assert "META_API_VERSION" not in values  # demo.env does not keep it: the next demo runs on the default
 
 
 # --- roas over days that were never loaded --------------------------------------------------------

@@ -14,6 +14,8 @@ from metaspend_pipeline import credentials
 from metaspend_pipeline.cli.app import cli, load_settings, migrated_engine, print_table
 from metaspend_pipeline.errors import InvalidInputError, UnknownOrganizationError
 from metaspend_pipeline.meta.client import MetaClient
+from metaspend_pipeline.meta.errors import MetaApiError
+from metaspend_pipeline.meta.models import AdAccount
 from metaspend_pipeline.settings import MetaApiSettings
 from metaspend_pipeline.storage import accounts as store
 from metaspend_pipeline.storage import db
@@ -69,8 +71,9 @@ def accounts_group() -> None:
 @click.option(
     "--reporting-currency",
     default=None,
-    help=f"The currency ROAS is also reported in (ISO 4217, e.g. EUR); default {DEFAULT_REPORTING_CURRENCY}, "
-    "or the organization's current one when it is reconnected.",
+    help="The currency ROAS is also reported in (ISO 4217, e.g. EUR). Default: the currency of the ad accounts "
+    f"when they all share one, {DEFAULT_REPORTING_CURRENCY} when they are mixed; the organization's current one "
+    "when it is reconnected.",
 )
 def accounts_connect(
     organization_id: str,
@@ -92,11 +95,13 @@ def accounts_connect(
     currency = validate_reporting_currency(reporting_currency) if reporting_currency is not None else None
     normalized = [store.normalize_ad_account_id(a) for a in ad_accounts]
     expiry = parse_expiry(expires_at)
+    credentials.validate_expiry(expiry)  # before anything is asked of Meta
     engine = migrated_engine(settings)
     token = read_token_from_stdin()
     api = MetaApiSettings.from_env()
+    client = MetaClient(token, api)
     if api.app_id and api.app_secret:
-        info = MetaClient(token, api).debug_token()
+        info = client.debug_token()
         if not info.is_valid and info.expires_at is not None and info.expires_at <= db.utcnow():
             raise InvalidInputError(
                 f"the token for organization {organization_id} expired on "
@@ -108,13 +113,20 @@ def accounts_connect(
                 "create a new one and connect again"
             )
         expiry = expiry or info.expires_at
+    discovered: list[AdAccount] = []
     if not normalized:
-        normalized = [a.id for a in MetaClient(token, api).ad_accounts()]
+        discovered = client.ad_accounts()
+        normalized = [a.id for a in discovered]
         if not normalized:
             raise InvalidInputError(
                 f"the token for organization {organization_id} cannot read any ad account (/me/adaccounts "
                 "is empty); pass --ad-account act_<digits> or grant the token ads_read on the ad account"
             )
+    with engine.connect() as conn:
+        first_setting = currency is None and store.stored_reporting_currency(conn, organization_id) is None
+    why = ""
+    if first_setting:
+        currency, why = _default_reporting_currency(client, normalized, discovered)
     with engine.begin() as conn:
         account_id = credentials.store_connection(conn, keyring, organization_id, provider, normalized, token, expiry)
         if currency is not None:
@@ -124,7 +136,28 @@ def accounts_connect(
     click.echo(
         f"connected organization {organization_id} ({provider.upper()}, account {account_id}): "
         f"ad accounts {', '.join(normalized)}; token expires {expiry_text}; reporting currency {reporting}"
+        + (f" ({why})" if why else "")
     )
+    for text in client.stats.version_warnings:
+        click.echo(f"metaspend: warning: Meta warns about Marketing API {api.api_version}: {text}", err=True)
+
+
+def _default_reporting_currency(
+    client: MetaClient, ad_accounts: list[str], discovered: list[AdAccount]
+) -> tuple[str | None, str]:
+    """A new organization's reporting currency from its ad accounts' currencies as Meta gives them
+    (`fx.default_reporting_currency`), and why; (None, why) when Meta cannot tell, so that a later
+    connection may still set it."""
+    from metaspend_pipeline.fx import default_reporting_currency
+
+    try:
+        currencies = [a.currency for a in discovered] or [client.ad_account(a).currency for a in ad_accounts]
+    except MetaApiError as exc:
+        return None, (
+            f"the default: the ad accounts' currencies could not be read from Meta ({exc}); set it with "
+            "`metaspend accounts set-reporting-currency`"
+        )
+    return default_reporting_currency(currencies)
 
 
 @accounts_group.command("set-reporting-currency")

@@ -32,6 +32,7 @@ import sqlalchemy as sa
 from metaspend_pipeline.cli.app import cli, load_settings, migrated_engine, parse_day
 from metaspend_pipeline.cli.progress import RunProgress
 from metaspend_pipeline.errors import InvalidInputError, MetaspendError, UnknownOrganizationError
+from metaspend_pipeline.meta.lookback import INSIGHTS, RangeTooOldError, refuse_too_old
 from metaspend_pipeline.redaction import redact
 from metaspend_pipeline.storage import accounts as store
 from metaspend_pipeline.storage import db
@@ -85,7 +86,8 @@ class BackfillRequest:
 
 
 def validate_range(since: dt.date, until: dt.date, start_date: dt.date, today: dt.date) -> None:
-    """The partitions run from META_SPEND_START_DATE to yesterday (UTC): a range outside is an error."""
+    """The partitions run from META_SPEND_START_DATE to yesterday (UTC), and Meta serves the last 37
+    months: a range outside is an error, before anything is submitted or asked of Meta."""
     if since > until:
         raise InvalidInputError(f"--from {since} is after --to {until}; the range would be empty")
     if since < start_date:
@@ -96,6 +98,10 @@ def validate_range(since: dt.date, until: dt.date, start_date: dt.date, today: d
     yesterday = today - dt.timedelta(days=1)
     if until > yesterday:
         raise InvalidInputError(f"--to {until} is not over yet: the last partition is yesterday, {yesterday} (UTC)")
+    try:
+        refuse_too_old(since, until, today, INSIGHTS)
+    except RangeTooOldError as exc:
+        raise RangeTooOldError(f"--from {since}: {exc}") from None
 
 
 def _graphql_url(dagster_url: str) -> str:
@@ -159,6 +165,7 @@ class Summary:
     days: int
     spend_rows: int = 0
     raw_rows: int = 0
+    breakdown_rows: int = 0
     meta_requests: int = 0
     spend_by_currency: dict[str, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
     failures: list[str] = field(default_factory=list)
@@ -169,6 +176,7 @@ class Summary:
             f"days: {self.days}",
             f"rows: {self.spend_rows} in meta_spend_daily ({self.raw_rows} insight rows fetched)",
             f"spend (campaign level): {spend}",
+            *([f"breakdowns: {self.breakdown_rows} rows fetched"] if self.breakdown_rows else []),
             f"Meta requests: {self.meta_requests}",
         ]
         lines += [f"failed: {failure}" for failure in self.failures]
@@ -180,12 +188,16 @@ def summarize(conn: sa.Connection, run_id: str, request: BackfillRequest) -> Sum
     organizations: Sequence[str] | None = request.organizations or None
     summary.spend_rows, spend = spend_store.spend_summary(conn, request.since, request.until, organizations)
     summary.spend_by_currency.update(spend)
-    for outcome in raw_store.fetches_of_run(conn, run_id):
-        summary.raw_rows += outcome.rows
+    for outcome in raw_store.fetches_of_run(conn, run_id, report=None):  # the spend's and the breakdowns'
+        if outcome.report == "spend":
+            summary.raw_rows += outcome.rows
+        else:
+            summary.breakdown_rows += outcome.rows
         summary.meta_requests += outcome.requests
         if outcome.status != "OK":
-            where = f"organization {outcome.organization_id}" + (
-                f", ad account {outcome.ad_account_id}" if outcome.ad_account_id else ""
+            where = ("" if outcome.report == "spend" else f"{outcome.report} of ") + (
+                f"organization {outcome.organization_id}"
+                + (f", ad account {outcome.ad_account_id}" if outcome.ad_account_id else "")
             )
             summary.failures.append(f"{where}: {outcome.error}")
     return summary

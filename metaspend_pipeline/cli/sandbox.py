@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import ipaddress
 import json
 import os
@@ -15,8 +16,10 @@ import sqlalchemy as sa
 from metaspend_pipeline import credentials
 from metaspend_pipeline.cli.app import cli, load_settings, migrated_engine
 from metaspend_pipeline.errors import InvalidInputError
+from metaspend_pipeline.meta.versions import as_meta_serves_them, version_key
 from metaspend_pipeline.sandbox.control import SandboxAdmin
 from metaspend_pipeline.settings import MetaApiSettings
+from metaspend_pipeline.storage import accounts as store
 from metaspend_pipeline.tokens import KeyRing
 
 
@@ -41,6 +44,20 @@ def sandbox_group() -> None:
 @click.option("--app-rate-limit-calls", default=None, type=int, help="Calls of the whole app per window before code 4.")
 @click.option("--app-rate-limit-window", default=None, type=float, help="The app-wide window, in seconds.")
 @click.option("--require-appsecret-proof", is_flag=True, help="Refuse calls without a valid appsecret_proof.")
+@click.option(
+    "--expired-version",
+    "expired_versions",
+    multiple=True,
+    help="A Marketing API version Meta no longer serves as such (e.g. v24.0): its calls are answered at the "
+    "next live version with an X-Ad-Api-Version-Warning header; repeatable. Default: the versions past their "
+    "published expiry today (meta/versions.py).",
+)
+@click.option(
+    "--oldest-version",
+    default=None,
+    help="The oldest version answered at all: calls below it get error #2635. Default: the oldest version "
+    "whose expiry Meta published (meta/versions.py).",
+)
 @click.option("--bench-ads", default=0, type=int, help="Add a large benchmark account with this many ads.")
 @click.option(
     "--bench-accounts", default=0, type=int, help="Add this many benchmark accounts (200 ads each, or --bench-ads)."
@@ -62,6 +79,8 @@ def sandbox_serve(
     app_rate_limit_calls: int | None,
     app_rate_limit_window: float | None,
     require_appsecret_proof: bool,
+    expired_versions: tuple[str, ...],
+    oldest_version: str,
     bench_ads: int,
     bench_accounts: int,
     faults: tuple[str, ...],
@@ -71,7 +90,19 @@ def sandbox_serve(
     from metaspend_pipeline.sandbox.server import Sandbox, SandboxConfig, SandboxServer
 
     api = MetaApiSettings.from_env()
-    config = SandboxConfig(latency_seconds=latency, require_appsecret_proof=require_appsecret_proof)
+    for version in (*expired_versions, *([oldest_version] if oldest_version else [])):
+        try:
+            version_key(version)
+        except ValueError as exc:
+            raise InvalidInputError(f"--expired-version/--oldest-version: {exc}") from None
+    served = as_meta_serves_them(dt.datetime.now(dt.UTC).date())
+    config = SandboxConfig(
+        latency_seconds=latency,
+        require_appsecret_proof=require_appsecret_proof,
+        expired_versions=list(expired_versions) or served.expired,
+        oldest_version=served.oldest if oldest_version is None else oldest_version,
+        latest_version=served.latest,
+    )
     changes: dict[str, Any] = {
         "app_id": api.app_id,
         "app_secret": api.app_secret,
@@ -143,11 +174,19 @@ def sandbox_connect(url: str | None) -> None:
 
 
 def connect_sandbox_organizations(engine: sa.Engine, keyring: KeyRing, url: str) -> dict[str, list[str]]:
-    """Store the sandbox's organizations as connected accounts, tokens encrypted."""
+    """Store the sandbox's organizations as connected accounts, tokens encrypted; one connected for the
+    first time gets the reporting currency `accounts connect` would give it (its ad accounts' own, USD
+    when they are mixed)."""
+    from metaspend_pipeline.fx import default_reporting_currency
+
     organizations = SandboxAdmin(url).organizations()
     with engine.begin() as conn:
         for org in organizations:
+            organization_id = org["organization_id"]
             credentials.store_connection(
-                conn, keyring, org["organization_id"], org["provider"], org["ad_accounts"], org["token"], None
+                conn, keyring, organization_id, org["provider"], org["ad_accounts"], org["token"], None
             )
+            if store.stored_reporting_currency(conn, organization_id) is None:
+                currency, _ = default_reporting_currency(org["currencies"].values())
+                store.set_reporting_currency(conn, organization_id, currency)
     return {org["organization_id"]: org["ad_accounts"] for org in organizations}

@@ -19,15 +19,17 @@ import random
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import requests
 
 from metaspend_pipeline.meta.errors import (
+    DEPRECATED_VERSION_CODE,
     OLD_DATA_CODE,
     GraphError,
     MetaApiError,
+    MetaApiVersionError,
     MetaPermissionError,
     MetaReportJobError,
     MetaRetriesExhaustedError,
@@ -65,6 +67,12 @@ _JOB_DONE = "Job Completed"
 _JOB_FAILED = frozenset({"Job Failed", "Job Skipped"})
 _STRIPPED_PARAMS = frozenset({"access_token", "appsecret_proof"})
 _AD_ACCOUNT_FIELDS = "id,account_id,name,currency,timezone_name,timezone_offset_hours_utc,account_status"
+# What a report run's poll asks: its status, and (since v25.0) why it failed when it did.
+_REPORT_RUN_FIELDS = (
+    "id,async_status,async_percent_completion,error_code,error_message,error_subcode,error_user_title,error_user_msg"
+)
+# Meta's words when it answers a call to an expired version at a newer one (auto-upgrade).
+VERSION_WARNING_HEADER = "X-Ad-Api-Version-Warning"
 # Failures of the connection itself, before or during an answer: worth another attempt.
 _TRANSIENT_TRANSPORT_ERRORS = (
     requests.ConnectionError,
@@ -79,7 +87,8 @@ protect_third_party_loggers()
 
 @dataclass
 class ClientStats:
-    """What one client did, for logs and Dagster metadata."""
+    """What one client did, for logs and Dagster metadata; `version_warnings` are Meta's words
+    (`X-Ad-Api-Version-Warning`, redacted), each once."""
 
     requests: int = 0
     pages: int = 0
@@ -91,6 +100,7 @@ class ClientStats:
     app_pacing_wait_seconds: float = 0.0
     response_seconds: float = 0.0  # waiting for Meta's answers, report runs' polls included
     async_jobs: int = 0
+    version_warnings: list[str] = field(default_factory=list)
 
     @property
     def meta_wait_seconds(self) -> float:
@@ -101,7 +111,17 @@ class ClientStats:
 
     def add(self, other: ClientStats) -> None:
         for name in self.__dataclass_fields__:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+            if name != "version_warnings":
+                setattr(self, name, getattr(self, name) + getattr(other, name))
+        for text in other.version_warnings:
+            self.note_version_warning(text)
+
+    def note_version_warning(self, text: str) -> bool:
+        """Keep Meta's warning once; True the first time it is seen."""
+        if text in self.version_warnings:
+            return False
+        self.version_warnings.append(text)
+        return True
 
 
 @dataclass(frozen=True)
@@ -256,6 +276,7 @@ class MetaClient:
                 ) from None
             else:
                 self.stats.requests += 1
+                self._note_version_warning(response, context)
                 usage = parse_usage(response.headers)
                 self._pacer.observe(usage)
                 self._app_pacer.observe(parse_usage(response.headers, "app"))
@@ -273,6 +294,13 @@ class MetaClient:
                         raise MetaTokenError(
                             f"{context}: Meta rejected the access token ({failure}); the account needs "
                             "re-authorisation",
+                            error=error,
+                        )
+                    if error.code == DEPRECATED_VERSION_CODE:
+                        raise MetaApiVersionError(
+                            f"{context}: Meta no longer serves Marketing API {self.settings.api_version} "
+                            f"(META_API_VERSION) and answers: {failure}; set META_API_VERSION to a version "
+                            "Meta serves (see docs/meta-api.md#api-versions)",
                             error=error,
                         )
                     if error.asks_for_less_data and reducible:
@@ -312,6 +340,15 @@ class MetaClient:
             self._log.warning("%s: attempt %d failed (%s); retrying in %.1fs", context, attempt, failure, delay)
             self._sleep(delay)
             waited += delay
+
+    def _note_version_warning(self, response: requests.Response, context: str) -> None:
+        """Meta answered at another version than META_API_VERSION and says so: kept for the caller to
+        report once (the asset's check and run log, `accounts connect`), and logged here at DEBUG."""
+        text = redact(" ".join(response.headers.get(VERSION_WARNING_HEADER, "").split()))
+        if text and self.stats.note_version_warning(text):
+            self._log.debug(
+                "%s: Meta warns about Marketing API %s (META_API_VERSION): %s", context, self.settings.api_version, text
+            )
 
     def _pages(self, path: str, params: Mapping[str, Any], *, context: str) -> Iterator[list[dict[str, Any]]]:
         """Every page of a list endpoint, following `paging.next` until the last page."""
@@ -446,7 +483,6 @@ class MetaClient:
             params["breakdowns"] = ",".join(breakdown)
         else:
             params["action_attribution_windows"] = json.dumps(list(self.settings.attribution_windows))
-            params["use_unified_attribution_setting"] = "true"
         return params
 
     def _reach_params(self, level: str, since: dt.date, until: dt.date) -> dict[str, Any]:
@@ -522,14 +558,13 @@ class MetaClient:
         pause = self.settings.async_poll_initial
         while True:
             job = self.request(
-                "GET",
-                run_id,
-                {"fields": "id,async_status,async_percent_completion"},
-                context=f"{context} (report run {run_id})",
+                "GET", run_id, {"fields": _REPORT_RUN_FIELDS}, context=f"{context} (report run {run_id})"
             )
             status = str(job.get("async_status") or "")
-            if status == _JOB_DONE or status in _JOB_FAILED:
+            if status == _JOB_DONE:
                 return status
+            if status in _JOB_FAILED:
+                return status + _report_run_error(job)
             if self._clock() + pause > deadline:
                 return (
                     f"no result within {self.settings.async_timeout_seconds:g}s (META_ASYNC_TIMEOUT_SECONDS; "
@@ -644,6 +679,32 @@ def _json_or_none(response: requests.Response) -> Any:
     try:
         return response.json()
     except ValueError:
+        return None
+
+
+def _report_run_error(job: Mapping[str, Any]) -> str:
+    """Why a report run failed, from the fields a failed run carries since v25.0 (`error_code` a signed
+    int): ' (error_code -2, error_subcode 1815107: message; title: user message)', or '' without them."""
+    code, subcode = _signed_int(job.get("error_code")), _signed_int(job.get("error_subcode"))
+    named = (("error_code", code), ("error_subcode", subcode))
+    codes = ", ".join(f"{name} {value}" for name, value in named if value is not None)
+    title, user = (redact(str(job.get(k) or "")).strip() for k in ("error_user_title", "error_user_msg"))
+    texts = [
+        redact(str(job.get("error_message") or "")).strip(),
+        f"{title}: {user}" if title and user else title or user,
+    ]
+    text = "; ".join(t for t in texts if t)
+    if not codes and not text:
+        return ""
+    return f" ({codes}{': ' if codes and text else ''}{text})"
+
+
+def _signed_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
         return None
 
 

@@ -18,6 +18,7 @@ TRANSIENT_CODES = frozenset({1, 2, 99})
 TOKEN_CODE = 190
 REDUCE_DATA_TEXT = "reduce the amount of data"
 OLD_DATA_CODE = 3018
+DEPRECATED_VERSION_CODE = 2635  # "(#2635) You are calling a deprecated version of the Ads API. ..."
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,10 @@ class MetaPermissionError(MetaApiError):
 
 class MetaRetriesExhaustedError(MetaApiError):
     """Retries or the time budget ran out on throttles or transient failures."""
+
+
+class MetaApiVersionError(MetaApiError):
+    """Meta no longer serves the configured META_API_VERSION (code 2635): never retried."""
 
 
 class MetaReportJobError(MetaApiError):

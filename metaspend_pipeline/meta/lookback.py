@@ -1,38 +1,55 @@
-"""How far back Meta's insights reach: ranges older than these are refused up front, naming the limit
-and the first allowed day, instead of being sent to fail at Meta (or, for reach, to come back without it).
+"""How far back Meta's insights reach, and the refusal of a range that starts before.
 
-- Insights: 37 months (older ranges: error 3018).
-- Unique counts (reach, frequency) with breakdowns, and hourly breakdowns: 13 months since 2026-01-12;
-  Meta's own pages disagree on whether reach without breakdowns older than that fails or comes back
-  empty, so the pipeline's reach tables keep to 13 months too.
+Plain code, no Dagster. Insights reach back 37 months (older ranges: error #3018). Since 2026-01-12,
+breakdowns of unique counts (reach, frequency) and every hourly breakdown reach back 13 months. A
+range that starts earlier is refused before any request, naming the limit and the first day Meta
+serves, rather than sent to fail at Meta (see docs/operations.md#how-far-back).
 """
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
+from dataclasses import dataclass
 
 from metaspend_pipeline.errors import InvalidInputError
 
-INSIGHTS_MONTHS = 37
-UNIQUE_COUNTS_MONTHS = 13
+
+@dataclass(frozen=True)
+class Lookback:
+    months: int
+    what: str  # what the limit applies to, as a message names it
 
 
-class LookbackError(InvalidInputError):
-    """A range starts before the oldest day Meta serves for it."""
+INSIGHTS = Lookback(37, "Meta's insights")
+# Unique counts (reach, frequency) broken down, and hourly breakdowns.
+UNIQUE_COUNTS_AND_HOURLY = Lookback(13, "breakdowns of unique counts (reach) and hourly breakdowns in Meta's insights")
+# The reach tables: Meta's pages disagree on whether reach without breakdowns past 13 months fails or
+# comes back without reach and frequency, so the reach assets keep to 13 months too.
+UNIQUE_COUNTS = Lookback(13, "Meta's unique counts (reach, frequency)")
 
 
-def first_allowed_day(today: dt.date, months: int) -> dt.date:
-    """The oldest day Meta serves `months` months back from `today` (a day of month past the 28th is
-    read as the 28th, so that every month has it)."""
-    year, month = divmod(today.year * 12 + today.month - 1 - months, 12)
-    return dt.date(year, month + 1, min(today.day, 28))
+class RangeTooOldError(InvalidInputError):
+    """A range starts before the first day Meta serves."""
 
 
-def check_lookback(since: dt.date, today: dt.date, months: int, what: str) -> None:
-    """Raise when [since, ...] reaches further back than Meta keeps `what`."""
-    first = first_allowed_day(today, months)
+def months_before(day: dt.date, months: int) -> dt.date:
+    """The same day of the month `months` months before `day`, or that month's last day."""
+    year, month = divmod(day.year * 12 + day.month - 1 - months, 12)
+    month += 1
+    return dt.date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+def first_allowed_day(today: dt.date, lookback: Lookback = INSIGHTS) -> dt.date:
+    """The first day Meta serves today under `lookback`."""
+    return months_before(today, lookback.months)
+
+
+def refuse_too_old(since: dt.date, until: dt.date, today: dt.date, lookback: Lookback = INSIGHTS) -> None:
+    """RangeTooOldError when [since, until] starts before `first_allowed_day`, naming the limit and the day."""
+    first = first_allowed_day(today, lookback)
     if since < first:
-        raise LookbackError(
-            f"{what} from {since} reaches back further than Meta keeps it ({months} months): the first "
-            f"day Meta serves is {first}; start the range on or after it"
+        raise RangeTooOldError(
+            f"the range {since}..{until} starts before {first}: {lookback.what} reach back {lookback.months} "
+            f"months, so the first day Meta serves today ({today}) is {first}; start the range on or after {first}"
         )

@@ -17,6 +17,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import re
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -31,7 +32,6 @@ from metaspend_pipeline.sandbox.responses import REDUCE_MESSAGE, GraphError, jso
 from metaspend_pipeline.sandbox.world import (
     BREAKDOWN_COMBINATIONS,
     BREAKDOWN_FIELDS,
-    DEFAULT_ATTRIBUTION,
     DEFAULT_VISIBLE,
     EVENT_TYPES,
     UNIQUE_FIELDS,
@@ -56,6 +56,8 @@ MAX_HISTORY_MONTHS = 37
 UNIQUE_HISTORY_MONTHS = 13
 UNIQUE_HISTORY_MESSAGE = "(#100) Reach and frequency with breakdowns are only available for the last 13 months"
 _CONVERSION_FIELDS = ("actions", "action_values", "purchase_roas")
+VERSION_WARNING_HEADER = "X-Ad-Api-Version-Warning"
+_VERSION = re.compile(r"v([0-9]{1,3})\.([0-9]{1,3})", re.ASCII)
 # The object edges and the fields each kind of object has.
 _EDGES = {"campaigns": "campaign", "adsets": "adset", "ads": "ad"}
 _COMMON_FIELDS = ("id", "name", "status", "effective_status", "account_id", "created_time", "updated_time")
@@ -87,6 +89,21 @@ class Job:
     created: float
     days: int
     outcome: str | None = None  # forced "Job Failed" / "Job Skipped"
+    error: dict[str, Any] = dataclasses.field(default_factory=dict)  # a failed run's error fields (v25.0)
+
+
+# A report run's fields; a failed one carries the error ones since v25.0 (`error_code` a signed int).
+_REPORT_RUN_FIELDS = frozenset(
+    {"id", "account_id", "async_status", "async_percent_completion", "date_start", "date_stop"}
+    | {"error_code", "error_message", "error_subcode", "error_user_title", "error_user_msg"}
+)
+_JOB_ERROR = {
+    "error_code": 1,
+    "error_message": "An unknown error occurred while generating the report.",
+    "error_subcode": 1815107,
+    "error_user_title": "Report could not be generated",
+    "error_user_msg": "Try again later, or ask for a shorter date range.",
+}
 
 
 def job_account(sandbox: Sandbox, run_id: str | None) -> str | None:
@@ -151,6 +168,38 @@ def _page(
     return json_response(body)
 
 
+# --- versions --------------------------------------------------------------------------------
+
+
+def _version_key(version: str) -> tuple[int, int] | None:
+    match = _VERSION.fullmatch(version)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def version_headers(sandbox: Sandbox, version: str) -> dict[str, str]:
+    """How Meta treats a call's version: #2635 below the oldest it answers; for an expired one, the
+    header saying the call was answered at the next live version; else nothing."""
+    config = sandbox.config
+    key = _version_key(version)
+    oldest = _version_key(config.oldest_version)
+    if key is not None and oldest is not None and key < oldest:
+        raise GraphError(
+            400,
+            2635,
+            "(#2635) You are calling a deprecated version of the Ads API. Please update to the latest "
+            f"version: {config.latest_version}.",
+        )
+    if key is None or version not in config.expired_versions:
+        return {}
+    newest_expired = max(k for k in map(_version_key, config.expired_versions) if k is not None)
+    upgraded = f"v{newest_expired[0] + 1}.0"
+    return {
+        VERSION_WARNING_HEADER: f"Marketing API {version} has been deprecated. This call was automatically "
+        f"upgraded to {upgraded}; calls that cannot be upgraded will fail. Please update your app to "
+        f"{upgraded} or later."
+    }
+
+
 # --- insights --------------------------------------------------------------------------------
 
 
@@ -210,7 +259,6 @@ def _query(sandbox: Sandbox, account: str, params: dict[str, str]) -> dict[str, 
         "breakdowns": breakdowns,
         "unique": unique,
         "windows": [w for w in WINDOWS if w in windows],
-        "unified": params.get("use_unified_attribution_setting", "false").lower() == "true",
         "account": account,
         "level": level,
         "since": since,
@@ -261,7 +309,6 @@ def _rows(sandbox: Sandbox, q: dict[str, Any]) -> list[dict[str, str]]:
             q["daily"],
             q["fields"],
             q["windows"],
-            q["unified"],
             q["breakdowns"],
             q["unique"],
         ]
@@ -280,7 +327,8 @@ def _rows(sandbox: Sandbox, q: dict[str, Any]) -> list[dict[str, str]]:
         else {}
     )
     reach = _reach(world, q, sums) if q["unique"] else {}
-    setting = account.attribution_setting if q["unified"] else DEFAULT_ATTRIBUTION
+    # since 2025-06-10 Meta ignores use_unified_attribution_setting: the ad account's own setting, always
+    setting = account.attribution_setting
     rows = []
     for (row_key, breakdown), (spend, impressions, clicks) in sums.items():
         day, campaign_id, adset_id, ad_id = row_key
@@ -418,6 +466,8 @@ def insights(sandbox: Sandbox, call: Call) -> Response:
             job.outcome = "Job Failed" if fault.kind == "job_failed" else "Job Skipped"
         elif sandbox.config.async_fail_above_days and days > sandbox.config.async_fail_above_days:
             job.outcome = "Job Failed"
+        if job.outcome == "Job Failed":
+            job.error = _JOB_ERROR | {k: v for k, v in (fault.options if fault else {}).items() if k in _JOB_ERROR}
         with sandbox._lock:
             sandbox._jobs[job.id] = job
         answer: dict[str, Any] = {"report_run_id": job.id}
@@ -471,16 +521,19 @@ def report_run(sandbox: Sandbox, call: Call) -> Response:
         "date_start": job.query["since"].isoformat(),
         "date_stop": job.query["until"].isoformat(),
     }
+    if status == "Job Failed":
+        node |= job.error
     if "fields" not in call.params:
         return json_response(node)  # Meta's default fields of a report run
-    # as Meta does: `id` and the fields asked for; a field a report run does not have is refused
+    # as Meta does: `id` and the fields asked for that have a value; a field a report run does not
+    # have is refused
     fields = [f for f in call.params["fields"].split(",") if f]
-    unknown = [f for f in fields if f not in node]
+    unknown = [f for f in fields if f not in _REPORT_RUN_FIELDS]
     if unknown:
         raise GraphError(
             400, 100, f"(#100) Tried accessing nonexisting field ({unknown[0]}) on node type (AdReportRun)"
         )
-    return json_response({"id": job.id} | {f: node[f] for f in fields})
+    return json_response({"id": job.id} | {f: node[f] for f in fields if f in node})
 
 
 def report_run_insights(sandbox: Sandbox, call: Call) -> Response:

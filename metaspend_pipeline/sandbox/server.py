@@ -26,7 +26,8 @@ Where each part lives, in this package:
   world.py      the demo organizations, ad accounts, objects and their spend and conversions
   ecb.py        the ECB's reference rates, which admin.py serves
   control.py    the client of the admin endpoints, for the CLI, the demo, tests and benchmarks
-A Graph call goes through `Sandbox._dispatch`: it is logged, waits out `latency_seconds` and
+A Graph call goes through `Sandbox._dispatch`: it is logged, waits out `latency_seconds`, is
+refused (#2635) or marked as upgraded when its version is one Meta no longer serves as such, and
 takes its fault (a reset, slow or malformed one acts there and then), has its appsecret_proof
 checked and is counted against the rate limits; then the fault's Graph error answers it, or its
 endpoint does, applying the faults that change an answer rather than replace it.
@@ -34,7 +35,10 @@ endpoint does, applying the faults that change an answer rather than replace it.
 Admin endpoints under `/__sandbox/` let tests and benchmarks change its behaviour while it runs:
   POST   /__sandbox/faults         [{"kind": ..., "match": "insights", "times": 1, "skip": 0, ...}]
   DELETE /__sandbox/faults         remove all faults, forget requests and usage, restore the startup config
-  POST   /__sandbox/config         {"latency_seconds": 0.2, "rate_limit_calls": 50, ...}
+  POST   /__sandbox/config         {"latency_seconds": 0.2, "rate_limit_calls": 50, "expired_versions": ["v24.0"], ...}
+Versions, as Meta's (`expired_versions`, `oldest_version`, `latest_version`): a call under an expired
+version is answered at the next live one with an `X-Ad-Api-Version-Warning` header saying so; a call
+below the oldest version Meta still answers gets HTTP 400 #2635 naming the latest version.
 Rate limits, as Meta's: `rate_limit_calls` per ad account in any `rate_limit_window_seconds`
 (the business-use-case limit, code 80000 beyond it) and `app_rate_limit_calls` for the whole app
 in any `app_rate_limit_window_seconds` (code 4 beyond it), both reported in the usage headers.
@@ -43,7 +47,7 @@ in any `app_rate_limit_window_seconds` (code 4 beyond it), both reported in the 
          [&kind=conversions&windows=7d_click,1d_view]  the rows of meta_spend_daily (meta_conversions_daily)
          [&kind=breakdown&breakdown=age_gender|country|placement]  the daily rows broken down by that set
          [&kind=reach]  reach and frequency per object over the whole range (time_increment=all_days)
-  GET    /__sandbox/organizations  the demo organizations, their ad accounts and tokens
+  GET    /__sandbox/organizations  the demo organizations, their ad accounts (and currencies) and tokens
   GET    /__sandbox/objects?ad_account=act_1[&kind=campaign]  every campaign, ad set and ad, any status
   POST   /__sandbox/objects        {"id": ..., "name": ...}: rename an object (its updated_time moves to now)
   POST   /__sandbox/tokens         {"token": ..., "organization_id": ..., "expires_in": 60, "revoked": false}
@@ -51,7 +55,8 @@ in any `app_rate_limit_window_seconds` (code 4 beyond it), both reported in the 
   GET    /__sandbox/ecb/truth?since=...&until=...  the rows a correct fx_rates_daily holds
 Fault kinds: throttle (code, subcode, regain_minutes, reset_seconds, is_transient, retry_after), http429 (retry_after),
 server_error (code, http_status, is_transient), reduce_data, reset, slow (seconds), malformed,
-token_expired, token_invalid, permission, unknown_object, job_failed, job_skipped (POST only),
+token_expired, token_invalid, permission, unknown_object, job_failed (error_code, error_message,
+error_subcode, error_user_title, error_user_msg: the failed run's error fields), job_skipped (POST only),
 corrupt_row (field, value; a missing value removes the field from the page's first row, or from
 the answer of oauth/access_token, or report_run_id from a report run's start),
 reset_mid_body (the headers and half the body, then a reset), foreign_next (base_url: the page's
@@ -111,6 +116,11 @@ class SandboxConfig:
     async_job_seconds: float = 0.3
     async_fail_above_days: int = 0
     token_lifetime_seconds: int = 5_183_944
+    # Meta's versions: calls to an expired one are answered at the next live version with an
+    # X-Ad-Api-Version-Warning header; calls below `oldest_version` get #2635 naming `latest_version`.
+    expired_versions: list[str] = dataclasses.field(default_factory=list)
+    oldest_version: str = ""
+    latest_version: str = "v27.0"
 
 
 @dataclass
@@ -216,6 +226,7 @@ class Sandbox:
             {
                 "organization_id": o.organization_id,
                 "ad_accounts": list(o.ad_accounts),
+                "currencies": {a: self.world.accounts[a].currency for a in o.ad_accounts},
                 "token": o.token,
                 "provider": o.provider,
             }
@@ -306,6 +317,7 @@ class Sandbox:
         account = f"act_{args['digits']}" if "digits" in args else graph.job_account(self, args.get("run_id"))
         headers: dict[str, str] = {}
         try:
+            headers = graph.version_headers(self, args["version"])
             fault = take_fault(self, request.method, request.path)
             if fault is not None and fault.kind == "reset":
                 reset_connection(environ)
@@ -320,7 +332,7 @@ class Sandbox:
             if endpoint not in {"access_token"}:
                 self._check_proof(params, token)
             if account is not None:
-                headers = account_usage(self, account, throttle=fault)
+                headers |= account_usage(self, account, throttle=fault)
             if fault is not None and fault.kind not in ENDPOINT_FAULTS:
                 raise fault_error(self, fault, headers)
             response = graph.ENDPOINTS[endpoint](self, graph.Call(request, params, token, args, fault))

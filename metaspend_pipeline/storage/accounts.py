@@ -16,11 +16,12 @@ import sqlalchemy as sa
 
 from metaspend_pipeline.currency import CURRENCY_CODE
 from metaspend_pipeline.errors import InvalidInputError, UnknownOrganizationError
-from metaspend_pipeline.storage.db import utcnow
+from metaspend_pipeline.storage.db import is_postgres, utcnow
 from metaspend_pipeline.storage.schema import (
     DEFAULT_REPORTING_CURRENCY,
     PROVIDERS,
     connected_account,
+    connected_ad_account,
     oauth_token,
     organization_setting,
 )
@@ -121,8 +122,10 @@ def upsert_account(
     provider: str,
     ad_accounts: Sequence[str],
 ) -> str:
-    """Create or reconnect the organization's account for `provider`; returns its id."""
+    """Create or reconnect the organization's account for `provider`; returns its id. Ad accounts
+    connected to the organization for the first time are recorded with the time (`connected_ad_account`)."""
     now = utcnow()
+    record_first_connection(conn, organization_id, ad_accounts, now)
     existing = find_account(conn, organization_id, provider)
     if existing is None:
         account_id = new_id()
@@ -144,6 +147,31 @@ def upsert_account(
         .values(status="CONNECTED", ad_accounts=list(ad_accounts), updated_at=now)
     )
     return existing.id
+
+
+def record_first_connection(
+    conn: sa.Connection, organization_id: str, ad_accounts: Sequence[str], now: dt.datetime
+) -> None:
+    """`now` as the first connection of each ad account the organization never had; others keep theirs."""
+    if not ad_accounts:
+        return
+    if is_postgres(conn):
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    rows = [{"organization_id": organization_id, "ad_account_id": a, "first_connected_at": now} for a in ad_accounts]
+    conn.execute(insert(connected_ad_account).values(rows).on_conflict_do_nothing())
+
+
+def first_connections(
+    conn: sa.Connection, organization_ids: Iterable[str] | None = None
+) -> dict[tuple[str, str], dt.datetime]:
+    """(organization, ad account) -> when the ad account was first connected to the organization (UTC)."""
+    t = connected_ad_account
+    query = sa.select(t.c.organization_id, t.c.ad_account_id, t.c.first_connected_at)
+    if organization_ids is not None:
+        query = query.where(t.c.organization_id.in_(list(organization_ids)))
+    return {(o, a): as_utc(at) for o, a, at in conn.execute(query)}  # type: ignore[misc]
 
 
 def replace_token(
@@ -340,7 +368,7 @@ def validate_currency(value: str, what: str = "currency") -> str:
 def set_reporting_currency(conn: sa.Connection, organization_id: str, currency: str) -> str | None:
     """Set the organization's reporting currency; returns the one it had (None: it had no setting)."""
     t = organization_setting
-    before = conn.execute(sa.select(t.c.reporting_currency).where(t.c.organization_id == organization_id)).scalar()
+    before = stored_reporting_currency(conn, organization_id)
     now = utcnow()
     if before is None:
         conn.execute(
@@ -353,6 +381,12 @@ def set_reporting_currency(conn: sa.Connection, organization_id: str, currency: 
             t.update().where(t.c.organization_id == organization_id).values(reporting_currency=currency, updated_at=now)
         )
     return before
+
+
+def stored_reporting_currency(conn: sa.Connection, organization_id: str) -> str | None:
+    """The organization's own setting; None when it has none (and reports in the default)."""
+    t = organization_setting
+    return conn.execute(sa.select(t.c.reporting_currency).where(t.c.organization_id == organization_id)).scalar()
 
 
 def reporting_currencies(conn: sa.Connection, organization_ids: Iterable[str]) -> dict[str, str]:

@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
+from metaspend_pipeline.currency import EUR
 from metaspend_pipeline.storage.accounts import reporting_currencies
 from metaspend_pipeline.storage.bulk import load_rows
 from metaspend_pipeline.storage.db import utcnow
@@ -59,10 +60,12 @@ def rates(conn: sa.Connection, since: dt.date, until: dt.date) -> dict[tuple[dt.
 
 
 def needed_currencies(conn: sa.Connection, since: dt.date, until: dt.date) -> dict[str, list[str]]:
-    """{currency: who needs it} for [since, until]: the connected organizations' ad accounts,
-    the spend and the sales (by their lead's day, as ROAS counts them) of the range, and every
-    organization's reporting currency."""
-    needs: dict[str, set[str]] = defaultdict(set)
+    """{currency: who needs it} for [since, until]: the rates an organization's reporting-currency
+    columns convert with. Its currencies are its connected ad accounts', its spend's and its sales'
+    (by their lead's day, as ROAS counts them) in the range; each one other than its reporting
+    currency is needed, and then the reporting currency too. An organization whose amounts are all
+    in its reporting currency needs no rate, and EUR never does (the rates are per euro)."""
+    has: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))  # organization -> currency -> why
     owners: dict[str, set[str]] = defaultdict(set)
     connected = connected_account.c.status.in_(["CONNECTED", "NEEDS_REAUTH"])  # as `connected_organizations`
     for organization_id, accounts in conn.execute(
@@ -72,12 +75,12 @@ def needed_currencies(conn: sa.Connection, since: dt.date, until: dt.date) -> di
             owners[account].add(organization_id)
     for account, currency in conn.execute(sa.select(meta_ad_account.c.ad_account_id, meta_ad_account.c.currency)):
         for organization_id in owners.get(account, ()):
-            needs[currency.upper()].add(f"organization {organization_id} (ad account {account})")
+            has[organization_id][currency.upper()].add(f"organization {organization_id} (ad account {account})")
     s = meta_spend_daily
     for organization_id, account, currency in conn.execute(
         sa.select(s.c.organization_id, s.c.ad_account_id, s.c.currency).where(s.c.date.between(since, until)).distinct()
     ):
-        needs[currency.upper()].add(f"organization {organization_id} (ad account {account})")
+        has[organization_id][currency.upper()].add(f"organization {organization_id} (ad account {account})")
     # a sale counts on its lead's day, in the ad account's time zone: leads created a day around the range
     first = dt.datetime.combine(since - dt.timedelta(days=1), dt.time(), dt.UTC)
     last = dt.datetime.combine(until + dt.timedelta(days=2), dt.time(), dt.UTC)
@@ -87,8 +90,14 @@ def needed_currencies(conn: sa.Connection, since: dt.date, until: dt.date) -> di
         .where(lead.c.created_at >= first, lead.c.created_at < last)
         .distinct()
     ):
-        needs[currency].add(f"organization {organization_id} (sales)")
-    organizations = roas_organizations(conn)
-    for organization_id, currency in reporting_currencies(conn, organizations).items():
-        needs[currency].add(f"organization {organization_id} (reporting currency)")
+        has[organization_id][currency].add(f"organization {organization_id} (sales)")
+    needs: dict[str, set[str]] = defaultdict(set)
+    for organization_id, reporting in reporting_currencies(conn, roas_organizations(conn)).items():
+        converted = {c: who for c, who in has.get(organization_id, {}).items() if c != reporting}
+        if not converted:
+            continue
+        for currency, who in converted.items():
+            needs[currency] |= who
+        needs[reporting].add(f"organization {organization_id} (reporting currency)")
+    needs.pop(EUR, None)
     return {currency: sorted(who) for currency, who in sorted(needs.items())}

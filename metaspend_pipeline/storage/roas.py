@@ -262,12 +262,11 @@ def group_sums(
     )
 
 
-def meta_purchases_query(
-    conn: sa.Connection, organization_id: str, group: str, since: dt.date, until: dt.date
-) -> sa.Select:
-    """Meta's purchases and their value per (day, group) at the group's level, window `default`:
-    for each row's object the first action type of PURCHASE_ACTION_TYPES Meta sent, then summed."""
-    level, id_column = LEVEL_OF_GROUP[group], f"{group}_id"
+def chosen_purchases(
+    level: str, since: dt.date, until: dt.date, organizations: Sequence[str] | None = None
+) -> sa.Subquery:
+    """Meta's purchases of each row (organization, day, object) at `level`, window `default`, under
+    one action type: the first of PURCHASE_ACTION_TYPES Meta sent for it."""
     c = meta_conversions_daily
     rank = sa.case(
         *[(c.c.action_type == name, i) for i, name in enumerate(PURCHASE_ACTION_TYPES)],
@@ -275,35 +274,50 @@ def meta_purchases_query(
     )
     ranked = (
         sa.select(
+            c.c.organization_id,
+            c.c.ad_account_id,
             c.c.date,
-            c.c[id_column].label("group_id"),
+            c.c.campaign_id,
+            c.c.adset_id,
+            c.c.ad_id,
+            c.c.action_type,
             c.c.currency,
             c.c.count,
             c.c.value,
             sa.func.row_number()
-            .over(partition_by=[c.c.date, c.c.campaign_id, c.c.adset_id, c.c.ad_id], order_by=rank)
+            .over(partition_by=[c.c.organization_id, c.c.date, c.c.campaign_id, c.c.adset_id, c.c.ad_id], order_by=rank)
             .label("choice"),
         )
-        .where(c.c.organization_id == organization_id)
         .where(c.c.date.between(since, until))
         .where(c.c.level == level)
         .where(c.c.attribution_window == PURCHASE_WINDOW)
         .where(c.c.action_type.in_(PURCHASE_ACTION_TYPES))
-        .where(c.c[id_column].is_not(None))
-        .subquery("ranked")
     )
+    if organizations is not None:
+        ranked = ranked.where(c.c.organization_id.in_(list(organizations)))
+    chosen = ranked.subquery("ranked")
+    return sa.select(chosen).where(chosen.c.choice == 1).subquery("chosen")
+
+
+def meta_purchases_query(
+    conn: sa.Connection, organization_id: str, group: str, since: dt.date, until: dt.date
+) -> sa.Select:
+    """Meta's purchases and their value per (day, group) at the group's level, window `default`:
+    for each row's object the first action type of PURCHASE_ACTION_TYPES Meta sent, then summed."""
+    level, id_column = LEVEL_OF_GROUP[group], f"{group}_id"
+    chosen = chosen_purchases(level, since, until, [organization_id])
     # SUM of only NULLs is NULL: a group whose purchases came without a value keeps its value NULL
     return (
         sa.select(
-            ranked.c.date,
-            ranked.c.group_id,
-            ranked.c.currency,
-            sa.func.sum(ranked.c.count),
-            money_sum(conn, ranked.c.value),
+            chosen.c.date,
+            chosen.c[id_column],
+            chosen.c.currency,
+            sa.func.sum(chosen.c.count),
+            money_sum(conn, chosen.c.value),
         )
-        .where(ranked.c.choice == 1)
-        .group_by(ranked.c.date, ranked.c.group_id, ranked.c.currency)
-        .order_by(ranked.c.date, _binary(conn, ranked.c.group_id), ranked.c.currency)
+        .where(chosen.c[id_column].is_not(None))
+        .group_by(chosen.c.date, chosen.c[id_column], chosen.c.currency)
+        .order_by(chosen.c.date, _binary(conn, chosen.c[id_column]), chosen.c.currency)
     )
 
 

@@ -139,6 +139,17 @@ oauth_token = sa.Table(
     sa.Index("ix_oauth_token_connected_account_id", "connected_account_id"),
 )
 
+# When each ad account was first connected to its organization (migration 0007), whatever connected
+# account lists it now: the check every_ad_account_loaded expects its days from then on, not before.
+connected_ad_account = sa.Table(
+    "connected_ad_account",
+    metadata,
+    sa.Column("organization_id", sa.Text, nullable=False),
+    sa.Column("ad_account_id", sa.Text, nullable=False),
+    sa.Column("first_connected_at", Timestamp, nullable=False),
+    sa.PrimaryKeyConstraint("organization_id", "ad_account_id", name="pk_connected_ad_account"),
+)
+
 # Comments on the reporting tables are shown to BI users (PostgreSQL `COMMENT ON`, applied by a
 # migration); they say what a value means, in which unit, and which day.
 _ORG = "The organization's id in the product."
@@ -396,20 +407,22 @@ def _roas_table(group: str) -> sa.Table:
             Money,
             nullable=True,
             comment="spend converted to reporting_currency at the ECB reference rate of the day "
-            "(the previous business day's on weekends and holidays), rounded to cents.",
+            "(the previous business day's on weekends and holidays), rounded half up to the reporting "
+            "currency's minor units (whole yen for JPY); NULL when fx_rates_daily had no rate it needs.",
         ),
         sa.Column(
             "revenue_reporting",
             Money,
             nullable=True,
             comment="The sales' revenue converted to reporting_currency at the day's ECB rate, each sale "
-            "currency converted before summing: set even when sales are in several currencies.",
+            "currency converted and rounded before summing: set even when sales are in several currencies; "
+            "NULL when fx_rates_daily had no rate it needs.",
         ),
         sa.Column(
             "roas_reporting",
             Ratio,
             nullable=True,
-            comment="revenue_reporting / spend_reporting for this day alone; NULL when either is 0.",
+            comment="revenue_reporting / spend_reporting for this day alone; NULL when either is 0 or NULL.",
         ),
         sa.PrimaryKeyConstraint("organization_id", "date", f"{group}_id", name=f"pk_meta_roas_by_{group}"),
         comment=f"Leads, sales, revenue, spend and ROAS per organization, day and {name}.",

@@ -17,10 +17,12 @@ from click.testing import CliRunner, Result
 from dagster._core.execution.backfill import BulkActionStatus
 
 from metaspend_pipeline.cli import cli
-from metaspend_pipeline.defs.meta_spend.jobs import SPEND_ASSETS
+from metaspend_pipeline.defs.meta_spend.jobs import API_VERSION_CURRENT, SPEND_ASSETS
+from metaspend_pipeline.meta.lookback import first_allowed_day
+from metaspend_pipeline.storage import raw as raw_store
 from metaspend_pipeline_tests._dagster_processes import clean_env, free_port, wait_for, webserver_and_daemon
 from metaspend_pipeline_tests.conftest import POSTGRES_ADMIN_URL, Listener, Pipeline, _admin, require_postgres
-from metaspend_pipeline_tests.dates import iso
+from metaspend_pipeline_tests.dates import TODAY, iso
 from metaspend_pipeline_tests.defs.test_assets import sort_rows, spend_rows, truth_rows
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,6 +83,28 @@ def test_a_bad_range_is_one_line_exit_2_and_submits_nothing(
         assert instance.get_runs() == []
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # refused before the warehouse is opened
+def test_a_range_older_than_meta_serves_is_refused_naming_the_limit_and_the_first_day(
+    env: dict[str, str], listener: Listener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = first_allowed_day(TODAY)
+    old = first - dt.timedelta(days=1)
+    monkeypatch.setenv("META_SPEND_START_DATE", (first - dt.timedelta(days=30)).isoformat())
+    result = run("--from", old.isoformat(), "--to", first.isoformat(), "--dagster-url", listener.url)
+    assert result.exit_code == 2
+    assert result.output == (
+        f"metaspend: error: --from {old}: the range {old}..{first} starts before {first}: Meta's insights reach "
+        f"back 37 months, so the first day Meta serves today ({TODAY}) is {first}; start the range on or after "
+        f"{first}\n"
+    )
+    listener.assert_records_what_reaches_it()
+    assert listener.received == [b"control"]  # nothing was sent to the webserver
+    # the first day Meta serves is accepted: only the webserver is missing then
+    closed = f"http://127.0.0.1:{free_port()}"
+    result = run("--from", first.isoformat(), "--to", first.isoformat(), "--dagster-url", closed)
+    assert result.exit_code == 2 and "no Dagster webserver answers" in result.output
+
+
 def test_today_is_not_a_partition_yet(dagster_home: Path) -> None:
     today = dt.datetime.now(dt.UTC).date()
     result = run("--from", (today - dt.timedelta(days=1)).isoformat(), "--to", today.isoformat())
@@ -128,7 +152,14 @@ def test_wait_runs_now_shows_progress_and_a_summary_equal_to_the_truth(
     stderr = result.stderr + capfd.readouterr().err
     assert "DEBUG" not in stderr
     assert f"meta_raw_insights: fetching 1 organization(s), {iso(1)}..{iso(3)}" in stderr
-    assert f"organization demo-org-2, ad account act_2000000001: {requests} requests" in stderr
+    with dg.DagsterInstance.get() as instance:
+        run_id = instance.get_run_records()[0].dagster_run.run_id
+    with pipeline.engine.connect() as conn:
+        fetched = {o.report: o for o in raw_store.fetches_of_run(conn, run_id, report=None)}
+    assert set(fetched) == {"spend", "breakdowns"} and sum(o.requests for o in fetched.values()) == requests
+    for outcome in fetched.values():  # a progress line per fetch of the ad account: the spend's, the breakdowns'
+        assert f"organization demo-org-2, ad account act_2000000001: {outcome.requests} requests" in stderr
+    assert f"breakdowns: {fetched['breakdowns'].rows} rows fetched\n" in stdout
     assert f"meta_spend_daily: done, 3 day(s) written ({iso(1)}..{iso(3)})\n" in stderr
     assert f"meta_roas: done, meta_roas_by_campaign 3 day(s) written ({iso(1)}..{iso(3)}); meta_roas_by_adset" in stderr
     with dg.DagsterInstance.get() as instance:
@@ -201,7 +232,9 @@ def test_a_reversed_partition_range_fails_the_assets_and_checks_and_writes_nothi
     )
     assert result.get_asset_check_evaluations() == []
     assert spend_rows(pipeline.engine) == []
-    checks = pipeline.run(iso(3), iso(1), asset_selection=dg.AssetSelection.checks_for_assets(*SPEND_ASSETS))
+    # every check but meta_api_version_current, which only its asset yields
+    checks_alone = dg.AssetSelection.checks_for_assets(*SPEND_ASSETS) - dg.AssetSelection.checks(API_VERSION_CURRENT)
+    checks = pipeline.run(iso(3), iso(1), asset_selection=checks_alone)
     assert not checks.success
     # only the checks of the run's own fetches and writes (none here) evaluate; every check of the range fails
     assert {e.check_name for e in checks.get_asset_check_evaluations()} == {

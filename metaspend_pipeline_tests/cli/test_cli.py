@@ -30,7 +30,7 @@ def table_counts(url: str) -> tuple[int, int]:
         )
 
 
-def test_connect_list_disconnect(env: dict[str, str], fake_token: str) -> None:
+def test_connect_list_disconnect(env: dict[str, str], sandbox_endpoint: str, fake_token: str) -> None:
     result = run(
         "accounts",
         "connect",
@@ -66,7 +66,7 @@ def test_connect_list_disconnect(env: dict[str, str], fake_token: str) -> None:
         assert fake_token not in output
 
 
-def test_reconnecting_replaces_the_token(env: dict[str, str]) -> None:
+def test_reconnecting_replaces_the_token(env: dict[str, str], sandbox_endpoint: str) -> None:
     run("accounts", "connect", "--org", "org-1", "--ad-account", "act_1", stdin="EAAfirst0000000")
     run("accounts", "connect", "--org", "org-1", "--ad-account", "act_3", stdin="EAAsecond000000")
     assert table_counts(env["METASPEND_DATABASE_URL"]) == (1, 1)
@@ -155,7 +155,9 @@ def test_a_key_that_is_not_32_bytes_is_refused(env: dict[str, str]) -> None:
     assert "c2hvcnQ=" not in result.stderr
 
 
-def test_rotation_with_old_keys_and_its_failure_naming_the_account(env: dict[str, str], fake_token: str) -> None:
+def test_rotation_with_old_keys_and_its_failure_naming_the_account(
+    env: dict[str, str], sandbox_endpoint: str, fake_token: str
+) -> None:
     url = env["METASPEND_DATABASE_URL"]
     old = env["META_TOKEN_ENCRYPTION_KEY"]
     run("accounts", "connect", "--org", "org-1", "--ad-account", "act_1", stdin=fake_token)
@@ -184,7 +186,9 @@ def test_unmigrated_warehouse_says_to_upgrade(env: dict[str, str], tmp_path: Pat
     assert "run `metaspend db upgrade`" in result.stderr
 
 
-def test_console_script_reads_the_token_from_stdin_and_never_prints_it(env: dict[str, str], fake_token: str) -> None:
+def test_console_script_reads_the_token_from_stdin_and_never_prints_it(
+    env: dict[str, str], sandbox_endpoint: str, fake_token: str
+) -> None:
     """The installed `metaspend`, in its own process: its whole output and the database's plain text."""
     full_env = {**os.environ, **env}
     steps = [

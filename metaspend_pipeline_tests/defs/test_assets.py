@@ -98,7 +98,8 @@ def test_a_range_equals_the_sandbox_truth_at_every_level(pipeline: Pipeline) -> 
         for a in o.ad_accounts
     )
     assert raw_accounts == expected
-    assert all(e.passed for e in result.get_asset_check_evaluations())
+    # every check passes; the version's verdict depends on the day (test_ui_events pins it to the table)
+    assert all(e.passed for e in result.get_asset_check_evaluations() if e.check_name != "meta_api_version_current")
 
 
 def test_windows_cover_every_day_once() -> None:

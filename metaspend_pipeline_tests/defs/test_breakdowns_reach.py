@@ -213,7 +213,7 @@ def test_reach_older_than_13_months_is_refused_before_any_request(pipeline: Pipe
     assert not result.success
     [failure] = [e for e in result.all_events if e.is_step_failure]
     message = failure.step_failure_data.user_failure_data.description
-    assert "13 months" in message and "the first day Meta serves is" in message
+    assert "13 months" in message and "the first day Meta serves today" in message
     assert len(pipeline.sandbox.requests_log()) == before
 
 

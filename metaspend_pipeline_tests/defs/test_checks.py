@@ -103,6 +103,7 @@ def test_checks_pass_on_good_data(pipeline: Pipeline) -> None:
             for b in ("age_gender", "country", "placement")
             for check in ("adds_up_to_meta_spend_daily", "every_organization_written")
         ],
+        ("meta_roas_by_campaign", "meta_purchases_reconcile_across_levels"),
     }
     assert all(e.passed for e in evaluations.values()), [e.description for e in evaluations.values() if not e.passed]
 

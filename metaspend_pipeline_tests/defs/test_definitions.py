@@ -22,6 +22,7 @@ BREAKDOWNS = ["meta_spend_by_age_gender", "meta_spend_by_country", "meta_spend_b
 REACH = ["meta_reach_weekly", "meta_reach_monthly"]
 CHECKS = {
     ("meta_raw_insights", "every_organization_fetched"),
+    ("meta_raw_insights", "meta_api_version_current"),
     ("fx_rates_daily", "every_needed_currency_has_a_rate"),
     ("meta_spend_daily", "every_organization_written"),
     ("meta_spend_daily", "levels_reconcile"),
@@ -29,6 +30,7 @@ CHECKS = {
     ("meta_spend_daily", "one_currency_per_ad_account"),
     ("meta_spend_daily", "yesterday_loaded"),
     ("meta_roas_by_campaign", "attribution_gap"),
+    ("meta_roas_by_campaign", "meta_purchases_reconcile_across_levels"),
     ("meta_spend_daily", "no_stopped_spending"),
     ("meta_spend_daily", "spend_near_trailing_median"),
     ("meta_spend_daily", "every_ad_account_loaded"),

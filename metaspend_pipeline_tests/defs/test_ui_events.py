@@ -10,6 +10,7 @@ from decimal import Decimal
 import dagster as dg
 import sqlalchemy as sa
 
+from metaspend_pipeline.meta import versions
 from metaspend_pipeline.storage.schema import meta_roas_by_campaign, meta_spend_daily
 from metaspend_pipeline_tests import dates
 from metaspend_pipeline_tests.conftest import Pipeline
@@ -58,7 +59,8 @@ def test_a_range_run_records_one_event_per_day_with_its_own_numbers(pipeline: Pi
             )
         )
     with dg.instance_for_test() as instance:
-        assert pipeline.run(DAYS[0], DAYS[-1], instance=instance).success
+        result = pipeline.run(DAYS[0], DAYS[-1], instance=instance)
+        assert result.success
         events = {key: _events(instance, key) for key in KEYS}
         observations = instance.fetch_observations(dg.AssetKey("meta_raw_insights"), limit=10).records
 
@@ -119,6 +121,12 @@ def test_a_range_run_records_one_event_per_day_with_its_own_numbers(pipeline: Pi
     assert observation.partition is None
     assert observation.metadata["accounts_fetched"].value == 5
     assert observation.metadata["meta_requests"].value > 0
+    # the default version, which Meta (the sandbox) serves without a warning
+    assert observation.metadata["meta_api_version"].value == versions.DEFAULT_VERSION
+    assert "meta_api_version_warning" not in observation.metadata
+    [version_check] = [e for e in result.get_asset_check_evaluations() if e.check_name == "meta_api_version_current"]
+    assert version_check.passed == (versions.version_status(versions.DEFAULT_VERSION, dates.TODAY).level == "ok")
+    assert version_check.metadata["meta_api_version"].value == versions.DEFAULT_VERSION
 
 
 def test_the_run_emits_the_column_schema_of_the_database_in_use(pipeline: Pipeline) -> None:

@@ -17,6 +17,7 @@ import requests
 import sqlalchemy as sa
 
 from metaspend_pipeline.demo import LOOK_AROUND
+from metaspend_pipeline.meta import versions
 from metaspend_pipeline.storage import db
 from metaspend_pipeline.storage import raw as raw_store
 from metaspend_pipeline.storage.schema import lead, meta_spend_daily
@@ -133,6 +134,10 @@ def test_the_demo_runs_quietly_and_its_run_re_executes_in_the_ui_the_readme_star
     assert ": failed" not in out
     month = out.split("==> reach of the month of ", 1)[1][:7]
     assert f"meta_reach_monthly: done, 1 month(s) written ({month}-01..{month}-01)" in out
+    # the default Marketing API version, which the demo's sandbox serves as Meta does today: no warning
+    assert f"Marketing API {versions.DEFAULT_VERSION}" in out and "Meta warns" not in out
+    if versions.version_status(versions.DEFAULT_VERSION, dt.datetime.now(dt.UTC).date()).level == "ok":
+        assert "check meta_raw_insights.meta_api_version_current: passed" in out
     assert "DEBUG" not in out and "BetaWarning" not in out
     assert "ASSET_MATERIALIZATION" in (work / ".metaspend" / "dagster.log").read_text()
     report = out.split("==> ROAS of demo-org-1 by campaign", 1)[1]

@@ -323,11 +323,36 @@ def test_a_report_run_that_keeps_failing_is_split(
     assert days == [14, 14, 7, 7, 3, 4, 7, 7, 3, 4]
     # 14 days in halves of 7, each 7 into 3 and 4; each split says why, what and into what
     splits = [r.getMessage() for r in caplog.records if "splitting" in r.getMessage()]
+    # Meta's reasons (the fields a failed run carries since v25.0) are quoted
+    why = (
+        "error_code 1, error_subcode 1815107: An unknown error occurred while generating the report.; "
+        "Report could not be generated: Try again later, or ask for a shorter date range."
+    )
     assert splits == [
-        f"ad account {ACCOUNT}, ad insights {a}..{b}: report run ended with Job Failed twice; splitting into "
-        f"{a}..{m} and {m + dt.timedelta(days=1)}..{b}"
+        f"ad account {ACCOUNT}, ad insights {a}..{b}: report run ended with Job Failed ({why}) twice; splitting "
+        f"into {a}..{m} and {m + dt.timedelta(days=1)}..{b}"
         for a, m, b in ((day(1), day(7), day(14)), (day(1), day(3), day(7)), (day(8), day(10), day(14)))
     ]
+
+
+def test_a_failed_report_run_s_error_fields_are_in_the_message(sandbox: Sandbox, api_settings: MetaApiSettings) -> None:
+    """v25.0: `error_code` (a signed int), `error_message` and the subcode fields of a failed run; a run
+    that failed without them (a skipped one) says its status alone."""
+    fault = {"kind": "job_failed", "match": "insights", "times": 2, "error_code": -2, "error_subcode": 2446289}
+    fault |= {"error_message": "Job timed out", "error_user_title": "", "error_user_msg": "Reduce the date range"}
+    sandbox.add_faults([fault])
+    client = MetaClient(token_of(sandbox), api_settings)
+    with pytest.raises(MetaReportJobError) as info:
+        list(client.insights(ACCOUNT, "ad", SINCE, SINCE, use_async=True))
+    assert str(info.value) == (
+        f"ad account {ACCOUNT}, ad insights {SINCE}: report run ended with Job Failed (error_code -2, "
+        "error_subcode 2446289: Job timed out; Reduce the date range) twice, even for a single day"
+    )
+    polls = [r for r in sandbox.requests_log() if r["endpoint"] == "job"]
+    assert polls and all("error_code" in r["params"]["fields"].split(",") for r in polls)
+    sandbox.add_faults([{"kind": "job_skipped", "match": "insights", "times": 2}])
+    with pytest.raises(MetaReportJobError, match=r"ended with Job Skipped twice"):
+        list(client.insights(ACCOUNT, "ad", SINCE, SINCE, use_async=True))
 
 
 def test_appsecret_proof_is_sent_and_correct(sandbox: Sandbox, api_settings: MetaApiSettings) -> None:
@@ -575,21 +600,21 @@ def test_a_token_with_white_space_inside_or_none_at_all_is_refused() -> None:
             Client(token, settings)
         assert str(info.value) == message
     client = Client("  EAAtrimmed0000\n", settings)
-    assert repr(client) == "MetaClient(http://127.0.0.1:9/v21.0)"
+    assert repr(client) == "MetaClient(http://127.0.0.1:9/v26.0)"
 
 
 def test_paging_next_on_another_host_or_scheme_is_refused_and_ours_is_stripped_of_secrets() -> None:
     client = MetaClient("EAAnext000000", MetaApiSettings(graph_api_url="http://127.0.0.1:9"))
     url, query = client._follow(
-        "http://127.0.0.1:9/v21.0/act_1/insights?access_token=EAAnext000000&appsecret_proof=abc&after=XYZ&limit=500&empty=",
+        "http://127.0.0.1:9/v26.0/act_1/insights?access_token=EAAnext000000&appsecret_proof=abc&after=XYZ&limit=500&empty=",
         25,
         "ctx",
     )
-    assert (url, query) == ("http://127.0.0.1:9/v21.0/act_1/insights", {"after": "XYZ", "limit": "25", "empty": ""})
+    assert (url, query) == ("http://127.0.0.1:9/v26.0/act_1/insights", {"after": "XYZ", "limit": "25", "empty": ""})
     for foreign, where in (
-        ("http://evil.example:9/v21.0/act_1/insights?after=1", "http://evil.example:9"),
-        ("http://127.0.0.1:10/v21.0/act_1/insights?after=1", "http://127.0.0.1:10"),
-        ("https://127.0.0.1:9/v21.0/act_1/insights?after=1", "https://127.0.0.1:9"),
+        ("http://evil.example:9/v26.0/act_1/insights?after=1", "http://evil.example:9"),
+        ("http://127.0.0.1:10/v26.0/act_1/insights?after=1", "http://127.0.0.1:10"),
+        ("https://127.0.0.1:9/v26.0/act_1/insights?after=1", "https://127.0.0.1:9"),
     ):
         with pytest.raises(MetaApiError) as info:
             client._follow(foreign, 25, "ad account act_1, ad insights")
@@ -947,7 +972,7 @@ def test_insight_requests_ask_daily_rows_of_every_status_and_only_the_levels_ids
         "purchase_roas,campaign_id,adset_id"
     )
     assert json.loads(params["action_attribution_windows"]) == ["7d_click", "1d_view"]
-    assert params["use_unified_attribution_setting"] == "true"
+    assert "use_unified_attribution_setting" not in params  # Meta ignores it since 2025-06-10
     assert json.loads(params["time_range"]) == {"since": SINCE.isoformat(), "until": SINCE.isoformat()}
     assert params["time_increment"] == "1"
     assert json.loads(params["filtering"]) == [
@@ -1081,7 +1106,7 @@ def test_report_run_failures_name_the_fetch_and_the_step(sandbox: Sandbox, api_s
     permission = re.escape("HTTP 400, code 10: (#10) Application does not have permission for this action")
     for fault, step in (
         ({"match": "insights"}, r"starting report run"),
-        ({"match": f"/{api_settings.api_version}/1"}, r"report run \d+"),  # a poll: /v21.0/<run id>
+        ({"match": f"/{api_settings.api_version}/1"}, r"report run \d+"),  # a poll: /v26.0/<run id>
         ({"match": "/insights", "skip": 1}, r"report run \d+"),  # the run's first page, after the start
     ):
         sandbox.reset()
@@ -1142,7 +1167,7 @@ def test_a_request_that_cannot_be_sent_fails_at_once_naming_why() -> None:
     with pytest.raises(MetaApiError) as info:
         client.ad_account(ACCOUNT)
     assert re.fullmatch(
-        rf"ad account {ACCOUNT}: the request could not be sent \(InvalidURL: .*127\.0\.0\.1:99999/v21\.0/{ACCOUNT}\)",
+        rf"ad account {ACCOUNT}: the request could not be sent \(InvalidURL: .*127\.0\.0\.1:99999/v26\.0/{ACCOUNT}\)",
         str(info.value),
     )
     assert (client.stats.requests, client.stats.retries) == (0, 0)

@@ -40,10 +40,9 @@ from metaspend_pipeline.defs.common.partitions import (
     partition_dates,
 )
 from metaspend_pipeline.defs.common.resources import MetaAdsResource
-from metaspend_pipeline.meta.lookback import INSIGHTS_MONTHS, LookbackError, check_lookback
+from metaspend_pipeline.meta.lookback import INSIGHTS
 from metaspend_pipeline.meta.models import BREAKDOWN_SETS
 from metaspend_pipeline.settings import Settings
-from metaspend_pipeline.storage.db import utcnow
 from metaspend_pipeline.storage.schema import BREAKDOWN_TABLES
 
 GROUP = "meta_breakdowns"
@@ -84,7 +83,7 @@ def _spec(name: str) -> dg.AssetSpec:
     pool="meta_api",
 )
 def meta_breakdowns(context: dg.AssetExecutionContext, config: MetaSpendConfig, meta: MetaAdsResource) -> Iterator[Any]:
-    since, until = partition_dates(context)
+    since, until = partition_dates(context, INSIGHTS)  # refuses a range older than Meta serves
     settings = Settings.from_env()
     sets = [n for n in BREAKDOWN_SETS if BREAKDOWN_KEYS[n] in context.selected_asset_keys and n in settings.breakdowns]
     off = [n for n in BREAKDOWN_SETS if BREAKDOWN_KEYS[n] in context.selected_asset_keys and n not in sets]
@@ -92,10 +91,6 @@ def meta_breakdowns(context: dg.AssetExecutionContext, config: MetaSpendConfig, 
         context.log.info(f"not fetched (not in META_BREAKDOWNS): {', '.join(off)}")
     if not sets:
         return
-    try:
-        check_lookback(since, utcnow().date(), INSIGHTS_MONTHS, "a breakdown range")
-    except LookbackError as exc:
-        raise dg.Failure(description=str(exc)) from None
     engine = meta.engine()
     with engine.connect() as conn:
         fetched = fetched_in_run(conn, context.run.run_id)

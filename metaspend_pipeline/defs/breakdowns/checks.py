@@ -14,6 +14,7 @@ from metaspend_pipeline.defs.common.checks import (
     every_organization_written_results,
 )
 from metaspend_pipeline.defs.common.resources import WarehouseResource
+from metaspend_pipeline.meta.lookback import INSIGHTS
 from metaspend_pipeline.settings import Settings
 
 ADDS_UP = "adds_up_to_meta_spend_daily"
@@ -47,7 +48,7 @@ ADDS_UP = "adds_up_to_meta_spend_daily"
 def meta_breakdowns_checks(
     context: dg.AssetCheckExecutionContext, config: CheckRange, warehouse: WarehouseResource
 ) -> Iterator[dg.AssetCheckResult]:
-    since, until = check_range(context, config)
+    since, until = check_range(context, config, INSIGHTS)
     settings = Settings.from_env()
     with warehouse.engine().connect() as conn:
         for name, key in BREAKDOWN_KEYS.items():

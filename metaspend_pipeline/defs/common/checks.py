@@ -16,7 +16,8 @@ from pydantic import Field
 
 from metaspend_pipeline import validation
 from metaspend_pipeline.defs.common.config import ORGANIZATIONS_FAILED
-from metaspend_pipeline.defs.common.partitions import partition_dates
+from metaspend_pipeline.defs.common.partitions import partition_dates, refuse_old_range
+from metaspend_pipeline.meta.lookback import Lookback
 from metaspend_pipeline.storage.db import utcnow
 
 SHOWN = 20  # findings listed in a check's description; all are counted
@@ -39,16 +40,22 @@ def _day(value: str, name: str) -> dt.date:
 
 
 def check_range(
-    context: dg.AssetCheckExecutionContext, config: CheckRange, period: str = "day"
+    context: dg.AssetCheckExecutionContext,
+    config: CheckRange,
+    lookback: Lookback | None = None,
+    period: str = "day",
 ) -> tuple[dt.date, dt.date]:
     """The days of the run's partition range (of days, weeks or months); else the configured days; else
-    the last 31 days."""
+    the last 31 days. The checks of Meta's data (`lookback`) refuse a range that starts before the first
+    day Meta serves."""
     if context.op_execution_context.has_partitions:
-        return partition_dates(context, period)
+        return partition_dates(context, lookback, period)
     until = _day(config.until, "until") if config.until else utcnow().date() - dt.timedelta(days=1)
     since = _day(config.since, "since") if config.since else until - dt.timedelta(days=DEFAULT_DAYS - 1)
     if since > until:
         raise dg.Failure(description=f"check config since {since} is after until {until}")
+    if lookback is not None:
+        refuse_old_range(since, until, lookback)
     return since, until
 
 

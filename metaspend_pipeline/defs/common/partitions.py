@@ -12,7 +12,9 @@ import datetime as dt
 
 import dagster as dg
 
+from metaspend_pipeline.meta.lookback import Lookback, RangeTooOldError, refuse_too_old
 from metaspend_pipeline.settings import Settings
+from metaspend_pipeline.storage.db import utcnow
 
 
 def build_spend_partitions(settings: Settings) -> dg.DailyPartitionsDefinition:
@@ -87,11 +89,14 @@ def _key_day(key: str) -> dt.date:
 
 
 def partition_dates(
-    context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, period: str = "day"
+    context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext,
+    lookback: Lookback | None = None,
+    period: str = "day",
 ) -> tuple[dt.date, dt.date]:
     """The first and last day of the run's partition (or partition range) of days, weeks or months; a
-    reversed range is an error. Read from the partition keys, each a period's first day, so that it holds
-    also in a run that has the range only in its tags (its checks run alone, say)."""
+    reversed range is an error, and so, for Meta's data (`lookback`), is a range starting before the first
+    day Meta serves. Read from the partition keys, each a period's first day, so that it holds also in a
+    run that has the range only in its tags (its checks run alone, say)."""
     op_context = context.op_execution_context if isinstance(context, dg.AssetCheckExecutionContext) else context
     keys = op_context.partition_key_range
     since, last = _key_day(keys.start), _key_day(keys.end)
@@ -100,7 +105,18 @@ def partition_dates(
             description=f"the partition range {keys.start}...{keys.end} is empty: it starts after it ends; "
             f"give the earlier {period} first ({keys.end}...{keys.start})"
         )
-    return since, period_last_day(period, last)
+    until = period_last_day(period, last)
+    if lookback is not None:
+        refuse_old_range(since, until, lookback)
+    return since, until
+
+
+def refuse_old_range(since: dt.date, until: dt.date, lookback: Lookback) -> None:
+    """A Failure, before any request, for a range Meta would refuse (see `meta.lookback`)."""
+    try:
+        refuse_too_old(since, until, utcnow().date(), lookback)
+    except RangeTooOldError as exc:
+        raise dg.Failure(description=str(exc)) from None
 
 
 def days(since: dt.date, until: dt.date) -> list[dt.date]:

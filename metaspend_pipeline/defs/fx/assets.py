@@ -35,10 +35,12 @@ from metaspend_pipeline.storage.schema import fx_rates_daily as fx_table
         "per day and currency the ECB publishes. Weekends and TARGET holidays take the previous business "
         "day's rate (ecb_date says which). Read from METASPEND_FX_RATES_URL (default: the ECB's 90-day file, "
         "its full history for older ranges). Fails, writing nothing, when the feed lacks days of a currency "
-        "the pipeline needs (an ad account's, a sale's or a reporting currency). A needed currency the ECB "
-        "does not publish at all fails the check every_needed_currency_has_a_rate, naming it and who needs "
-        "it, and the ROAS of the organizations that need it; the others' go on. The range is replaced in "
-        "one transaction."
+        "the reporting columns need (an ad account's, a sale's or a reporting currency, of organizations with "
+        "amounts in another currency than their reporting one). A needed currency the ECB does not publish at "
+        "all fails the check every_needed_currency_has_a_rate, naming it and who needs it; ROAS leaves the "
+        "reporting amounts that need it NULL. The range is replaced in one transaction. ROAS does not depend on "
+        "this asset for anything but those columns: without it (ECB outage, air-gapped install) the rest of "
+        "ROAS is written."
     ),
     metadata={"dagster/table_name": "fx_rates_daily"},
 )
@@ -59,8 +61,8 @@ def fx_rates_daily(context: dg.AssetExecutionContext, warehouse: WarehouseResour
         raise dg.Failure(description=str(exc)) from None
     unpublished = fx.unpublished(publications, needed)
     if unpublished:
-        # The other organizations' ROAS goes on; those needing it fail alone in the ROAS step, and
-        # the check `every_needed_currency_has_a_rate` fails naming the currency.
+        # ROAS goes on, leaving NULL the reporting amounts that need it; the check
+        # `every_needed_currency_has_a_rate` fails naming the currency.
         context.log.error(f"the ECB publishes no rate for {fx.describe_unpublished(unpublished)} (source {source})")
     currencies = sorted({r.currency for r in rows})
     per_day: dict[Any, dict[str, Any]] = {}

@@ -1,4 +1,4 @@
-"""The check of the exchange rates: every currency the pipeline needs has a rate on every day."""
+"""The check of the exchange rates: every currency the reporting columns need has a rate on every day."""
 
 import dagster as dg
 
@@ -11,9 +11,10 @@ from metaspend_pipeline.storage import fx as fx_store
 @dg.asset_check(
     asset="fx_rates_daily",
     name="every_needed_currency_has_a_rate",
-    description="Fails when a currency the pipeline needs (an ad account's, a sale's, a reporting currency) "
-    "has no ECB rate on a day of the range, naming the currency, the days and who needs it; those "
-    "organizations' ROAS fails, the others' is written.",
+    description="Fails when a currency the reporting columns convert with (an ad account's, a sale's or a "
+    "reporting currency of an organization with amounts in another currency; never EUR) has no ECB rate on a "
+    "day of the range, naming the currency, the days and who needs it. ROAS is written all the same: only "
+    "the reporting amounts of the rows that need the rate are NULL.",
 )
 def every_needed_currency_has_a_rate(
     context: dg.AssetCheckExecutionContext, config: CheckRange, warehouse: WarehouseResource

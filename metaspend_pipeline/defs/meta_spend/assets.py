@@ -31,9 +31,12 @@ from metaspend_pipeline.defs.common.partitions import (
     spend_freshness_policy,
 )
 from metaspend_pipeline.defs.common.resources import MetaAdsResource, WarehouseResource
+from metaspend_pipeline.defs.meta_spend.checks import api_version_check_spec, api_version_result
 from metaspend_pipeline.errors import MetaspendError, UnknownOrganizationError
+from metaspend_pipeline.meta.lookback import INSIGHTS
 from metaspend_pipeline.settings import Settings
 from metaspend_pipeline.storage import raw as raw_store
+from metaspend_pipeline.storage.db import utcnow
 from metaspend_pipeline.storage.schema import meta_raw_insights as raw_table
 from metaspend_pipeline.storage.schema import meta_spend_daily as spend_table
 
@@ -46,7 +49,7 @@ from metaspend_pipeline.storage.schema import meta_spend_daily as spend_table
     kinds={"meta", "python", "sql"},
     owners=OWNERS,
     tags=TAGS,
-    code_version="2",
+    code_version="3",
     description=(
         "Meta's insight rows as received (JSON), per organization, ad account, level (account, campaign, "
         "ad set, ad) and day. A range is fetched with time_increment=1 in windows of META_FETCH_WINDOW_DAYS "
@@ -55,14 +58,17 @@ from metaspend_pipeline.storage.schema import meta_spend_daily as spend_table
         "and does not stop the others; a rejected token marks its account NEEDS_REAUTH. META_FETCH_CONCURRENCY ad "
         "accounts are fetched at once; meta_wait_seconds (summed over the threads) against fetch_wall_seconds "
         "says how much of the time went to waiting on Meta (meta_wait_share of the threads' time). With a shard "
-        "(run tag metaspend/shard or config shard, i/N), only that shard's organizations."
+        "(run tag metaspend/shard or config shard, i/N), only that shard's organizations. A range starting "
+        "before the first day Meta serves (37 months back) is refused before any request. meta_api_version "
+        "says which Marketing API version the run used, meta_api_version_warning what Meta said of it."
     ),
     metadata={"dagster/table_name": "meta_raw_insights"},
+    check_specs=[api_version_check_spec],
 )
 def meta_raw_insights(
     context: dg.AssetExecutionContext, config: MetaSpendConfig, meta: MetaAdsResource
 ) -> Iterator[Any]:
-    since, until = partition_dates(context)
+    since, until = partition_dates(context, INSIGHTS)
     engine = meta.engine()
     shard = run_shard(context, config)
     settings = Settings.from_env()
@@ -79,9 +85,11 @@ def meta_raw_insights(
         raise dg.Failure(description=str(exc)) from None
     if shard is not None:
         organizations = shard.select(organizations)
+    version = meta.api_settings.api_version
     context.log.info(
         f"fetching {len(organizations)} organization(s), {since}..{until}, "
-        f"{settings.fetch_concurrency} ad account(s) at a time" + (f", shard {shard}" if shard else "")
+        f"{settings.fetch_concurrency} ad account(s) at a time, Marketing API {version}"
+        + (f", shard {shard}" if shard else "")
     )
     report = ingest.fetch_organizations(
         engine,
@@ -96,6 +104,8 @@ def meta_raw_insights(
         only_ad_accounts=only_ad_accounts,
         on_account_done=meta.log_stats,
     )
+    for text in report.stats.version_warnings:
+        context.log.warning(f"Meta warns about Marketing API {version} (META_API_VERSION): {text}")
     if only_ad_accounts and not report.outcomes:
         raise dg.Failure(
             f"ad account {', '.join(only_ad_accounts)} is not connected to "
@@ -127,7 +137,10 @@ def meta_raw_insights(
         "meta_wait_share": dg.MetadataValue.float(round(report.meta_wait_share, 3)),
         "totals": range_summary(report.rows_by_day_level, report.spend_by_day_currency),
         "partition_range": dg.MetadataValue.text(f"{since}..{until}"),
+        "meta_api_version": dg.MetadataValue.text(version),
     }
+    if report.stats.version_warnings:
+        run_level["meta_api_version_warning"] = dg.MetadataValue.text("\n".join(report.stats.version_warnings))
     if shard is not None:
         run_level["shard"] = dg.MetadataValue.text(str(shard))
     if report.failures:
@@ -136,6 +149,8 @@ def meta_raw_insights(
     per_day = daily_metadata(report.rows_by_day_level, report.spend_by_day_currency)
     add_daily_metadata(context, context.asset_key, days(since, until), per_day)
     yield dg.MaterializeResult(metadata={"dagster/column_schema": table_schema(raw_table, engine.dialect)})
+    if api_version_check_spec.key in context.selected_asset_check_keys:
+        yield api_version_result(version, report.stats.version_warnings, utcnow().date())
 
 
 @dg.asset(
@@ -155,14 +170,15 @@ def meta_raw_insights(
         "identical rows and rows of objects Meta no longer returns are removed. One organization's failure "
         "does not stop the others; the check every_organization_written names it. Meta's conversions "
         "(actions and action_values per action type and attribution window) are rebuilt into "
-        "meta_conversions_daily in the same transactions."
+        "meta_conversions_daily in the same transactions. Like meta_raw_insights, it refuses a range starting "
+        "before the first day Meta serves (37 months back): Meta's data older than that cannot be fetched again."
     ),
     metadata={"dagster/table_name": "meta_spend_daily"},
 )
 def meta_spend_daily(
     context: dg.AssetExecutionContext, config: MetaSpendConfig, warehouse: WarehouseResource
 ) -> Iterator[Any]:
-    since, until = partition_dates(context)
+    since, until = partition_dates(context, INSIGHTS)
     engine = warehouse.engine()
     with engine.connect() as conn:
         scope = fetched_in_run(conn, context.run.run_id)

@@ -1,7 +1,9 @@
 """The checks of Meta's spend. They run after their asset in the same run, over the run's partition range.
 
 - `meta_raw_insights`: every organization fetched. A failed organization fails the run, naming it,
-  after every other organization's data has been written through all the assets.
+  after every other organization's data has been written through all the assets. And
+  `meta_api_version_current`, which the asset itself yields (it alone knows what Meta said in the run):
+  WARN when META_API_VERSION expires within 60 days or Meta warned about it, ERROR once it expired.
 - `meta_spend_daily`: every organization written; levels reconcile (ad = ad set = campaign = account
   total, per ad account and day, within one cent); no NULL keys for the level; one currency per ad
   account; and yesterday's partition materialized (`yesterday_loaded`), beside the asset's freshness
@@ -25,6 +27,8 @@ from metaspend_pipeline.defs.common.checks import (
     every_organization_written_results,
 )
 from metaspend_pipeline.defs.common.resources import WarehouseResource
+from metaspend_pipeline.meta import versions
+from metaspend_pipeline.meta.lookback import INSIGHTS
 from metaspend_pipeline.settings import AnomalySettings, SettingsError
 from metaspend_pipeline.storage import raw as raw_store
 from metaspend_pipeline.storage.db import utcnow
@@ -32,6 +36,44 @@ from metaspend_pipeline.storage.schema import meta_spend_daily as spend_table
 
 RAW = dg.AssetKey("meta_raw_insights")
 SPEND = dg.AssetKey("meta_spend_daily")
+API_VERSION_CURRENT = "meta_api_version_current"
+api_version_check_spec = dg.AssetCheckSpec(
+    API_VERSION_CURRENT,
+    asset=RAW,
+    description=f"Warns when META_API_VERSION expires within {versions.WARN_DAYS} days (Meta's published dates, "
+    "meta/versions.py) or when Meta answered the run's calls with an X-Ad-Api-Version-Warning (quoted); an "
+    "error once the version is past its expiry. Yielded by meta_raw_insights after its fetch.",
+)
+
+
+def api_version_result(version: str, meta_warnings: list[str], today: dt.date) -> dg.AssetCheckResult:
+    """The verdict on the version in use: the table's dates, and Meta's own words in this run."""
+    status = versions.version_status(version, today)
+    warned = bool(meta_warnings) or status.level != "ok"
+    lines = [f"Marketing API {version} (META_API_VERSION): {status.reason}"]
+    lines += [f'Meta answered this run\'s calls with X-Ad-Api-Version-Warning: "{text}"' for text in meta_warnings]
+    if warned:
+        lines.append('Move META_API_VERSION to a version Meta serves: README, "Meta API version"')
+    metadata: dict[str, dg.MetadataValue] = {
+        "meta_api_version": dg.MetadataValue.text(version),
+        "expires": dg.MetadataValue.text(
+            f"{status.expires}{' (estimated)' if status.estimated else ''}" if status.expires else "unknown"
+        ),
+        "version_table": dg.MetadataValue.text(versions.SOURCE),
+    }
+    days_left = status.days_left(today)
+    if days_left is not None:
+        metadata["days_left"] = dg.MetadataValue.int(days_left)
+    if meta_warnings:
+        metadata["meta_api_version_warning"] = dg.MetadataValue.text("\n".join(meta_warnings))
+    return dg.AssetCheckResult(
+        check_name=API_VERSION_CURRENT,
+        asset_key=RAW,
+        passed=not warned,
+        severity=dg.AssetCheckSeverity.ERROR if status.level == "error" else dg.AssetCheckSeverity.WARN,
+        description="\n".join(lines),
+        metadata=metadata,
+    )
 
 
 @dg.asset_check(
@@ -89,7 +131,7 @@ _SPEND_CHECKS = {
 def meta_spend_daily_checks(
     context: dg.AssetCheckExecutionContext, config: CheckRange, warehouse: WarehouseResource
 ) -> Iterator[dg.AssetCheckResult]:
-    since, until = check_range(context, config)
+    since, until = check_range(context, config, INSIGHTS)
     with warehouse.engine().connect() as conn:
         for name, (check, _) in _SPEND_CHECKS.items():
             key = dg.AssetCheckKey(SPEND, name)
@@ -129,7 +171,7 @@ def meta_spend_anomaly_checks(
 ) -> Iterator[dg.AssetCheckResult]:
     """Warnings, never errors: spend that adds up but looks wrong. Thresholds are read from the
     environment now, so a change applies to the next run without reloading the definitions."""
-    since, until = check_range(context, config)
+    since, until = check_range(context, config, INSIGHTS)
     try:
         settings = AnomalySettings.from_env()
     except SettingsError as exc:

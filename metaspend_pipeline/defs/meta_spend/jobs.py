@@ -11,6 +11,8 @@ SPEND_ASSETS = [
     dg.AssetKey("meta_roas_by_ad"),
 ]
 YESTERDAY_LOADED = dg.AssetCheckKey(dg.AssetKey("meta_spend_daily"), "yesterday_loaded")
+# yielded by meta_raw_insights itself: selecting it would run the fetch
+API_VERSION_CURRENT = dg.AssetCheckKey(dg.AssetKey("meta_raw_insights"), "meta_api_version_current")
 
 BREAKDOWN_ASSETS = [
     dg.AssetKey("meta_spend_by_age_gender"),
@@ -30,6 +32,6 @@ meta_spend_job = dg.define_asset_job(
 meta_spend_checks_job = dg.define_asset_job(
     "meta_spend_checks_job",
     selection=dg.AssetSelection.checks_for_assets(*SPEND_ASSETS, *BREAKDOWN_ASSETS)
-    - dg.AssetSelection.checks(YESTERDAY_LOADED),
+    - dg.AssetSelection.checks(YESTERDAY_LOADED, API_VERSION_CURRENT),
     description="The spend and ROAS checks alone, over a partition range: nothing is fetched or rewritten.",
 )

@@ -36,7 +36,7 @@ from metaspend_pipeline.defs.common.partitions import (
 )
 from metaspend_pipeline.defs.common.resources import MetaAdsResource
 from metaspend_pipeline.errors import ORGANIZATION_ERRORS, MetaspendError
-from metaspend_pipeline.meta.lookback import UNIQUE_COUNTS_MONTHS, LookbackError, check_lookback
+from metaspend_pipeline.meta.lookback import UNIQUE_COUNTS
 from metaspend_pipeline.redaction import redact
 from metaspend_pipeline.settings import Settings
 from metaspend_pipeline.storage import reach as reach_store
@@ -60,14 +60,9 @@ def periods(period: str, since: dt.date, until: dt.date) -> list[tuple[dt.date, 
 
 
 def _reach(context: dg.AssetExecutionContext, config: MetaSpendConfig, meta: MetaAdsResource, period: str) -> Any:
-    wanted = periods(period, *partition_dates(context, period))
+    wanted = periods(period, *partition_dates(context, UNIQUE_COUNTS, period=period))  # refuses past 13 months
     settings = Settings.from_env()
-    today = utcnow().date()
-    yesterday = today - dt.timedelta(days=1)
-    try:
-        check_lookback(wanted[0][0], today, UNIQUE_COUNTS_MONTHS, f"reach by {period}")
-    except LookbackError as exc:
-        raise dg.Failure(description=str(exc)) from None
+    yesterday = utcnow().date() - dt.timedelta(days=1)
     engine = meta.engine()
     organizations, only_ad_accounts, _ = organizations_to_fetch(context, config, meta)
     levels = settings.reach_levels

@@ -44,7 +44,7 @@ def _checks(period: str) -> dg.AssetChecksDefinition:
     def reach_checks(
         context: dg.AssetCheckExecutionContext, config: CheckRange, warehouse: WarehouseResource
     ) -> Iterator[dg.AssetCheckResult]:
-        since, until = check_range(context, config, period)
+        since, until = check_range(context, config, period=period)
         wanted = periods(period, since, until)  # without partitions: the periods the days touch
         first, last = wanted[0][0], wanted[-1][0]  # the first days of the first and last periods
         shown = (first, wanted[-1][1])  # the days they span, in the verdicts

@@ -51,7 +51,7 @@ def _spec(group: str) -> dg.AssetSpec:
         kinds={"python", "sql"},
         owners=OWNERS,
         tags=TAGS,
-        code_version="2",
+        code_version="3",
         description=(
             f"ROAS by {_LABEL[group]}: one row per (organization_id, date, {group}_id) with leads_count, "
             "sales_count, revenue, spend, avg_ticket, conversion_rate and roas. Spend from meta_spend_daily at "
@@ -59,8 +59,11 @@ def _spec(group: str) -> dg.AssetSpec:
             "sales on the lead's day. Ratios are NULL where their denominator is 0, roas also when revenue is "
             "0; sales in another currency than the spend's are not mixed in (revenue_currency_mismatch). "
             "spend_reporting, revenue_reporting and roas_reporting: the same day in the organization's reporting "
-            "currency, each currency converted at fx_rates_daily's rate of the day and rounded to cents before "
-            "summing, so mixed-currency groups get one ROAS. Beside the CRM's view, Meta's own: meta_purchases, "
+            "currency, each currency converted at fx_rates_daily's rate of the day and rounded before "
+            "summing, so mixed-currency groups get one ROAS; rounded to the reporting currency's minor units "
+            "(whole yen for JPY). A rate fx_rates_daily lacks (ECB outage, no feed, not materialized) leaves the "
+            "reporting amounts NULL on the rows that need it alone (rows_without_reporting_amounts, missing_rates): "
+            "the CRM's and Meta's columns never need a rate. Beside the CRM's view, Meta's own: meta_purchases, "
             "meta_purchase_value (omni_purchase, else purchase, else offsite_conversion.fb_pixel_purchase, under "
             "the ad account's attribution setting, from meta_conversions_daily) and meta_roas."
         ),
@@ -94,6 +97,9 @@ def meta_roas(
     for organization_id in organizations:
         roas.refresh_organization(engine, organization_id, since, until, window_days, report, groups)
     failed = {ORGANIZATIONS_FAILED: dg.MetadataValue.text("; ".join(report.failures.values()))}
+    lacking = {o: roas.describe_missing(m) for o, m in sorted(report.missing_rates.items()) if m}
+    missing = {"missing_rates": dg.MetadataValue.text("; ".join(f"{o}: {m}" for o, m in lacking.items()))}
+    missing = missing if lacking else {}
     for group in groups:
         key = ROAS_KEYS[group]
         record_run_level(
@@ -103,7 +109,9 @@ def meta_roas(
                 "organizations": dg.MetadataValue.int(len(organizations)),
                 "rows_in_run": dg.MetadataValue.int(report.rows_by_group[group]),
                 "currency_mismatches": dg.MetadataValue.int(report.mismatches_by_group[group]),
+                "rows_without_reporting_amounts": dg.MetadataValue.int(report.unconverted_by_group[group]),
                 "partition_range": dg.MetadataValue.text(f"{since}..{until}"),
+                **missing,
             },
         )
         with engine.connect() as conn:

@@ -1,6 +1,7 @@
 """The checks of the ROAS tables: every organization written, no group whose sales are in another
-currency than its spend, and (a warning) campaigns whose Meta-claimed purchase value and CRM revenue
-differ by more than META_ATTRIBUTION_GAP_WARN."""
+currency than its spend, and (warnings) campaigns whose Meta-claimed purchase value and CRM revenue
+differ by more than META_ATTRIBUTION_GAP_WARN, and campaign-days whose Meta purchases differ between
+the campaign's row and the sum of its ads."""
 
 from collections.abc import Iterator
 from decimal import Decimal
@@ -38,14 +39,29 @@ def meta_roas_written(context: dg.AssetCheckExecutionContext) -> Iterator[dg.Ass
     yield from every_organization_written_results(context, list(ROAS_KEYS.values()))
 
 
+ACROSS_LEVELS = dg.AssetCheckKey(ROAS_KEYS["campaign"], "meta_purchases_reconcile_across_levels")
+
+
 @dg.multi_asset_check(
     specs=[
+        *(
+            dg.AssetCheckSpec(
+                "no_currency_mismatch",
+                asset=ROAS_KEYS[group],
+                description="no group whose sales are in another currency than its spend",
+            )
+            for group in ROAS_GROUPS
+        ),
         dg.AssetCheckSpec(
-            "no_currency_mismatch",
-            asset=ROAS_KEYS[group],
-            description="no group whose sales are in another currency than its spend",
-        )
-        for group in ROAS_GROUPS
+            ACROSS_LEVELS.name,
+            asset=ACROSS_LEVELS.asset_key,
+            description="Warns where Meta's purchases on a campaign's own row (meta_roas_by_campaign.meta_purchases) "
+            "differ from the sum over its ads (meta_roas_by_ad) on a day, naming the organization, ad account, "
+            "campaign, day and both figures. One purchase action type is picked per row (omni_purchase, else "
+            "purchase, else offsite_conversion.fb_pixel_purchase), so ads reporting other types than the campaign "
+            "row add up to another number. Campaign-level figures are the ones to compare with Ads Manager's "
+            "campaign view; see docs/roas.md.",
+        ),
     ],
     can_subset=True,
     name="meta_roas_checks",
@@ -53,6 +69,7 @@ def meta_roas_written(context: dg.AssetCheckExecutionContext) -> Iterator[dg.Ass
 def meta_roas_checks(
     context: dg.AssetCheckExecutionContext, config: CheckRange, warehouse: WarehouseResource
 ) -> Iterator[dg.AssetCheckResult]:
+    """One step for the ROAS tables' checks that read nothing but the range (no step of its own each)."""
     since, until = check_range(context, config)
     with warehouse.engine().connect() as conn:
         for group in ROAS_GROUPS:
@@ -60,6 +77,17 @@ def meta_roas_checks(
             if key in context.selected_asset_check_keys:
                 findings = validation.roas_currency_mismatches(conn, group, since, until)
                 yield check_result("no_currency_mismatch", ROAS_KEYS[group], findings, since, until)
+        if ACROSS_LEVELS in context.selected_asset_check_keys:
+            findings = validation.purchases_across_levels(conn, since, until)
+            yield check_result(
+                ACROSS_LEVELS.name,
+                ACROSS_LEVELS.asset_key,
+                findings,
+                since,
+                until,
+                severity=dg.AssetCheckSeverity.WARN,
+                figures={"campaign_days_differing": len(findings)},
+            )
 
 
 @dg.asset_check(

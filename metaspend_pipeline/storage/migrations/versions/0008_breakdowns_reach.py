@@ -14,7 +14,7 @@ from alembic import op
 from metaspend_pipeline.storage.comments import comment_breakdown_and_reach_views, comment_tables
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
