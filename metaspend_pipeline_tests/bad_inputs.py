@@ -8,8 +8,11 @@ rendered from them, so the table cannot drift from what the code does:
 
 from __future__ import annotations
 
+import gzip
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from xml.sax.saxutils import quoteattr
 
 from metaspend_pipeline_tests.dates import iso
 
@@ -188,6 +191,254 @@ CLI_ARGUMENTS: list[CliArguments] = [
         f"ad account id {'act_' + '1' * 31!r} {_MALFORMED_AD_ACCOUNT}",
     ),
 ]
+
+
+# --- the ECB's rates (`fx_rates_daily`) -------------------------------------------------------------
+
+FEED_DAY = "2026-10-05"
+FEED = "{feed}"  # where the feed's URL goes in a message, as `redaction.shown_url` shows it
+_ENVELOPE = (
+    '<?xml version="1.0" encoding="UTF-8"?>\n<gesmes:Envelope xmlns:gesmes="http://www.gesmes.org/xml/2002-08-01" '
+    'xmlns="http://www.ecb.int/vocabulary/2002-08-01/eurofxref"><gesmes:subject>Reference rates</gesmes:subject>'
+    "<Cube>{cubes}</Cube></gesmes:Envelope>"
+)
+_RATE_RULE = "not a positive decimal in plain digits (at most 12 before the point and 6 after)"
+_CURRENCY_RULE = "not a code of three capital letters A-Z"
+_TOO_LARGE = "larger than 16777216 bytes{unpacked}, the most read (the ECB's full history is about 7 MB); refused"
+
+
+def ecb_feed(*days: str) -> bytes:
+    """An ECB file (the ECB's own envelope) holding the given `<Cube time=...>` elements."""
+    return _ENVELOPE.format(cubes="".join(days)).encode()
+
+
+def ecb_day(*rates: tuple[str, str], day: str = FEED_DAY) -> str:
+    cubes = "".join(f"<Cube currency={quoteattr(c)} rate={quoteattr(r)}/>" for c, r in rates)
+    return f"<Cube time={quoteattr(day)}>{cubes}</Cube>"
+
+
+GOOD_FEED = ecb_feed(ecb_day(("USD", "1.0838"), ("JPY", "162.41")))
+_LAUGHS = (
+    '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;">]>'
+    "<gesmes:Envelope>&lol2;</gesmes:Envelope>"
+)
+
+
+def _gzip(data: bytes) -> bytes:
+    return gzip.compress(data, compresslevel=9, mtime=0)
+
+
+def _bomb() -> bytes:
+    """A gzip that unpacks to one byte more than the most read (17 KB packed)."""
+    return _gzip(b" " * (16 * 1024 * 1024 + 1))
+
+
+def _bad_crc() -> bytes:
+    packed = bytearray(_gzip(GOOD_FEED))
+    packed[-8] ^= 0xFF  # the CRC-32 of the trailer
+    return bytes(packed)
+
+
+@dataclass(frozen=True)
+class FxFeed:
+    """A feed `fx_rates_daily` might read (the test reads it from a file:// path) and its error."""
+
+    what: str
+    body: Callable[[], bytes] = field(repr=False)
+    message: str
+
+
+def rate_case(value: str, currency: str = "USD") -> FxFeed:
+    return FxFeed(
+        f"rate {value!r}",
+        lambda: ecb_feed(ecb_day((currency, value))),
+        f"the ECB rates at {FEED} give {currency} on {FEED_DAY} the rate {value!r}, {_RATE_RULE}",
+    )
+
+
+def currency_case(code: str) -> FxFeed:
+    return FxFeed(
+        f"currency {code!r}",
+        lambda: ecb_feed(ecb_day((code, "1.0838"))),
+        f"the ECB rates at {FEED} list a currency {code!r} on {FEED_DAY}, {_CURRENCY_RULE}",
+    )
+
+
+FX_FEEDS: list[FxFeed] = [
+    rate_case("\u0661_0838"),  # Decimal() reads Arabic-Indic digits and underscores: 11.0838
+    rate_case("1_0838"),
+    rate_case("1e3"),
+    rate_case("NaN"),
+    rate_case("-1.0838"),
+    rate_case("0"),
+    rate_case(" 1.0838"),
+    rate_case("1.0838000"),
+    rate_case("1000000000000"),
+    FxFeed(
+        "a currency without a rate",
+        lambda: ecb_feed('<Cube time="2026-10-05"><Cube currency="USD"/></Cube>'),
+        f"the ECB rates at {FEED} give USD on {FEED_DAY} the rate None, {_RATE_RULE}",
+    ),
+    currency_case("<SCRIPT>"),  # a bare StringDataRightTruncation on PostgreSQL's CHAR(3) before
+    currency_case("\u00df"),  # "ß".upper() is "SS"
+    currency_case("usd"),
+    currency_case("US"),
+    currency_case("\uff35\uff33\uff24"),
+    currency_case(""),
+    FxFeed(
+        "a day that is no date",
+        lambda: ecb_feed(ecb_day(("USD", "1.0838"), day="2026-13-01")),
+        f"the ECB rates at {FEED} have a day '2026-13-01', not a date as YYYY-MM-DD",
+    ),
+    FxFeed(
+        "a day in Arabic-Indic digits",
+        lambda: ecb_feed(ecb_day(("USD", "1.0838"), day="\u0662\u0660\u0662\u0666-10-05")),
+        f"the ECB rates at {FEED} have a day '\u0662\u0660\u0662\u0666-10-05', not a date as YYYY-MM-DD",
+    ),
+    FxFeed(
+        "the same day twice",
+        lambda: ecb_feed(ecb_day(("USD", "1.0838")), ecb_day(("USD", "1.0900"))),
+        f"the ECB rates at {FEED} list the day {FEED_DAY} twice",
+    ),
+    FxFeed(
+        "a currency twice in a day",
+        lambda: ecb_feed(ecb_day(("USD", "1.0838"), ("USD", "1.0900"))),
+        f"the ECB rates at {FEED} give USD on {FEED_DAY} twice",
+    ),
+    FxFeed(
+        "a DOCTYPE with entities (UTF-8)",
+        lambda: _LAUGHS.encode(),
+        f"the ECB rates at {FEED} declare a DOCTYPE 'lolz'; DTDs and entities are refused",
+    ),
+    FxFeed(
+        "a DOCTYPE with entities (UTF-16)",
+        lambda: _LAUGHS.replace('<?xml version="1.0"?>', '<?xml version="1.0" encoding="UTF-16"?>').encode("utf-16"),
+        f"the ECB rates at {FEED} declare a DOCTYPE 'lolz'; DTDs and entities are refused",
+    ),
+    FxFeed(
+        "an HTML page",
+        lambda: b"<html><body><p>Service unavailable<br></body></html>",
+        f"the ECB rates at {FEED} are not XML: mismatched tag: line 1, column 40",
+    ),
+    FxFeed(
+        "XML without a day",
+        lambda: ecb_feed(),
+        f"the ECB rates at {FEED} hold no day of rates (no <Cube time=...>)",
+    ),
+    FxFeed(
+        "a gzip of 17 KB that unpacks to 16 MiB + 1 byte",
+        _bomb,
+        f"the ECB rates at {FEED} are {_TOO_LARGE.format(unpacked=' once unpacked')}",
+    ),
+    FxFeed(
+        "a plain file of 16 MiB + 1 byte",
+        lambda: b" " * (16 * 1024 * 1024 + 1),
+        f"the ECB rates at {FEED} are {_TOO_LARGE.format(unpacked='')}",
+    ),
+    FxFeed(
+        "a gzip cut in half",
+        lambda: _gzip(GOOD_FEED)[: len(_gzip(GOOD_FEED)) // 2],
+        f"the ECB rates at {FEED} are a truncated gzip file (it ends before its last block)",
+    ),
+    FxFeed(
+        "a gzip whose checksum is wrong",
+        _bad_crc,
+        f"the ECB rates at {FEED} are not valid gzip (Error -3 while decompressing data: incorrect data check)",
+    ),
+    FxFeed(
+        "a gzip followed by other bytes",
+        lambda: _gzip(GOOD_FEED) + b"<html>",
+        f"the ECB rates at {FEED} have 6 bytes after their gzip data",
+    ),
+]
+
+
+@dataclass(frozen=True)
+class FxServer:
+    """What an HTTP server of the feed does (`path` names it to the test's server) and the error;
+    the test's METASPEND_FX_TIMEOUT_SECONDS is 2."""
+
+    what: str
+    path: str
+    message: str
+
+
+FX_TIMEOUT = "2"
+_LATE = f"reading the ECB rates at {FEED} took longer than 2 s (METASPEND_FX_TIMEOUT_SECONDS); gave up"
+FX_SERVERS: list[FxServer] = [
+    FxServer("sends its body a byte every 0.05 s", "trickle-body", _LATE),
+    FxServer("sends its headers a byte every 0.05 s", "trickle-headers", _LATE),
+    FxServer(
+        "answers 503 with Retry-After: 20",
+        "retry-after-20",
+        f"the ECB rates at {FEED} answered HTTP 503, and waiting 20 s to retry would pass the deadline "
+        "(METASPEND_FX_TIMEOUT_SECONDS); gave up",
+    ),
+    FxServer(
+        "answers 503 with Retry-After: 21600 (urllib3 waited that long, 4 times)",
+        "retry-after-21600",
+        f"the ECB rates at {FEED} answered HTTP 503, and waiting 30 s to retry would pass the deadline "
+        "(METASPEND_FX_TIMEOUT_SECONDS); gave up",
+    ),
+    FxServer("answers 404", "not-found", f"the ECB rates at {FEED} answered HTTP 404"),
+    FxServer(
+        "sends Content-Encoding: br",
+        "brotli",
+        f"the ECB rates at {FEED} come with Content-Encoding 'br'; only gzip is read",
+    ),
+    FxServer(
+        "sends Content-Encoding: gzip unpacking to 16 MiB + 1 byte",
+        "gzip-bomb",
+        f"the ECB rates at {FEED} are {_TOO_LARGE.format(unpacked=' once unpacked')}",
+    ),
+    FxServer(
+        "redirects to itself",
+        "redirect-loop",
+        f"the ECB rates at {FEED} redirect more than 5 times",
+    ),
+]
+
+
+@dataclass(frozen=True)
+class FxUrl:
+    """METASPEND_FX_RATES_URL, and how it is shown everywhere (log, metadata, errors), or its refusal."""
+
+    env: dict[str, str] = field(hash=False)
+    shown: str = ""
+    refused: str = ""
+
+
+FX_API_KEY = "k3y-" + "5ecret" * 3
+FX_URLS: list[FxUrl] = [
+    FxUrl(
+        {"METASPEND_FX_RATES_URL": f"https://rates.example/eurofxref-hist.xml?api_key={FX_API_KEY}"},
+        shown="https://rates.example/eurofxref-hist.xml?[REDACTED]",
+    ),
+    FxUrl(
+        {"METASPEND_FX_RATES_URL": f"https://rates.example/eurofxref-hist.xml?api_key={FX_API_KEY}#frag"},
+        shown="https://rates.example/eurofxref-hist.xml?[REDACTED]",
+    ),
+    FxUrl(
+        {"METASPEND_FX_RATES_URL": f"http://rates.example/eurofxref-hist.xml?api_key={FX_API_KEY}"},
+        refused="METASPEND_FX_RATES_URL 'http://rates.example/eurofxref-hist.xml?[REDACTED]' uses plain http, "
+        "which is refused outside METASPEND_ENV=development",
+    ),
+    FxUrl(
+        {"METASPEND_FX_RATES_URL": f"ftp://rates.example/eurofxref-hist.xml?api_key={FX_API_KEY}"},
+        refused="METASPEND_FX_RATES_URL must be an https URL, a file:/// path or `bundled`, got "
+        "'ftp://rates.example/eurofxref-hist.xml?[REDACTED]'",
+    ),
+    FxUrl(
+        {"METASPEND_FX_RATES_URL": f"https://user:{FX_API_KEY}@rates.example/eurofxref-hist.xml"},
+        refused="METASPEND_FX_RATES_URL must not carry a user name or password",
+    ),
+    FxUrl({"METASPEND_FX_TIMEOUT_SECONDS": "nan"}, refused="METASPEND_FX_TIMEOUT_SECONDS must be a number, got 'nan'"),
+    FxUrl(
+        {"METASPEND_FX_TIMEOUT_SECONDS": "0"},
+        refused="METASPEND_FX_TIMEOUT_SECONDS must be at least 1.0, got 0.0",
+    ),
+]
+
 
 RUN_CONFIG_MESSAGE = 'Received unexpected config entry "{name}" at path root:resources:meta:config'
 RUN_CONFIG_VALUES = ["graph_api_url", "api_version"]
