@@ -440,6 +440,48 @@ FX_URLS: list[FxUrl] = [
 ]
 
 
+# --- Meta's answer to the token exchange (`meta_token_refresh_job`) ---------------------------------
+
+_ANSWER = "extending the token: Meta's answer has"
+_EXPIRES_IN_RULE = "not a whole number of seconds from 1 to 31622400 (366 days)"
+_NOT_A_TOKEN = (
+    "a field access_token that is not a token (empty, longer than 4096 characters, or holding white space or "
+    "control characters)"
+)
+
+
+@dataclass(frozen=True)
+class TokenAnswer:
+    """One field of Meta's `oauth/access_token` answer replaced by the sandbox's `corrupt_row` fault
+    (a value of None removes it)."""
+
+    field: str
+    value: object
+    message: str
+
+
+def expires_in_case(value: object) -> TokenAnswer:
+    return TokenAnswer("expires_in", value, f"{_ANSWER} a field expires_in {value!r}, {_EXPIRES_IN_RULE}")
+
+
+TOKEN_ANSWERS: list[TokenAnswer] = [
+    expires_in_case("soon"),  # int() raised out of refresh_tokens before: no organization after it was tried
+    expires_in_case(-86400),  # "extended, valid until" yesterday before; the next fetch then marked NEEDS_REAUTH
+    expires_in_case(0),
+    expires_in_case("\u0665\u0661\u0668\u0663\u0669\u0664\u0664"),
+    expires_in_case(" 5183944"),
+    expires_in_case(5183944.5),
+    expires_in_case(True),
+    expires_in_case(10**12),
+    TokenAnswer("access_token", None, f"{_ANSWER} no access_token"),
+    TokenAnswer("access_token", "", f"{_ANSWER} {_NOT_A_TOKEN}"),
+    TokenAnswer("access_token", "EAA new token", f"{_ANSWER} {_NOT_A_TOKEN}"),
+    TokenAnswer("access_token", "EAA\x1b[2Jtoken", f"{_ANSWER} {_NOT_A_TOKEN}"),
+    TokenAnswer("access_token", 1234567890, f"{_ANSWER} a field access_token that is not a string (int)"),
+    TokenAnswer("access_token", ["EAAtoken"], f"{_ANSWER} a field access_token that is not a string (list)"),
+]
+
+
 RUN_CONFIG_MESSAGE = 'Received unexpected config entry "{name}" at path root:resources:meta:config'
 RUN_CONFIG_VALUES = ["graph_api_url", "api_version"]
 
