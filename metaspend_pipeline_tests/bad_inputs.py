@@ -482,6 +482,111 @@ TOKEN_ANSWERS: list[TokenAnswer] = [
 ]
 
 
+# --- the sandbox's admin API (development only) ------------------------------------------------------
+
+_JSON_ONLY = "an admin POST needs Content-Type: application/json"
+
+
+def _foreign_host(host: str) -> str:
+    return f"Host {host!r} refused: the sandbox answers requests to localhost, 127.0.0.0/8 and [::1] only"
+
+
+@dataclass(frozen=True)
+class AdminRequest:
+    """A request another site's page could make to a sandbox on 127.0.0.1, and the sandbox's answer."""
+
+    method: str
+    path: str
+    headers: dict[str, str] = field(hash=False)
+    body: str | None
+    status: int
+    message: str
+
+
+_FAULT = '[{"kind": "server_error", "times": 1000}]'
+_EVIL = {"Origin": "https://evil.example"}
+ADMIN_REQUESTS: list[AdminRequest] = [
+    AdminRequest("POST", "/__sandbox/faults", {**_EVIL, "Content-Type": "text/plain"}, _FAULT, 415, _JSON_ONLY),
+    AdminRequest(
+        "POST",
+        "/__sandbox/faults",
+        {**_EVIL, "Content-Type": "application/x-www-form-urlencoded"},
+        _FAULT,
+        415,
+        _JSON_ONLY,
+    ),
+    AdminRequest("POST", "/__sandbox/faults", _EVIL, _FAULT, 415, _JSON_ONLY),
+    AdminRequest(
+        "POST",
+        "/__sandbox/config",
+        {**_EVIL, "Content-Type": "text/plain"},
+        '{"latency_seconds": 30}',
+        415,
+        _JSON_ONLY,
+    ),
+    AdminRequest(
+        "POST",
+        "/__sandbox/tokens",
+        {**_EVIL, "Content-Type": "text/plain"},
+        '{"token": "EAAplanted0000000000", "organization_id": "demo-org-1"}',
+        415,
+        _JSON_ONLY,
+    ),
+    AdminRequest(
+        "POST",
+        "/__sandbox/objects",
+        {**_EVIL, "Content-Type": "multipart/form-data; boundary=x"},
+        '{"id": "1", "name": "x"}',
+        415,
+        _JSON_ONLY,
+    ),
+    AdminRequest(
+        "POST",
+        "/__sandbox/faults",
+        {"Content-Type": "application/json"},
+        "[{kind: throttle}]",
+        400,
+        "Failed to decode JSON object: Expecting property name enclosed in double quotes: line 1 column 3 (char 2)",
+    ),
+    AdminRequest("GET", "/__sandbox/organizations", {"Host": "evil.example"}, None, 403, _foreign_host("evil.example")),
+    AdminRequest(
+        "GET",
+        "/__sandbox/organizations",
+        {"Host": "evil.example:8765"},
+        None,
+        403,
+        _foreign_host("evil.example:8765"),
+    ),
+    AdminRequest(
+        "GET",
+        "/__sandbox/organizations",
+        {"Host": "127.0.0.1.nip.io"},
+        None,
+        403,
+        _foreign_host("127.0.0.1.nip.io"),
+    ),
+    AdminRequest(
+        "GET",
+        "/__sandbox/organizations",
+        {"Host": "localhost.evil.example"},
+        None,
+        403,
+        _foreign_host("localhost.evil.example"),
+    ),
+    AdminRequest(
+        "POST",
+        "/__sandbox/faults",
+        {"Host": "evil.example", "Content-Type": "application/json"},
+        _FAULT,
+        403,
+        _foreign_host("evil.example"),
+    ),
+    AdminRequest("GET", "/v21.0/me/adaccounts", {"Host": "evil.example"}, None, 403, _foreign_host("evil.example")),
+]
+# Requests the sandbox answers: its own callers (`SandboxAdmin`, the client, the demo) send these.
+ADMIN_HOSTS_ANSWERED = ["127.0.0.1:{port}", "localhost:{port}", "LOCALHOST", "127.0.0.2", "[::1]:{port}", "[::1]"]
+
+
 RUN_CONFIG_MESSAGE = 'Received unexpected config entry "{name}" at path root:resources:meta:config'
 RUN_CONFIG_VALUES = ["graph_api_url", "api_version"]
 
