@@ -34,6 +34,7 @@ class MetaValue:
     message: str
     account: str = USD_ACCOUNT
     level: str = "account"
+    shown: str = ""  # how the page shows a value too long to print
 
     @property
     def full_message(self) -> str:
@@ -112,6 +113,12 @@ META_VALUES: list[MetaValue] = [
         "field actions has an entry without a valid action_type (None)",
     ),
     MetaValue("actions", {"omni_purchase": "3"}, "field actions is not a list"),
+    MetaValue(
+        "actions",
+        [{"action_type": f"offsite_conversion.custom.{n}", "value": "1"} for n in range(1001)],
+        "field actions lists 1001 entries, more than the 1000 action types accepted in a row",
+        shown="1,001 entries {'action_type': 'offsite_conversion.custom.<n>', 'value': '1'}",
+    ),
 ]
 
 _NOT_META = (
@@ -618,7 +625,9 @@ def render() -> str:
     ]
     for case in META_VALUES:
         message = _cell(case.full_message).replace(DAY, DOC_DAY)
-        lines.append(f"| `{case.field}` | `{case.value!r}` ({case.account}) | {message} | untouched |")
+        lines.append(
+            f"| `{case.field}` | `{case.shown or repr(case.value)}` ({case.account}) | {message} | untouched |"
+        )
     lines += [
         "",
         "## Environment",

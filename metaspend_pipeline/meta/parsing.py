@@ -24,6 +24,9 @@ from metaspend_pipeline.meta.models import (
 from metaspend_pipeline.settings import ATTRIBUTION_WINDOWS
 
 _ACTION_TYPE = re.compile(r"[a-z0-9_.:-]{1,200}", re.ASCII)
+# Meta has a few hundred action types; a row listing more is refused before any is parsed, so the work
+# (and the conversion rows) one row can cause is bounded: at most this many per list (docs/meta-api.md).
+MAX_ACTION_TYPES = 1000
 # ASCII only: str.isdigit() also accepts "²" and Arabic-Indic digits, which int() and Decimal() read
 _DIGITS = re.compile(r"[0-9]+", re.ASCII)
 ID_PATTERN = re.compile(r"[0-9]{1,30}", re.ASCII)
@@ -204,6 +207,12 @@ def _action_list(raw: Mapping[str, Any], name: str, where: str, account: str) ->
         return {}
     if not isinstance(items, list):
         raise MetaDataError(f"{where}: field {name} is not a list", ad_account_id=account)
+    if len(items) > MAX_ACTION_TYPES:
+        raise MetaDataError(
+            f"{where}: field {name} lists {len(items)} entries, more than the {MAX_ACTION_TYPES} action types "
+            "accepted in a row",
+            ad_account_id=account,
+        )
     out: dict[str, Mapping[str, Any]] = {}
     for item in items:
         action_type = item.get("action_type") if isinstance(item, dict) else None
