@@ -594,6 +594,30 @@ ADMIN_REQUESTS: list[AdminRequest] = [
 ADMIN_HOSTS_ANSWERED = ["127.0.0.1:{port}", "localhost:{port}", "LOCALHOST", "127.0.0.2", "[::1]:{port}", "[::1]"]
 
 
+# --- names from Meta, printed by `metaspend` ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PrintedName:
+    """A campaign name as Meta might send it (the sandbox renames a campaign) and as `metaspend roas
+    --format table` and `--format csv` print it."""
+
+    name: str
+    shown: str
+
+
+PRINTED_NAMES: list[PrintedName] = [
+    PrintedName("\x1b]0;owned\x07Spring sale\x1b[31m", "\\x1b]0;owned\\x07Spring sale\\x1b[31m"),  # OSC, CSI
+    PrintedName("\x1b]8;;https://evil.example\x1b\\Spring sale", "\\x1b]8;;https://evil.example\\x1b\\Spring sale"),
+    PrintedName("Spring\x9b2J sale\x9d0;x\x9c", "Spring\\x9b2J sale\\x9d0;x\\x9c"),  # C1 CSI, OSC, ST
+    PrintedName("Spring\rsale\nnew line\x7f\x08", "Spring\\x0dsale\\x0anew line\\x7f\\x08"),
+    PrintedName("Spring \u202eelas\u202c \u2066x\u2069", "Spring \\u202eelas\\u202c \\u2066x\\u2069"),  # bidi
+    PrintedName(
+        "Soldes d'\u00e9t\u00e9 \u6625 \U0001f600 caf\u00e9", "Soldes d'\u00e9t\u00e9 \u6625 \U0001f600 caf\u00e9"
+    ),
+]
+
+
 RUN_CONFIG_MESSAGE = 'Received unexpected config entry "{name}" at path root:resources:meta:config'
 RUN_CONFIG_VALUES = ["graph_api_url", "api_version"]
 
