@@ -618,6 +618,85 @@ PRINTED_NAMES: list[PrintedName] = [
 ]
 
 
+# --- the BI role (`metaspend db grant-bi`) ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BiGrant:
+    """A privilege the BI role got beside `grant-bi` (statements run as the database's owner, `{role}`
+    and `{database}` filled in), what the role tries once `grant-bi` ran again, and what it gets."""
+
+    given: tuple[str, ...]
+    tried: str
+    outcome: str  # "refused", or the warning `grant-bi` prints
+    revoked: str = ""  # what `grant-bi` says it revoked
+    after: tuple[str, ...] = ()  # run as the owner after `grant-bi`, before the role tries
+
+
+_SIDE_SCHEMA = ("CREATE SCHEMA side", "CREATE TABLE side.tokens AS SELECT * FROM oauth_token")
+BI_GRANTS: list[BiGrant] = [
+    BiGrant((), "CREATE TEMP TABLE bi_scratch (x int)", "refused"),  # PUBLIC held TEMPORARY on the database
+    BiGrant(
+        (*_SIDE_SCHEMA, "GRANT USAGE ON SCHEMA side TO {role}", "GRANT SELECT ON side.tokens TO {role}"),
+        "SELECT * FROM side.tokens",
+        "refused",
+        revoked="schema side; table side.tokens",
+    ),
+    BiGrant(
+        (
+            "ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO {role}",
+            "CREATE TABLE oauth_token_backup AS SELECT * FROM oauth_token",
+        ),
+        "SELECT * FROM oauth_token_backup",
+        "refused",
+        revoked="default privileges of postgres on tables; table oauth_token_backup",
+    ),
+    BiGrant(
+        ("ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO {role}",),
+        "SELECT * FROM oauth_token_later",
+        "refused",
+        revoked="default privileges of postgres in schema public on tables",
+        after=("CREATE TABLE oauth_token_later AS SELECT * FROM oauth_token",),
+    ),
+    BiGrant(
+        ("GRANT SELECT (access_token_encrypted) ON oauth_token TO {role}",),
+        "SELECT access_token_encrypted FROM oauth_token",
+        "refused",
+        revoked="table oauth_token",
+    ),
+    BiGrant(
+        ("GRANT USAGE, UPDATE ON SEQUENCE meta_fetch_log_id_seq TO {role}",),
+        "SELECT nextval('meta_fetch_log_id_seq')",
+        "refused",
+        revoked="table meta_fetch_log_id_seq",
+    ),
+    BiGrant(
+        (
+            "CREATE FUNCTION stored_tokens() RETURNS SETOF oauth_token LANGUAGE sql SECURITY DEFINER "
+            "AS 'SELECT * FROM oauth_token'",
+            "REVOKE EXECUTE ON FUNCTION stored_tokens() FROM PUBLIC",
+            "GRANT EXECUTE ON FUNCTION stored_tokens() TO {role}",
+        ),
+        "SELECT * FROM stored_tokens()",
+        "refused",
+        revoked="routine stored_tokens()",
+    ),
+    BiGrant(("GRANT CREATE ON SCHEMA public TO {role}",), "CREATE TABLE bi_scratch (x int)", "refused"),
+    BiGrant(("GRANT CREATE ON DATABASE {database} TO {role}",), "CREATE SCHEMA bi_scratch", "refused"),
+    BiGrant(
+        ("GRANT INSERT, UPDATE, DELETE, TRUNCATE ON meta_roas_by_campaign TO {role}",),
+        "DELETE FROM meta_roas_by_campaign",
+        "refused",
+    ),
+    BiGrant(
+        ("GRANT SELECT ON oauth_token TO PUBLIC",),
+        "SELECT count(*) FROM oauth_token",
+        "warning: role {role} can still use table oauth_token, through privileges of PUBLIC that only their owner "
+        "can revoke (REVOKE ... FROM PUBLIC as the owner)",
+    ),
+]
+
+
 RUN_CONFIG_MESSAGE = 'Received unexpected config entry "{name}" at path root:resources:meta:config'
 RUN_CONFIG_VALUES = ["graph_api_url", "api_version"]
 
