@@ -668,7 +668,7 @@ BI_GRANTS: list[BiGrant] = [
         ("GRANT USAGE, UPDATE ON SEQUENCE meta_fetch_log_id_seq TO {role}",),
         "SELECT nextval('meta_fetch_log_id_seq')",
         "refused",
-        revoked="table meta_fetch_log_id_seq",
+        revoked="sequence meta_fetch_log_id_seq",
     ),
     BiGrant(
         (
@@ -705,15 +705,152 @@ def _cell(text: object) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def _prose(text: object) -> str:
+    """A message as a table cell: `<` and `>` escaped, or a reader's Markdown would hide `<SCRIPT>`."""
+    return _cell(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _code(value: object) -> str:
+    return "`" + _cell(value).replace("`", "'") + "`"
+
+
+def _render_fx() -> list[str]:
+    lines = [
+        "",
+        "## The ECB's rates",
+        "",
+        "`fx_rates_daily` reads the feed (`fx.read_feed`) and checks every value (`fx.parse_feed`) before",
+        "it writes anything: each problem is one `FxRatesError` naming the feed, the day and the value,",
+        "the run fails, and the rates stored before stay as they were (`test_fx.py` proves it through",
+        "the asset on SQLite and PostgreSQL; the cases below are run by `test_fx_feed.py`, `<feed>`",
+        "standing for the feed's URL). A feed is read up to 16 MiB, packed or unpacked, in a stream",
+        "that stops there (the ECB's full history is about 7 MB unpacked), and parsed by expat as it",
+        "goes, so memory stays bounded whatever the feed is (`bench/hostile_inputs.py`).",
+        "",
+        "| feed | message | stored rates |",
+        "|---|---|---|",
+    ]
+    for case in FX_FEEDS:
+        lines.append(f"| {_prose(case.what)} | {_prose(case.message.replace(FEED, '<feed>'))} | untouched |")
+    lines += [
+        "",
+        "Over http(s), `METASPEND_FX_TIMEOUT_SECONDS` (120) bounds connecting, up to 4 retries, their",
+        "waits (a server's `Retry-After` at most 30 s) and every read together: a watchdog shuts the",
+        f"socket at the deadline. With the deadline at {FX_TIMEOUT} s, a server on 127.0.0.1 doing the",
+        "following is given up on within it (the test allows 1.5 s more, for a loaded machine):",
+        "",
+        "| the server | message |",
+        "|---|---|",
+    ]
+    for server in FX_SERVERS:
+        lines.append(f"| {_prose(server.what)} | {_prose(server.message.replace(FEED, '<feed>'))} |")
+    lines += [
+        "",
+        "**A credential in `METASPEND_FX_RATES_URL` is redacted, not refused.** A mirror of the ECB's",
+        "files may want an api key in the query string, so the URL is read as given, but wherever it",
+        "is shown (the run's log line, the asset's `source` metadata, every error, settings messages",
+        "and so the CLI) its query string is `[REDACTED]` and its fragment dropped",
+        "(`redaction.shown_url`), and the query's values are registered as secrets, so a library's",
+        "message naming the whole URL is redacted too. `test_fx.py` reads a run's whole event log and",
+        "what the process printed for the key. A user name or password in the URL is refused, as",
+        "before; `META_GRAPH_API_URL`, which carries tokens, refuses a query string.",
+        "",
+        "| variables | shown as, or refused with |",
+        "|---|---|",
+    ]
+    for url in FX_URLS:
+        given = ", ".join(f"`{k}={_cell(v)}`" for k, v in url.env.items())
+        lines.append(f"| {given} | {_code(url.shown) if url.shown else _prose(url.refused)} |")
+    return lines
+
+
+def _render_others() -> list[str]:
+    lines = [
+        "",
+        "## Meta's answer to the token exchange",
+        "",
+        "`meta_token_refresh_job` exchanges each expiring token (`fb_exchange_token`). The sandbox's",
+        "`corrupt_row` fault on `oauth/access_token` puts the value into the first exchange's answer",
+        "(`None` removes the field). That organization's refresh fails (`FAILED`, the job fails naming",
+        "it) and keeps its token and expiry; the next organization is still extended",
+        "(`test_token_refresh.py` compares the stored tokens before and after). `expires_in` is absent",
+        "for a token that never expires; otherwise 1 to 31,622,400 seconds (366 days) in ASCII digits.",
+        "The message never holds the token.",
+        "",
+        "| field | value | outcome detail | stored token |",
+        "|---|---|---|---|",
+    ]
+    for answer in TOKEN_ANSWERS:
+        lines.append(
+            f"| `{answer.field}` | {_code(repr(answer.value))} | {_prose(answer.message)} | kept, with its expiry |"
+        )
+    lines += [
+        "",
+        "## The BI role",
+        "",
+        "`metaspend db grant-bi` makes the role's privileges its list (`CONNECT`, `USAGE` on the",
+        "warehouse's schema, `SELECT` on the reporting relations) each time it runs, whatever was given",
+        "to it in between; `TEMPORARY` is revoked from `PUBLIC`, with a notice",
+        "([warehouse.md](warehouse.md#bi-access)). `test_bi.py` runs each grant below as the database's",
+        "owner, runs the command again, then tries the statement as the role (in a read-write",
+        "transaction, so that only privileges stop it).",
+        "",
+        "| given beside `grant-bi` | the role then tries | outcome | `grant-bi` says it revoked |",
+        "|---|---|---|---|",
+    ]
+    for grant in BI_GRANTS:
+        given = "; ".join(g.format(role="bi", database="metaspend") for g in grant.given)
+        after = "; ".join(grant.after)
+        tried = f"{after}; then {grant.tried}" if after else grant.tried
+        outcome = "permission denied" if grant.outcome == "refused" else grant.outcome.format(role="bi")
+        shown = _code(given) if given else "nothing: `PUBLIC` holds `TEMPORARY` on a new database"
+        lines.append(f"| {shown} | {_code(tried)} | {_prose(outcome)} | {_prose(grant.revoked or '-')} |")
+    lines += [
+        "",
+        "## Names printed by `metaspend`",
+        "",
+        "A campaign renamed in the sandbox reaches the warehouse through the objects fetch exactly as",
+        "sent (`test_printed_names.py` reads it back) and `metaspend roas --format table` and `--format",
+        "csv` print it through `safe_text.safe_text`: C0 and C1 control characters, DEL and Unicode's",
+        "bidirectional controls are shown escaped, so no OSC or CSI sequence reaches the terminal.",
+        "`--format json` carries the exact value, escaped by JSON. Error lines and run progress go",
+        "through the same function.",
+        "",
+        "| name from Meta | printed as |",
+        "|---|---|",
+    ]
+    for name in PRINTED_NAMES:
+        lines.append(f"| {_code(repr(name.name))} | {_code(name.shown)} |")
+    lines += [
+        "",
+        "## The sandbox's admin API (development only)",
+        "",
+        "What a page of another site could send to a sandbox on 127.0.0.1: nothing is changed (faults,",
+        "configuration and tokens are compared before and after) and no token is answered. A request",
+        "naming a Host that is not `localhost`, 127.0.0.0/8 or `[::1]` (DNS rebinding) is refused",
+        "(`test_admin.py`).",
+        "",
+        "| request | headers | status | answer |",
+        "|---|---|---|---|",
+    ]
+    for request in ADMIN_REQUESTS:
+        headers = ", ".join(f"{k}: {v}" for k, v in request.headers.items())
+        lines.append(
+            f"| {_code(f'{request.method} {request.path}')} | {_code(headers)} | {request.status} | "
+            f"{_prose(request.message)} |"
+        )
+    return lines
+
+
 def render() -> str:
     lines = [
         "# Bad inputs and what they give",
         "",
         "Every bad input below was tried by the tests; this page is rendered from their cases",
         "(`metaspend_pipeline_tests/bad_inputs.py`; `python -m metaspend_pipeline_tests.bad_inputs >",
-        "docs/bad-inputs.md`), and a test fails when the two differ. In every case the rows already",
-        "stored (`meta_raw_insights`, `meta_spend_daily`, connected accounts) were compared before and",
-        "after and were unchanged.",
+        "docs/bad-inputs.md`), and a test fails when the two differ. In the first four sections the",
+        "rows already stored (`meta_raw_insights`, `meta_spend_daily`, connected accounts) were compared",
+        "before and after and were unchanged; each later section says what its tests compared.",
         "",
         "## Values from Meta",
         "",
@@ -772,6 +909,7 @@ def render() -> str:
     ]
     for name in RUN_CONFIG_VALUES:
         lines.append(f"| `resources.meta.config.{name}` | {_cell(RUN_CONFIG_MESSAGE.format(name=name))} | untouched |")
+    lines += _render_fx() + _render_others()
     return "\n".join(lines) + "\n"
 
 

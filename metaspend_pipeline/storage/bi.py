@@ -54,7 +54,7 @@ FROM pg_roles r WHERE r.rolname = :role
 """
 # Every object of the database whose ACL names the role: (what it is, the SQL to revoke it all).
 _HELD = """
-SELECT 'table ' || c.oid::regclass::text,
+SELECT CASE c.relkind WHEN 'S' THEN 'sequence ' ELSE 'table ' END || c.oid::regclass::text,
        'REVOKE ALL ON ' || CASE c.relkind WHEN 'S' THEN 'SEQUENCE ' ELSE 'TABLE ' END || c.oid::regclass::text
 FROM pg_class c
 WHERE c.relkind IN ('r', 'v', 'm', 'S', 'f', 'p')
