@@ -37,6 +37,7 @@ import sqlalchemy as sa
 
 from metaspend_pipeline.cli.progress import CheckVerdict, RunProgress
 from metaspend_pipeline.meta.versions import as_meta_serves_them
+from metaspend_pipeline.safe_text import safe_text
 from metaspend_pipeline.settings import MetaApiSettings, Settings
 from metaspend_pipeline.storage import db
 from metaspend_pipeline.tokens import generate_key
@@ -231,7 +232,7 @@ def run(echo: Echo = print) -> None:
         echo(f"    check {verdict.asset}.{verdict.check}: {verdict.state}")
         if not verdict.passed:
             for line in verdict.description.splitlines()[:4]:
-                echo(f"      {line}")
+                echo(f"      {safe_text(line)}")
     if outcome.status != "SUCCESS":
         raise SystemExit(f"the demo's run failed; see the lines above, {DAGSTER_LOG}, and the run in the Dagster UI")
     _print_report(engine, since, yesterday, echo)

@@ -17,18 +17,26 @@ from metaspend_pipeline.meta.models import (
     ID_FIELDS,
     AdAccount,
     Conversion,
+    ExchangedToken,
     InsightRow,
     MetaObject,
 )
 from metaspend_pipeline.settings import ATTRIBUTION_WINDOWS
 
 _ACTION_TYPE = re.compile(r"[a-z0-9_.:-]{1,200}", re.ASCII)
+# Meta has a few hundred action types; a row listing more is refused before any is parsed, so the work
+# (and the conversion rows) one row can cause is bounded: at most this many per list (docs/meta-api.md).
+MAX_ACTION_TYPES = 1000
 # ASCII only: str.isdigit() also accepts "²" and Arabic-Indic digits, which int() and Decimal() read
 _DIGITS = re.compile(r"[0-9]+", re.ASCII)
 ID_PATTERN = re.compile(r"[0-9]{1,30}", re.ASCII)
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
 _AMOUNT = re.compile(r"(?P<integer>[0-9]+)(?:\.(?P<decimals>[0-9]+))?", re.ASCII)
 _MAX_COUNT = 2**63 - 1
+# Meta's long-lived tokens last about 60 days; an answer beyond a year (or not in the future) is no expiry to store.
+MAX_TOKEN_LIFETIME_SECONDS = 366 * 86400
+_EXPIRES_IN = re.compile(r"[0-9]{1,10}", re.ASCII)
+MAX_TOKEN_LENGTH = 4096
 
 
 def utc_from_epoch(value: Any) -> dt.datetime | None:
@@ -37,6 +45,38 @@ def utc_from_epoch(value: Any) -> dt.datetime | None:
     except (TypeError, ValueError):
         return None
     return dt.datetime.fromtimestamp(seconds, dt.UTC) if seconds > 0 else None
+
+
+def parse_exchanged_token(body: Any, now: dt.datetime) -> ExchangedToken:
+    """Meta's answer to `fb_exchange_token`, checked as insight values are: `access_token` a non-empty
+    string without white space or control characters, `expires_in` (absent: no expiry) positive ASCII
+    digits of at most MAX_TOKEN_LIFETIME_SECONDS. The errors name the field, never the token."""
+    where = "extending the token: Meta's answer"
+    if not isinstance(body, dict):
+        raise MetaDataError(f"{where} is not a JSON object")
+    token = body.get("access_token")
+    if token is None:
+        raise MetaDataError(f"{where} has no access_token")
+    if not isinstance(token, str):
+        raise MetaDataError(f"{where} has a field access_token that is not a string ({type(token).__name__})")
+    if not token or len(token) > MAX_TOKEN_LENGTH or not token.isprintable() or any(c.isspace() for c in token):
+        raise MetaDataError(
+            f"{where} has a field access_token that is not a token (empty, longer than {MAX_TOKEN_LENGTH} "
+            "characters, or holding white space or control characters)"
+        )
+    expires_in = body.get("expires_in")
+    expires_at = None
+    if expires_in is not None:
+        text = str(expires_in) if isinstance(expires_in, str | int) and not isinstance(expires_in, bool) else ""
+        seconds = int(text) if _EXPIRES_IN.fullmatch(text) else 0
+        if not 0 < seconds <= MAX_TOKEN_LIFETIME_SECONDS:
+            raise MetaDataError(
+                f"{where} has a field expires_in {expires_in!r}, not a whole number of seconds from 1 to "
+                f"{MAX_TOKEN_LIFETIME_SECONDS} (366 days)"
+            )
+        expires_at = now + dt.timedelta(seconds=seconds)
+    token_type = body.get("token_type")
+    return ExchangedToken(token, token_type if isinstance(token_type, str) else None, expires_at)
 
 
 def parse_ad_account(body: Mapping[str, Any], account: str) -> AdAccount:
@@ -167,6 +207,12 @@ def _action_list(raw: Mapping[str, Any], name: str, where: str, account: str) ->
         return {}
     if not isinstance(items, list):
         raise MetaDataError(f"{where}: field {name} is not a list", ad_account_id=account)
+    if len(items) > MAX_ACTION_TYPES:
+        raise MetaDataError(
+            f"{where}: field {name} lists {len(items)} entries, more than the {MAX_ACTION_TYPES} action types "
+            "accepted in a row",
+            ad_account_id=account,
+        )
     out: dict[str, Mapping[str, Any]] = {}
     for item in items:
         action_type = item.get("action_type") if isinstance(item, dict) else None
