@@ -39,6 +39,7 @@ import sqlalchemy as sa
 
 from metaspend_pipeline.cli.progress import CheckVerdict, RunProgress
 from metaspend_pipeline.meta.versions import as_meta_serves_them
+from metaspend_pipeline.safe_text import safe_text
 from metaspend_pipeline.settings import MetaApiSettings, Settings
 from metaspend_pipeline.storage import db
 from metaspend_pipeline.tokens import generate_key
@@ -268,7 +269,7 @@ def _finish(outcome: Outcome, echo: Echo) -> None:
         echo(f"    check {verdict.asset}.{verdict.check}: {verdict.state}")
         if not verdict.passed:
             for line in verdict.description.splitlines()[:4]:
-                echo(f"      {line}")
+                echo(f"      {safe_text(line)}")
     if outcome.status != "SUCCESS":
         raise SystemExit(f"the demo's run failed; see the lines above, {DAGSTER_LOG}, and the run in the Dagster UI")
 

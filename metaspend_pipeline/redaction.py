@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import urllib.parse
 from typing import Any
 
 MASK = "[REDACTED]"
@@ -43,6 +44,25 @@ def register_secret(value: str | None) -> None:
     if value and len(value) >= _MIN_SECRET_LENGTH:
         with _lock:
             _secrets.add(value)
+
+
+def shown_url(url: str) -> str:
+    """`url` as it may be shown (logs, metadata, errors): without a user name or password, its query
+    string (which may carry an api key) masked, without a fragment."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, MASK if parts.query else "", ""))
+
+
+def register_url_secrets(url: str) -> None:
+    """Register what `shown_url` hides (the query string, each of its values, a password) as secrets,
+    so that a library's message or log line naming the whole URL is redacted too."""
+    parts = urllib.parse.urlsplit(url)
+    register_secret(parts.query)
+    register_secret(parts.password)
+    for _, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
+        register_secret(value)
+        register_secret(urllib.parse.quote(value, safe=""))
 
 
 def _mask_token_after_scheme(match: re.Match[str]) -> str:

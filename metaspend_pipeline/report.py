@@ -36,6 +36,7 @@ import sqlalchemy as sa
 from metaspend_pipeline.currency import DEFAULT_MINOR_UNITS, minor_units
 from metaspend_pipeline.errors import MetaspendError
 from metaspend_pipeline.roas import ratios
+from metaspend_pipeline.safe_text import safe_text
 from metaspend_pipeline.storage import objects as objects_store
 from metaspend_pipeline.storage import roas as roas_store
 from metaspend_pipeline.storage.accounts import reporting_currency
@@ -270,13 +271,16 @@ def to_json(items: list[dict[str, Any]]) -> str:
 
 
 def _text(key: str, value: Any, places: int = DEFAULT_MINOR_UNITS) -> str:
+    """A table or CSV cell: money with `places` decimals; names and ids (Meta's, or from URL parameters)
+    with control characters escaped (`safe_text`), so a campaign named with terminal escapes prints them,
+    not obeys them."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, Decimal):
         return _number(value, places if key in _MONEY else None)
-    return str(value)
+    return safe_text(value)
 
 
 # A spreadsheet reads a cell starting with one of these as a formula (OWASP "CSV injection").
@@ -323,8 +327,8 @@ def items_to_rows(items: list[dict[str, Any]], headers: Sequence[str]) -> tuple[
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A plain text table: a header, a rule, and left-aligned columns."""
-    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in row] for row in rows]
+    """A plain text table: a header, a rule, and left-aligned columns; every cell through `safe_text`."""
+    cells = [[safe_text(h) for h in headers]] + [["" if c is None else safe_text(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))

@@ -18,6 +18,7 @@ from pathlib import Path
 from metaspend_pipeline.errors import MetaspendError
 from metaspend_pipeline.meta.models import BREAKDOWN_SETS
 from metaspend_pipeline.meta.versions import DEFAULT_VERSION
+from metaspend_pipeline.redaction import shown_url
 
 DEFAULT_DATABASE_PATH = Path(".metaspend") / "metaspend.db"
 GRAPH_API_URL = "https://graph.facebook.com"
@@ -127,7 +128,8 @@ def fx_rates_url(env: Mapping[str, str] | None = None) -> str:
     with METASPEND_ENV=development and META_GRAPH_API_URL pointing elsewhere than Meta, the
     sandbox's copy. `bundled` is the synthetic file shipped in the package (the sandbox's rates,
     for offline demos); `file:///path` any local file in the ECB's format. Plain http only in
-    development. No credential is ever sent, so any https host (a mirror) is accepted."""
+    development. A query string (a mirror's api key) is sent but never shown (`redaction.shown_url`);
+    a user name or password is refused."""
     env = os.environ if env is None else env
     raw = _get(env, "METASPEND_FX_RATES_URL", "")
     development = _environment(env) == "development"
@@ -137,19 +139,26 @@ def fx_rates_url(env: Mapping[str, str] | None = None) -> str:
     if raw.lower() == "bundled":
         return BUNDLED_FX_RATES.as_uri()
     parts = urllib.parse.urlsplit(raw)
+    shown = shown_url(raw)
     if parts.scheme == "file":
         if not parts.path or parts.netloc not in ("", "localhost"):
-            raise SettingsError(f"METASPEND_FX_RATES_URL {raw!r} must be file:///absolute/path")
+            raise SettingsError(f"METASPEND_FX_RATES_URL {shown!r} must be file:///absolute/path")
         return raw
     if "@" in parts.netloc:
         raise SettingsError("METASPEND_FX_RATES_URL must not carry a user name or password")
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise SettingsError(f"METASPEND_FX_RATES_URL must be an https URL, a file:/// path or `bundled`, got {raw!r}")
+        raise SettingsError(f"METASPEND_FX_RATES_URL must be an https URL, a file:/// path or `bundled`, got {shown!r}")
     if parts.scheme == "http" and not development:
         raise SettingsError(
-            f"METASPEND_FX_RATES_URL {raw!r} uses plain http, which is refused outside METASPEND_ENV=development"
+            f"METASPEND_FX_RATES_URL {shown!r} uses plain http, which is refused outside METASPEND_ENV=development"
         )
     return raw
+
+
+def fx_timeout_seconds(env: Mapping[str, str] | None = None) -> float:
+    """The most reading the ECB's rates may take, connection, retries and waits included."""
+    env = os.environ if env is None else env
+    return _float(env, "METASPEND_FX_TIMEOUT_SECONDS", 120.0, minimum=1.0)
 
 
 def _api_version(env: Mapping[str, str]) -> str:

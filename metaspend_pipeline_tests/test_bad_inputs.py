@@ -16,7 +16,7 @@ from metaspend_pipeline import currency
 from metaspend_pipeline.cli import cli
 from metaspend_pipeline.meta.client import MetaClient
 from metaspend_pipeline.meta.errors import MetaDataError
-from metaspend_pipeline.meta.parsing import parse_insight_row
+from metaspend_pipeline.meta.parsing import MAX_ACTION_TYPES, parse_insight_row
 from metaspend_pipeline.sandbox.server import Sandbox
 from metaspend_pipeline.settings import MetaApiSettings
 from metaspend_pipeline.storage import db
@@ -166,6 +166,27 @@ def test_the_parser_bounds_are_the_money_column() -> None:
     assert currency.minor_units("JPY") == 0
     assert currency.minor_units("KWD") == 3
     assert currency.minor_units("USD") == currency.minor_units("ZZZ") == 2
+
+
+@pytest.mark.parametrize(("name", "value"), [("actions", "1"), ("action_values", "1.00"), ("purchase_roas", "2.5")])
+def test_a_row_lists_at_most_1000_action_types(name: str, value: str) -> None:
+    """The work one row can cause is bounded: 1,000 action types (Meta has a few hundred) are read,
+    one more is refused before any is parsed. Before, 100,000 wrote 1.5M conversion rows."""
+    day = dt.date.fromisoformat(DAY)
+
+    def row(count: int) -> dict[str, object]:
+        entries = [{"action_type": f"offsite_conversion.custom.{n}", "value": value} for n in range(count)]
+        return {"date_start": DAY, "account_currency": "USD", "spend": "1.00", name: entries}
+
+    parsed = parse_insight_row(row(MAX_ACTION_TYPES), "act_1", "account", day, day)
+    assert len(parsed.conversions) == (MAX_ACTION_TYPES if name != "purchase_roas" else 0)
+    with pytest.raises(MetaDataError) as info:
+        parse_insight_row(row(MAX_ACTION_TYPES + 1), "act_1", "account", day, day)
+    assert str(info.value) == (
+        f"ad account act_1, account row of {DAY}: field {name} lists 1001 entries, more than the 1000 action "
+        "types accepted in a row"
+    )
+    assert MAX_ACTION_TYPES == 1000  # the bound docs/meta-api.md states
 
 
 @pytest.mark.parametrize("case", ENV_VALUES, ids=lambda c: ascii_id(",".join(f"{k}={v}" for k, v in c.env.items())))

@@ -23,7 +23,14 @@ from metaspend_pipeline.defs.fx.checks import every_needed_currency_has_a_rate
 from metaspend_pipeline.errors import InvalidInputError
 from metaspend_pipeline.sandbox.ecb import target_holidays
 from metaspend_pipeline.sandbox.server import Sandbox
-from metaspend_pipeline.settings import BUNDLED_FX_RATES, ECB_RATES_URL, Settings, SettingsError, fx_rates_url
+from metaspend_pipeline.settings import (
+    BUNDLED_FX_RATES,
+    ECB_RATES_URL,
+    SANDBOX_ECB_PATH,
+    Settings,
+    SettingsError,
+    fx_rates_url,
+)
 from metaspend_pipeline.storage import db
 from metaspend_pipeline.storage.schema import (
     ROAS_TABLES,
@@ -34,6 +41,7 @@ from metaspend_pipeline.storage.schema import (
     sale,
 )
 from metaspend_pipeline.storage.schema import fx_rates_daily as fx_table
+from metaspend_pipeline_tests.bad_inputs import FEED, FEED_DAY, FX_API_KEY, FxFeed, currency_case, rate_case
 from metaspend_pipeline_tests.conftest import Listener, Pipeline
 from metaspend_pipeline_tests.dates import TODAY
 
@@ -606,3 +614,65 @@ def test_the_pipeline_converts_the_sandbox_spend_at_the_sandbox_rates(pipeline: 
         assert r.spend_reporting == fx.convert(r.spend, rates[r.currency], rates["USD"]), r
         if r.revenue is not None:
             assert r.revenue_reporting == fx.convert(r.revenue, rates[r.currency], rates["USD"]), r
+
+
+# --- hostile feeds through the asset (the cases themselves: test_fx_feed.py) --------------------
+
+
+@pytest.mark.parametrize(
+    ("db_url", "case"),
+    [("sqlite", rate_case("\u0661_0838")), ("postgres", currency_case("<SCRIPT>"))],
+    indirect=["db_url"],
+    ids=["sqlite-rate", "postgres-currency"],
+)
+def test_a_bad_feed_fails_the_asset_naming_it_and_stores_nothing(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, case: FxFeed
+) -> None:
+    """Before: SQLite stored USD = 11.0838 from Arabic-Indic digits and an underscore; PostgreSQL
+    failed with a bare StringDataRightTruncation on the currency `<SCRIPT>`."""
+    url = env["METASPEND_DATABASE_URL"]
+    day = dt.date.fromisoformat(FEED_DAY)
+    with db.engine_for(url).begin() as conn:
+        conn.execute(
+            fx_table.insert(),
+            [
+                {"date": day, "currency": c, "rate": D(r), "ecb_date": day, "fetched_at": NOW}
+                for c, r in RATES[E1].items()
+            ],
+        )
+    before = stored_rates(url)
+    feed = tmp_path / "eurofxref-hist.xml"
+    feed.write_bytes(case.body())
+    monkeypatch.setenv("METASPEND_FX_RATES_URL", feed.as_uri())
+    result = materialize_rates(url, day, day)
+    assert not result.success
+    assert failure_of(result) == case.message.replace(FEED, feed.as_uri())
+    assert stored_rates(url) == before
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_an_api_key_in_the_feed_url_is_never_shown(
+    env: dict[str, str], sandbox_endpoint: str, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The URL is read with its query string and shown without it: the run's log line, its metadata
+    (`source`) and what the process printed."""
+    since, until = around_a_holiday()
+    monkeypatch.setenv("METASPEND_FX_RATES_URL", f"{sandbox_endpoint}{SANDBOX_ECB_PATH}?api_key={FX_API_KEY}")
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [fx_rates_daily],
+            resources={"warehouse": WarehouseResource(database_url=env["METASPEND_DATABASE_URL"])},
+            tags={
+                "dagster/asset_partition_range_start": since.isoformat(),
+                "dagster/asset_partition_range_end": until.isoformat(),
+            },
+            instance=instance,
+        )
+        records = "\n".join(repr(r) for r in instance.all_logs(result.run_id))
+    assert result.success
+    [materialization, *_] = result.get_asset_materialization_events()
+    source = materialization.materialization.metadata["source"].value
+    assert source.startswith(sandbox_endpoint) and source.endswith("?[REDACTED]")
+    assert "reading the ECB's reference rates from" in records and "?[REDACTED]" in records
+    printed = capfd.readouterr()
+    assert FX_API_KEY not in records + printed.out + printed.err

@@ -22,8 +22,11 @@ HOSTILE = {
     "+1+1": "'+1+1",
     "-2+3": "'-2+3",
     "@SUM(A1)": "'@SUM(A1)",
-    "\tcmd": "'\tcmd",
-    "\rcmd": "'\rcmd",
+    # control characters are escaped before the formula check (safe_text): no tab or CR reaches a cell
+    "\tcmd": "\\x09cmd",
+    "\rcmd": "\\x0dcmd",
+    "\t=1+1": "\\x09=1+1",
+    "=\x1b[31m": "'=\\x1b[31m",
     "a=b": "a=b",
     "1000001686726": "1000001686726",
 }
@@ -67,4 +70,5 @@ def test_formula_cells_are_quoted_and_numbers_stay_numbers(env: dict[str, str]) 
         assert row[1] == ""  # no name fetched for these ids
         assert row[2:4] == ["2", "1"]
         assert row[table[0].index("currency")] == "USD"
-    assert by_spend[Decimal("16.00")][4] == "-5.00"  # a negative amount is still a number, not quoted text
+    negative = Decimal("10.00") + list(HOSTILE).index("a=b")
+    assert by_spend[negative][4] == "-5.00"  # a negative amount is still a number, not quoted text

@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 
 import dagster as dg
+import pytest
 import sqlalchemy as sa
 
 from metaspend_pipeline.credentials import store_connection
@@ -16,7 +17,8 @@ from metaspend_pipeline.sandbox.server import Sandbox
 from metaspend_pipeline.settings import MetaApiSettings
 from metaspend_pipeline.storage import accounts as store
 from metaspend_pipeline.tokens import KeyRing, generate_key
-from metaspend_pipeline_tests.conftest import Pipeline
+from metaspend_pipeline_tests.bad_inputs import TOKEN_ANSWERS, TokenAnswer
+from metaspend_pipeline_tests.conftest import Pipeline, ascii_id
 
 NOW = dt.datetime.now(dt.UTC)
 
@@ -268,3 +270,45 @@ def test_a_token_meta_extends_without_expiry_is_said_to_have_none(
     with engine.connect() as conn:
         [stored] = store.stored_tokens(conn)
     assert stored.expires_at is None
+
+
+@pytest.mark.parametrize("case", TOKEN_ANSWERS, ids=lambda c: ascii_id(f"{c.field}={c.value!r}"))
+def test_a_bad_exchange_answer_fails_that_organization_only_and_keeps_its_token(
+    engine: sa.Engine, encryption_key: str, sandbox: Sandbox, api_settings: MetaApiSettings, case: TokenAnswer
+) -> None:
+    """The first organization's exchange gets the bad answer: it fails naming the field, keeps its
+    token and expiry, and the second is still extended."""
+    from metaspend_pipeline.settings import Settings
+    from metaspend_pipeline.storage.db import utcnow
+    from metaspend_pipeline.token_refresh import EXTENDED, FAILED, refresh_tokens
+
+    keyring = KeyRing.from_settings(Settings.from_env({"META_TOKEN_ENCRYPTION_KEY": encryption_key}))
+    now = utcnow().replace(microsecond=0)
+    tokens = {org: f"EAA{org}" + "8" * 30 for org in ("first", "second")}
+    for org, token in tokens.items():
+        sandbox.add_token(token, "demo-org-1")
+        with engine.begin() as conn:
+            store_connection(conn, keyring, org, "FACEBOOK", ["act_1000000001"], token, now + dt.timedelta(days=1))
+    with engine.connect() as conn:
+        before = {t.organization_id: t for t in store.stored_tokens(conn)}
+    sandbox.add_faults(
+        [{"kind": "corrupt_row", "match": "oauth/access_token", "field": case.field, "value": case.value}]
+    )
+    settings = dataclasses.replace(api_settings, app_id=sandbox.config.app_id, app_secret=sandbox.config.app_secret)
+
+    outcomes = {o.organization_id: o for o in refresh_tokens(engine, keyring, lambda t: MetaClient(t, settings), now)}
+
+    with engine.connect() as conn:
+        after = {t.organization_id: t for t in store.stored_tokens(conn)}
+    [failed] = [org for org, o in outcomes.items() if o.status == FAILED]
+    [extended] = [org for org, o in outcomes.items() if o.status == EXTENDED]
+    assert outcomes[failed].detail == case.message
+    assert outcomes[failed].expires_at == before[failed].expires_at
+    assert after[failed] == before[failed]  # the same encrypted token, expiry and status
+    assert after[extended].expires_at == now + dt.timedelta(seconds=sandbox.config.token_lifetime_seconds)
+    assert (
+        keyring.decrypt(after[extended].access_token_encrypted, after[extended].connected_account_id)
+        != tokens[extended]
+    )
+    for token in (*tokens.values(), "EAA new token", "EAAtoken"):
+        assert token not in str(outcomes[failed])

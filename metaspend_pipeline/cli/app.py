@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from metaspend_pipeline.errors import InvalidInputError, MetaspendError
 from metaspend_pipeline.redaction import RedactingFilter, redact
+from metaspend_pipeline.safe_text import safe_text
 from metaspend_pipeline.settings import Settings
 from metaspend_pipeline.storage import db
 
@@ -31,7 +32,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except MetaspendError as exc:
-            click.echo(f"metaspend: error: {redact(exc)}", err=True)
+            click.echo(f"metaspend: error: {safe_text(redact(exc))}", err=True)
             ctx.exit(EXIT_BAD_INPUT)
 
 
@@ -80,10 +81,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = cli.main(args=args, prog_name="metaspend", standalone_mode=False)
     except click.UsageError as exc:
         hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
-        click.echo(f"metaspend: error: {exc.format_message()}{hint}", err=True)
+        click.echo(f"metaspend: error: {safe_text(exc.format_message())}{hint}", err=True)
         sys.exit(EXIT_BAD_INPUT)
     except click.ClickException as exc:
-        click.echo(f"metaspend: error: {exc.format_message()}", err=True)
+        click.echo(f"metaspend: error: {safe_text(exc.format_message())}", err=True)
         sys.exit(exc.exit_code)
     except click.Abort:
         click.echo("metaspend: aborted", err=True)

@@ -34,6 +34,7 @@ from metaspend_pipeline.cli.progress import RunProgress
 from metaspend_pipeline.errors import InvalidInputError, MetaspendError, UnknownOrganizationError
 from metaspend_pipeline.meta.lookback import INSIGHTS, RangeTooOldError, refuse_too_old
 from metaspend_pipeline.redaction import redact
+from metaspend_pipeline.safe_text import safe_text
 from metaspend_pipeline.storage import accounts as store
 from metaspend_pipeline.storage import db
 from metaspend_pipeline.storage import raw as raw_store
@@ -300,6 +301,6 @@ def backfill_command(
         summary = summarize(conn, run_id, request)
     click.echo(f"run {run_id}: {'succeeded' if ok else 'FAILED'}")
     for line in summary.lines():
-        click.echo(redact(line))
+        click.echo(safe_text(redact(line)))
     if not ok:
         click.get_current_context().exit(1)

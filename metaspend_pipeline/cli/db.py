@@ -37,7 +37,9 @@ def db_upgrade() -> None:
 def db_grant_bi(role: str, password_env: str | None) -> None:
     """Create or update a read-only role for BI tools: SELECT on the reporting tables, nothing else.
 
-    PostgreSQL only. Run it again after `db upgrade` adds reporting tables.
+    Every other privilege the role holds in the database is revoked, default privileges included,
+    and TEMPORARY is revoked from PUBLIC (said in a notice). PostgreSQL only. Run it again after
+    `db upgrade` adds reporting tables.
     """
     from metaspend_pipeline.redaction import register_secret
     from metaspend_pipeline.storage import bi
@@ -70,8 +72,23 @@ def db_grant_bi(role: str, password_env: str | None) -> None:
     click.echo(
         f"{'created' if report.created else 'updated'} role {role}"
         f"{' with the password from ' + password_env if password_env else ' (password unchanged)'}: "
-        f"SELECT on {', '.join(report.granted)}; nothing else"
+        f"SELECT on {', '.join(report.granted)}; {'see the warning below' if report.still_held else 'nothing else'}"
     )
+    if report.revoked:
+        click.echo(f"revoked every privilege it held beyond that: {'; '.join(report.revoked)}")
+    if report.temp_revoked_from_public:
+        click.echo(
+            "notice: revoked TEMPORARY on this database from PUBLIC: every role could create temporary tables "
+            "in it, this one too. The database's owner keeps it (the pipeline creates none); GRANT TEMPORARY ON "
+            "DATABASE to a role of your own that needs it",
+            err=True,
+        )
+    if report.still_held:
+        click.echo(
+            f"warning: role {role} can still use {'; '.join(report.still_held)}, through privileges of PUBLIC "
+            "that only their owner can revoke (REVOKE ... FROM PUBLIC as the owner)",
+            err=True,
+        )
     if report.public_can_create:
         click.echo(
             "warning: every role (PUBLIC) may CREATE tables in this schema (PostgreSQL before 15); "

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from metaspend_pipeline.redaction import redact
+from metaspend_pipeline.safe_text import safe_text
 
 Echo = Callable[[str], None]
 MAX_LINE = 200  # a log line of the run, shown at most this long (the run's log in the UI has it whole)
@@ -47,7 +48,7 @@ class RunProgress:
         self.finished = False
 
     def _say(self, at: float, message: str) -> None:
-        self._echo(redact(f"[{max(at - self._started, 0.0):6.1f}s] {message}"))
+        self._echo(safe_text(redact(f"[{max(at - self._started, 0.0):6.1f}s] {message}")))
 
     def poll(self) -> None:
         if not self._path.exists():

@@ -51,6 +51,7 @@ from metaspend_pipeline.meta.models import (
 from metaspend_pipeline.meta.parsing import (
     ID_PATTERN,
     parse_ad_account,
+    parse_exchanged_token,
     parse_insight_row,
     parse_object,
     parse_reach_row,
@@ -662,17 +663,9 @@ class MetaClient:
             context="extending the token",
             authenticated=False,
         )
-        token = body.get("access_token")
-        if not token:
-            raise MetaApiError("extending the token: Meta's answer has no access_token")
-        register_secret(token)
-        expires_in = body.get("expires_in")
-        now = now or dt.datetime.now(dt.UTC)
-        return ExchangedToken(
-            access_token=token,
-            token_type=body.get("token_type"),
-            expires_at=now + dt.timedelta(seconds=int(expires_in)) if expires_in else None,
-        )
+        exchanged = parse_exchanged_token(body, now or dt.datetime.now(dt.UTC))
+        register_secret(exchanged.access_token)
+        return exchanged
 
 
 def _json_or_none(response: requests.Response) -> Any:

@@ -17,6 +17,7 @@ from metaspend_pipeline.meta.models import (
     ID_FIELDS,
     AdAccount,
     Conversion,
+    ExchangedToken,
     InsightRow,
     MetaObject,
     ReachRow,
@@ -24,6 +25,9 @@ from metaspend_pipeline.meta.models import (
 from metaspend_pipeline.settings import ATTRIBUTION_WINDOWS
 
 _ACTION_TYPE = re.compile(r"[a-z0-9_.:-]{1,200}", re.ASCII)
+# Meta has a few hundred action types; a row listing more is refused before any is parsed, so the work
+# (and the conversion rows) one row can cause is bounded: at most this many per list (docs/meta-api.md).
+MAX_ACTION_TYPES = 1000
 # ASCII only: str.isdigit() also accepts "²" and Arabic-Indic digits, which int() and Decimal() read
 _DIGITS = re.compile(r"[0-9]+", re.ASCII)
 ID_PATTERN = re.compile(r"[0-9]{1,30}", re.ASCII)
@@ -33,6 +37,10 @@ _MAX_COUNT = 2**63 - 1
 _BREAKDOWN_MAX = 64
 _BREAKDOWN_VALUE = re.compile(rf"[A-Za-z0-9_+. -]{{1,{_BREAKDOWN_MAX}}}", re.ASCII)
 FREQUENCY_SCALE = 6  # decimals of frequency the warehouse keeps (NUMERIC(18, 6)); Meta writes six
+# Meta's long-lived tokens last about 60 days; an answer beyond a year (or not in the future) is no expiry to store.
+MAX_TOKEN_LIFETIME_SECONDS = 366 * 86400
+_EXPIRES_IN = re.compile(r"[0-9]{1,10}", re.ASCII)
+MAX_TOKEN_LENGTH = 4096
 
 
 def utc_from_epoch(value: Any) -> dt.datetime | None:
@@ -41,6 +49,38 @@ def utc_from_epoch(value: Any) -> dt.datetime | None:
     except (TypeError, ValueError):
         return None
     return dt.datetime.fromtimestamp(seconds, dt.UTC) if seconds > 0 else None
+
+
+def parse_exchanged_token(body: Any, now: dt.datetime) -> ExchangedToken:
+    """Meta's answer to `fb_exchange_token`, checked as insight values are: `access_token` a non-empty
+    string without white space or control characters, `expires_in` (absent: no expiry) positive ASCII
+    digits of at most MAX_TOKEN_LIFETIME_SECONDS. The errors name the field, never the token."""
+    where = "extending the token: Meta's answer"
+    if not isinstance(body, dict):
+        raise MetaDataError(f"{where} is not a JSON object")
+    token = body.get("access_token")
+    if token is None:
+        raise MetaDataError(f"{where} has no access_token")
+    if not isinstance(token, str):
+        raise MetaDataError(f"{where} has a field access_token that is not a string ({type(token).__name__})")
+    if not token or len(token) > MAX_TOKEN_LENGTH or not token.isprintable() or any(c.isspace() for c in token):
+        raise MetaDataError(
+            f"{where} has a field access_token that is not a token (empty, longer than {MAX_TOKEN_LENGTH} "
+            "characters, or holding white space or control characters)"
+        )
+    expires_in = body.get("expires_in")
+    expires_at = None
+    if expires_in is not None:
+        text = str(expires_in) if isinstance(expires_in, str | int) and not isinstance(expires_in, bool) else ""
+        seconds = int(text) if _EXPIRES_IN.fullmatch(text) else 0
+        if not 0 < seconds <= MAX_TOKEN_LIFETIME_SECONDS:
+            raise MetaDataError(
+                f"{where} has a field expires_in {expires_in!r}, not a whole number of seconds from 1 to "
+                f"{MAX_TOKEN_LIFETIME_SECONDS} (366 days)"
+            )
+        expires_at = now + dt.timedelta(seconds=seconds)
+    token_type = body.get("token_type")
+    return ExchangedToken(token, token_type if isinstance(token_type, str) else None, expires_at)
 
 
 def parse_ad_account(body: Mapping[str, Any], account: str) -> AdAccount:
@@ -268,6 +308,12 @@ def _action_list(raw: Mapping[str, Any], name: str, where: str, account: str) ->
         return {}
     if not isinstance(items, list):
         raise MetaDataError(f"{where}: field {name} is not a list", ad_account_id=account)
+    if len(items) > MAX_ACTION_TYPES:
+        raise MetaDataError(
+            f"{where}: field {name} lists {len(items)} entries, more than the {MAX_ACTION_TYPES} action types "
+            "accepted in a row",
+            ad_account_id=account,
+        )
     out: dict[str, Mapping[str, Any]] = {}
     for item in items:
         action_type = item.get("action_type") if isinstance(item, dict) else None
@@ -293,6 +339,14 @@ def _window_keys(entry: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
 
 def _is_id(value: Any) -> bool:
     return isinstance(value, str) and value.isascii() and value.isdigit()
+
+
+def _storable(text: str) -> str:
+    """Display text as a database can hold it: NUL (which PostgreSQL's text refuses) and unpaired
+    surrogates (which no encoding writes) become U+FFFD, as a decoder shows a character it cannot."""
+    if text.isprintable():
+        return text
+    return "".join("\ufffd" if c == "\x00" or "\ud800" <= c <= "\udfff" else c for c in text)
 
 
 def parse_object(raw: Any, account: str, kind: str) -> MetaObject:
@@ -333,10 +387,10 @@ def parse_object(raw: Any, account: str, kind: str) -> MetaObject:
         ad_account_id=account,
         kind=kind,
         id=raw["id"],
-        name=name,
+        name=_storable(name),
         status=raw["status"],
         effective_status=raw["effective_status"],
-        objective=objective,
+        objective=None if objective is None else _storable(objective),
         campaign_id=raw.get("campaign_id") if parents else None,
         adset_id=raw.get("adset_id") if kind == "ad" else None,
         created_time=times["created_time"],

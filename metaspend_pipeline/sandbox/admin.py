@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 def faults(sandbox: Sandbox, request: Request) -> Response:
     """GET lists the faults still to come, POST adds one or a list, DELETE resets the sandbox."""
     if request.method == "POST":
-        body = request.get_json(force=True)
+        body = request.get_json()
         sandbox.add_faults(body if isinstance(body, list) else [body])
     elif request.method == "DELETE":
         sandbox.reset()
@@ -40,7 +40,7 @@ def faults(sandbox: Sandbox, request: Request) -> Response:
 def config(sandbox: Sandbox, request: Request) -> Response:
     """GET the configuration, POST changes to it; the app secret is never shown."""
     if request.method == "POST":
-        sandbox.configure(**request.get_json(force=True))
+        sandbox.configure(**request.get_json())
     return json_response(dataclasses.asdict(sandbox.config) | {"app_secret": "<secret>"})
 
 
@@ -76,7 +76,7 @@ def truth(sandbox: Sandbox, request: Request) -> Response:
 def objects(sandbox: Sandbox, request: Request) -> Response:
     """GET every campaign, ad set and ad of an ad account, any status; POST renames one."""
     if request.method == "POST":
-        body = request.get_json(force=True)
+        body = request.get_json()
         try:
             sandbox.rename(str(body["id"]), str(body["name"]))
         except KeyError:
@@ -95,7 +95,7 @@ def organizations(sandbox: Sandbox, request: Request) -> Response:
 
 def tokens(sandbox: Sandbox, request: Request) -> Response:
     """A token of an organization: expiring, revoked, or for other ad accounts than its own."""
-    body = request.get_json(force=True)
+    body = request.get_json()
     sandbox.add_token(
         body["token"],
         body["organization_id"],

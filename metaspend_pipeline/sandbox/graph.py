@@ -672,10 +672,12 @@ def access_token(sandbox: Sandbox, call: Call) -> Response:
     old = params.get("fb_exchange_token", "")
     record = sandbox._authorize(old)  # neither revoked nor expired
     new = "EAAsbx" + hashlib.sha256(f"{old}:{sandbox._clock()}".encode()).hexdigest()[:40]
-    lifetime = sandbox.config.token_lifetime_seconds
+    lifetime = sandbox.config.token_lifetime_seconds  # 0: a token that never expires, without expires_in
     with sandbox._lock:
-        sandbox.tokens[new] = dataclasses.replace(record, expires_at=sandbox._clock() + lifetime)
-    answer: dict[str, Any] = {"access_token": new, "token_type": "bearer", "expires_in": lifetime}
+        sandbox.tokens[new] = dataclasses.replace(record, expires_at=sandbox._clock() + lifetime if lifetime else None)
+    answer: dict[str, Any] = {"access_token": new, "token_type": "bearer"}
+    if lifetime:
+        answer["expires_in"] = lifetime
     if call.fault is not None and call.fault.kind == "corrupt_row":
         corrupt(answer, call.fault)
     return json_response(answer)

@@ -32,6 +32,11 @@ takes its fault (a reset, slow or malformed one acts there and then), has its ap
 checked and is counted against the rate limits; then the fault's Graph error answers it, or its
 endpoint does, applying the faults that change an answer rather than replace it.
 
+Only requests naming a loopback host (`localhost`, 127.0.0.0/8, `[::1]`, with or without a port) or
+the address it was told to listen on are answered: another site's page whose name resolves to
+127.0.0.1 (DNS rebinding) is refused with 403. Admin POSTs need `Content-Type: application/json`
+(415 otherwise), which a page of another site cannot send without the browser asking first.
+
 Admin endpoints under `/__sandbox/` let tests and benchmarks change its behaviour while it runs:
   POST   /__sandbox/faults         [{"kind": ..., "match": "insights", "times": 1, "skip": 0, ...}]
   DELETE /__sandbox/faults         remove all faults, forget requests and usage, restore the startup config
@@ -70,6 +75,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import hmac
+import ipaddress
 import itertools
 import logging
 import threading
@@ -94,7 +100,7 @@ from metaspend_pipeline.sandbox.faults import (
     take_fault,
 )
 from metaspend_pipeline.sandbox.limits import account_usage
-from metaspend_pipeline.sandbox.responses import GraphError
+from metaspend_pipeline.sandbox.responses import GraphError, json_response
 from metaspend_pipeline.sandbox.world import Ad, AdSet, Campaign, World
 
 DEFAULT_APP_ID = "1000000000000001"
@@ -171,6 +177,18 @@ class Sandbox:
         self.add_faults(faults)
         # a rule belongs to one map, and every sandbox has its own: each gets copies
         self._url_map = Map([rule.empty() for rule in (*admin.RULES, *graph.RULES)])
+        self._served_on: set[str] = set()  # a non-loopback address it was told to listen on
+
+    def serve_on(self, host: str) -> None:
+        """Also answer requests naming `host`, the address it listens on, unless that is a wildcard
+        (0.0.0.0, ::): then only loopback names and addresses are answered."""
+        name = _host_name(host)
+        try:
+            if ipaddress.ip_address(name).is_unspecified:
+                return
+        except ValueError:
+            pass
+        self._served_on.add(name)
 
     # --- state -------------------------------------------------------------------------------
 
@@ -285,7 +303,22 @@ class Sandbox:
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         request = Request(environ)
+        host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME") or ""
+        if not self._host_allowed(host):
+            # a page of another site whose name resolves to 127.0.0.1 (DNS rebinding) names its own host
+            refused = json_response(
+                {
+                    "error": f"Host {host!r} refused: the sandbox answers requests to localhost, 127.0.0.0/8 "
+                    "and [::1] only"
+                },
+                403,
+            )
+            return refused(environ, start_response)
         return self._dispatch(request, environ)(environ, start_response)
+
+    def _host_allowed(self, host: str) -> bool:
+        name = _host_name(host)
+        return is_loopback_host(name) or name in self._served_on
 
     def _dispatch(self, request: Request, environ: dict[str, Any]) -> Response:
         adapter = self._url_map.bind_to_environ(environ)
@@ -308,7 +341,13 @@ class Sandbox:
         except HTTPException as exc:
             return exc.get_response()  # type: ignore[return-value]
         if endpoint in admin.ENDPOINTS:
-            return admin.ENDPOINTS[endpoint](self, request, **args)
+            if request.method == "POST" and request.mimetype != "application/json":
+                # a form or text/plain POST is what another site's page may send without asking first
+                return json_response({"error": "an admin POST needs Content-Type: application/json"}, 415)
+            try:
+                return admin.ENDPOINTS[endpoint](self, request, **args)
+            except HTTPException as exc:  # a body that is not JSON
+                return json_response({"error": exc.description}, exc.code or 400)
         params = {**request.args.to_dict(), **request.form.to_dict()}
         token, via_header = self._token_of(request, params)
         entry = self._log(request, endpoint, params, token, via_header)
@@ -420,6 +459,26 @@ class Sandbox:
         return record
 
 
+def _host_name(host: str) -> str:
+    """The name or address of a Host header, without its port or an IPv6 address's brackets."""
+    host = host.strip().lower()
+    if host.startswith("[") and "]" in host:
+        return host[1 : host.index("]")]
+    if host.count(":") == 1:
+        host = host.partition(":")[0]
+    return host.rstrip(".")
+
+
+def is_loopback_host(name: str) -> bool:
+    """localhost, an address of 127.0.0.0/8, or ::1 (without brackets or port)."""
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 class SandboxServer:
     """The sandbox on a real socket, served from a background thread."""
 
@@ -427,6 +486,7 @@ class SandboxServer:
         self.sandbox = sandbox
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self._server: BaseWSGIServer = make_server(host, port, sandbox, threaded=True)
+        sandbox.serve_on(host)
         self._thread: threading.Thread | None = None
 
     @property

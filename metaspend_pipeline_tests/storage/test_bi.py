@@ -27,7 +27,8 @@ from metaspend_pipeline.cli import cli
 from metaspend_pipeline.storage import db
 from metaspend_pipeline.storage.bi import REPORTING_RELATIONS
 from metaspend_pipeline.storage.schema import meta_roas_by_campaign, metadata
-from metaspend_pipeline_tests.conftest import _admin
+from metaspend_pipeline_tests.bad_inputs import BI_GRANTS, BiGrant
+from metaspend_pipeline_tests.conftest import _admin, ascii_id
 from metaspend_pipeline_tests.dates import day, iso
 from metaspend_pipeline_tests.test_roas import example  # noqa: F401 - the ROAS example, as a fixture
 
@@ -404,3 +405,86 @@ def test_a_user_who_may_not_create_roles_gets_one_line_and_no_change(
             admin.execute(f'DROP ROLE "{weak}"')
     with _admin() as admin:
         assert admin.execute("SELECT count(*) FROM pg_roles WHERE rolname = %s", (role,)).fetchone() == (0,)
+
+
+def _as_owner(url: str, statements: tuple[str, ...], role: str) -> None:
+    database = sa.make_url(url).database
+    with psycopg.connect(url, autocommit=True) as owner:
+        for statement in statements:
+            owner.execute(statement.format(role=f'"{role}"', database=f'"{database}"'))
+
+
+@postgres_only
+@pytest.mark.parametrize("case", BI_GRANTS, ids=lambda c: ascii_id(c.tried))
+def test_running_it_again_clears_every_privilege_beyond_its_list(env: dict[str, str], role: str, case: BiGrant) -> None:
+    """Before: the role kept a grant on another schema's table, default privileges handed it tables
+    created later (a copy of oauth_token), and PUBLIC's TEMPORARY let it create temporary tables."""
+    url = env["METASPEND_DATABASE_URL"]
+    assert run("db", "grant-bi", "--role", role).exit_code == 0
+    _as_owner(url, case.given, role)
+    result = run("db", "grant-bi", "--role", role)
+    assert result.exit_code == 0, result.output
+    if case.revoked:
+        assert f"revoked every privilege it held beyond that: {case.revoked}\n" in result.stdout
+    else:
+        assert "revoked every privilege" not in result.stdout
+    _as_owner(url, case.after, role)
+    with connect_as(url, role) as conn:
+        conn.execute("SET TRANSACTION READ WRITE")  # read-only by default: what is left is the privileges
+        if case.outcome == "refused":
+            with pytest.raises(errors.InsufficientPrivilege):
+                conn.execute(case.tried)
+            assert "warning" not in result.stderr
+            assert "; nothing else\n" in result.stdout
+        else:
+            conn.execute(case.tried)
+            assert case.outcome.format(role=role) in result.stderr
+            assert "; see the warning below\n" in result.stdout
+
+
+@postgres_only
+def test_what_the_role_holds_afterwards_is_its_list_and_nothing_else(env: dict[str, str], role: str) -> None:
+    """Every hand grant of BI_GRANTS at once (but PUBLIC's, which is not the role's), then grant-bi:
+    every ACL entry of the database naming the role is CONNECT, USAGE on the schema or SELECT on a
+    reporting relation; PUBLIC has lost TEMPORARY, with a notice, and the database's owner kept it."""
+    url = env["METASPEND_DATABASE_URL"]
+    created = run("db", "grant-bi", "--role", role)
+    assert created.exit_code == 0
+    assert "notice: revoked TEMPORARY on this database from PUBLIC" in created.stderr
+    for case in BI_GRANTS:
+        if case.outcome == "refused":
+            _as_owner(url, case.given, role)
+    first = run("db", "grant-bi", "--role", role)
+    second = run("db", "grant-bi", "--role", role)
+    assert first.exit_code == second.exit_code == 0
+    assert "notice" not in first.stderr + second.stderr  # taken once, when the role was created
+    assert "revoked every privilege" not in second.stdout
+    database = sa.make_url(url).database
+    with psycopg.connect(url) as conn:
+        held = conn.execute(
+            """
+            SELECT 'table', c.relname, a.privilege_type FROM pg_class c, aclexplode(c.relacl) a
+             WHERE a.grantee = %(role)s::regrole
+            UNION ALL SELECT 'column', c.relname, a.privilege_type FROM pg_attribute t
+              JOIN pg_class c ON c.oid = t.attrelid, aclexplode(t.attacl) a WHERE a.grantee = %(role)s::regrole
+            UNION ALL SELECT 'schema', n.nspname, a.privilege_type FROM pg_namespace n, aclexplode(n.nspacl) a
+             WHERE a.grantee = %(role)s::regrole
+            UNION ALL SELECT 'routine', p.proname, a.privilege_type FROM pg_proc p, aclexplode(p.proacl) a
+             WHERE a.grantee = %(role)s::regrole
+            UNION ALL SELECT 'database', d.datname, a.privilege_type FROM pg_database d, aclexplode(d.datacl) a
+             WHERE a.grantee = %(role)s::regrole
+            UNION ALL SELECT 'default', d.defaclobjtype::text, a.privilege_type FROM pg_default_acl d,
+                   aclexplode(d.defaclacl) a WHERE a.grantee = %(role)s::regrole
+            """,
+            {"role": role},
+        ).fetchall()
+        public_temp, owner_temp = conn.execute(
+            "SELECT has_database_privilege('public', current_database(), 'TEMPORARY'),"
+            " has_database_privilege(pg_get_userbyid(datdba), current_database(), 'TEMPORARY')"
+            " FROM pg_database WHERE datname = current_database()"
+        ).fetchone()
+    assert sorted(held) == sorted(
+        [("database", database, "CONNECT"), ("schema", "public", "USAGE")]
+        + [("table", name, "SELECT") for name in REPORTING_RELATIONS]
+    )
+    assert (public_temp, owner_temp) == (False, True)

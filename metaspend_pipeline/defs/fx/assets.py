@@ -16,6 +16,7 @@ from metaspend_pipeline.defs.common.partitions import (
 )
 from metaspend_pipeline.defs.common.resources import WarehouseResource
 from metaspend_pipeline.errors import MetaspendError
+from metaspend_pipeline.redaction import shown_url
 from metaspend_pipeline.settings import fx_rates_url
 from metaspend_pipeline.storage import fx as fx_store
 from metaspend_pipeline.storage.db import utcnow
@@ -48,9 +49,10 @@ def fx_rates_daily(context: dg.AssetExecutionContext, warehouse: WarehouseResour
     since, until = partition_dates(context)
     engine = warehouse.engine()
     try:
-        source = fx.feed_url(fx_rates_url(), since, utcnow().date())
+        url = fx.feed_url(fx_rates_url(), since, utcnow().date())
+        source = shown_url(url)  # a query string (a mirror's api key) is never shown
         context.log.info(f"reading the ECB's reference rates from {source} for {since}..{until}")
-        publications = fx.parse_feed(fx.read_feed(source), source)
+        publications = fx.parse_feed(fx.read_feed(url), source)
         rows = fx.fill_days(publications, since, until)
         with engine.connect() as conn:
             needed = fx_store.needed_currencies(conn, since, until)
