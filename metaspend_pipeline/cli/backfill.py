@@ -30,7 +30,7 @@ import requests
 import sqlalchemy as sa
 
 from metaspend_pipeline.cli.app import cli, load_settings, migrated_engine, parse_day
-from metaspend_pipeline.cli.progress import RunProgress
+from metaspend_pipeline.cli.progress import CheckVerdict, RunProgress
 from metaspend_pipeline.errors import InvalidInputError, MetaspendError, UnknownOrganizationError
 from metaspend_pipeline.meta.lookback import INSIGHTS, RangeTooOldError, refuse_too_old
 from metaspend_pipeline.redaction import redact
@@ -217,14 +217,27 @@ def dagster_instance() -> dg.DagsterInstance:
 
 
 def run_now(instance: dg.DagsterInstance, request: BackfillRequest, echo: Echo) -> tuple[bool, str]:
-    """Run the spend assets over the range now, as one run recorded in `instance`; (success, run id).
-    `execute_in_process`, with the `metaspend_progress` logger's lines echoed as the run goes."""
+    """Run the spend assets over the range now, as one run recorded in `instance`; (success, run id)."""
+    tags = {
+        RANGE_START_TAG: request.since.isoformat(),
+        RANGE_END_TAG: request.until.isoformat(),
+        "metaspend/command": "backfill --wait",
+    }
+    success, run_id, _ = run_in_process(instance, JOB_NAME, tags, request.run_config(), echo)
+    return success, run_id
+
+
+def run_in_process(
+    instance: dg.DagsterInstance, job_name: str, tags: dict[str, str], config: dict[str, Any], echo: Echo
+) -> tuple[bool, str, list[CheckVerdict]]:
+    """One run of `job_name` in this process (`execute_in_process`), recorded in `instance`, with the
+    `metaspend_progress` logger's lines echoed as it goes; (success, run id, the checks' verdicts)."""
     from metaspend_pipeline.definitions import load
     from metaspend_pipeline.defs.common.progress import run_config
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Dagster's notices about beta APIs are for developers
-        job = load().resolve_job_def(JOB_NAME)
+        job = load().resolve_job_def(job_name)
     run_id = str(uuid.uuid4())
     with tempfile.TemporaryDirectory(prefix="metaspend-progress-") as directory:
         progress_file = Path(directory) / "progress.jsonl"
@@ -236,20 +249,16 @@ def run_now(instance: dg.DagsterInstance, request: BackfillRequest, echo: Echo) 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 result = job.execute_in_process(
-                    run_config={**request.run_config(), **run_config(progress_file)},
+                    run_config={**config, **run_config(progress_file)},
                     instance=instance,
                     run_id=run_id,
                     raise_on_error=False,
-                    tags={
-                        RANGE_START_TAG: request.since.isoformat(),
-                        RANGE_END_TAG: request.until.isoformat(),
-                        "metaspend/command": "backfill --wait",
-                    },
+                    tags=tags,
                 )
         finally:
             done.set()
             thread.join()
-    return result.success, run_id
+    return result.success, run_id, follower.checks
 
 
 @cli.command("backfill")

@@ -162,9 +162,10 @@ def test_the_demo_runs_quietly_and_its_run_re_executes_in_the_ui_the_readme_star
         runs = instance.get_runs()
         assert [r.job_name for r in runs] == ["meta_reach_monthly_job", "meta_spend_job"] * 2
         assert all(r.is_success for r in runs)
-        for run in runs:  # created from the code location, under the name dg dev gives it
+        for run in runs[1::2]:  # the spend runs: created from the code location, under the name dg dev gives it
             assert run.remote_job_origin is not None
             assert run.remote_job_origin.location_name == LOCATION
+        assert instance.fetch_materializations(dg.AssetKey("meta_reach_monthly"), limit=1).records
         assert instance.fetch_observations(dg.AssetKey("lead"), limit=1).records  # the product's tables observed
         parent = runs[1].run_id  # the latest of meta_spend_job
 
