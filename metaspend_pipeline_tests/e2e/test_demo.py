@@ -143,7 +143,7 @@ def test_the_demo_runs_quietly_and_its_run_re_executes_in_the_ui_the_readme_star
     report = out.split("==> ROAS of demo-org-1 by campaign", 1)[1]
     assert "campaignId" in report and " USD" in report and " EUR" in report
     converted = report.split("==> the same in demo-org-1's reporting currency, USD", 1)[1]
-    assert " EUR" not in converted.split("==> done", 1)[0]  # one currency: every campaign converted to USD
+    assert " EUR" not in converted.split("==>", 1)[0]  # one currency: every campaign converted to USD
     ages = out.split("==> spend of demo-org-1 by campaign, age and gender", 1)[1].split("==>", 1)[0]
     assert "campaignName" in ages and "25-34" in ages and "female" in ages
     reach = out.split("==> reach of demo-org-1 by campaign in", 1)[1].split("==>", 1)[0]
