@@ -92,6 +92,7 @@ def fetched_days(
     query = (
         sa.select(f.c.organization_id, f.c.ad_account_id, f.c.since, f.c.until, f.c.status)
         .where(f.c.ad_account_id.is_not(None))  # an organization that failed as a whole names no ad account
+        .where(f.c.report == "spend")  # the daily insights: breakdowns and reach load no day of spend
         .where(f.c.since <= until)
         .where(f.c.until >= since)
         .distinct()

@@ -2,8 +2,8 @@
 the environment applied when Dagster loads them. No module reads a setting when it is imported.
 
 Three things depend on the environment, and each is applied here to every asset that asks for it:
-- the daily partitions (META_SPEND_START_DATE): an asset declared with the default partitions gets
-  the settings' ones;
+- the partitions (daily, weekly, monthly from META_SPEND_START_DATE): an asset declared with the
+  default ones gets the settings' ones;
 - the freshness deadline (METASPEND_FRESHNESS_DEADLINE_CRON): likewise for the default policy;
 - the column schema: an asset that names its table (`dagster/table_name`) gets the table's columns
   and COMMENTs, typed as the warehouse's database (METASPEND_DATABASE_URL, else SQLite) types them.
@@ -33,9 +33,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
 
     def with_settings(spec: dg.AssetSpec) -> dg.AssetSpec:
         changes = {
-            attribute: configured
-            for attribute, (default, configured) in defaults.items()
-            if getattr(spec, attribute) == default
+            attribute: configured for attribute, default, configured in defaults if getattr(spec, attribute) == default
         }
         table_name = spec.metadata.get(TABLE_NAME)
         table = warehouse_tables.tables.get(str(getattr(table_name, "value", table_name)))

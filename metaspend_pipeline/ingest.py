@@ -38,10 +38,12 @@ from metaspend_pipeline.credentials import MetaAdAccount
 from metaspend_pipeline.errors import MetaspendError
 from metaspend_pipeline.meta.client import ClientStats
 from metaspend_pipeline.meta.errors import MetaDataError, MetaTokenError
-from metaspend_pipeline.meta.models import InsightRow
+from metaspend_pipeline.meta.models import BREAKDOWN_SETS, InsightRow
 from metaspend_pipeline.meta.parsing import parse_insight_row
 from metaspend_pipeline.redaction import get_logger, redact
+from metaspend_pipeline.storage import breakdowns as breakdown_store
 from metaspend_pipeline.storage import raw as raw_store
+from metaspend_pipeline.storage import reach as reach_store
 from metaspend_pipeline.storage.db import utcnow
 
 LEVELS = ("account", "campaign", "adset", "ad")
@@ -122,24 +124,29 @@ class IngestReport:
 
 
 class _Spool:
-    """Rows of one (ad account, level, window) on their way to the database: memory, then disk.
+    """Rows of one (ad account, level, window[, breakdown]) on their way to the database: memory, then
+    disk.
 
-    A row Meta sends twice for the same day and object is refused here, before anything is
-    replaced, naming the ad account, the day and the ids.
+    A row Meta sends twice for the same day, object (and breakdown values) is refused here, before
+    anything is replaced, naming the ad account, the day and the ids.
     """
 
-    def __init__(self, account: str, level: str, since: dt.date, until: dt.date) -> None:
+    def __init__(
+        self, account: str, level: str, since: dt.date, until: dt.date, breakdown: tuple[str, ...] = ()
+    ) -> None:
         self._file = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES, mode="w+", encoding="utf-8")  # noqa: SIM115 - closed by close()
         self._where = (account, level, since, until)
+        self._breakdown = breakdown
         self._seen: set[tuple[object, ...]] = set()
         self.count = 0
 
     def add(self, row: InsightRow) -> None:
-        key = (row.date, row.campaign_id, row.adset_id, row.ad_id)
+        key = (row.date, row.campaign_id, row.adset_id, row.ad_id, *row.breakdown)
         if key in self._seen:
+            values = f" ({', '.join(f'{n} {v}' for n, v in zip(self._breakdown, row.breakdown, strict=True))})"
             raise MetaDataError(
                 f"ad account {row.ad_account_id}, {row.level} row of {row.date}: Meta returned campaign "
-                f"{row.campaign_id}, ad set {row.adset_id}, ad {row.ad_id} twice",
+                f"{row.campaign_id}, ad set {row.adset_id}, ad {row.ad_id}{values if row.breakdown else ''} twice",
                 ad_account_id=row.ad_account_id,
             )
         self._seen.add(key)
@@ -152,7 +159,9 @@ class _Spool:
         account, level, since, until = self._where
         self._file.seek(0)
         for line in self._file:
-            yield parse_insight_row(json.loads(line), account, level, since, until, conversions=False)
+            yield parse_insight_row(
+                json.loads(line), account, level, since, until, conversions=False, breakdown=self._breakdown
+            )
 
     def close(self) -> None:
         self._file.close()
@@ -213,6 +222,100 @@ def fetch_account(
     return total
 
 
+# What is fetched for one ad account, into the report: returns the rows stored
+AccountFetch = Callable[[sa.Engine, MetaAdAccount, "IngestReport"], int]
+
+
+def fetch_breakdowns(
+    engine: sa.Engine,
+    account: MetaAdAccount,
+    report: IngestReport,
+    *,
+    since: dt.date,
+    until: dt.date,
+    window_days: int,
+    breakdowns: Sequence[str],
+    levels: Sequence[str],
+) -> int:
+    """Fetch the breakdown sets of one ad account over [since, until] into `meta_raw_breakdowns`: per
+    window, level and set one request series (`breakdowns=...`, `time_increment=1`, async where large),
+    like the daily insights; each (level, set, window) replaces its raw rows in one transaction."""
+    client = account.client
+    total = 0
+    for start, end in windows(since, until, window_days):
+        for level in levels:
+            for name in breakdowns:
+                fields = BREAKDOWN_SETS[name]
+                spool = _Spool(account.ad_account_id, level, start, end, fields)
+                rows_by_day: dict[dt.date, int] = defaultdict(int)
+                try:
+                    for row in client.insights(account.ad_account_id, level, start, end, breakdown=fields):
+                        spool.add(row)
+                        rows_by_day[row.date] += 1
+                    with _one_writer(engine), engine.begin() as conn:
+                        breakdown_store.replace_raw_breakdowns(
+                            conn,
+                            organization_id=account.organization_id,
+                            provider=account.provider,
+                            ad_account_id=account.ad_account_id,
+                            breakdown=name,
+                            level=level.upper(),
+                            since=start,
+                            until=end,
+                            rows=spool.rows(),
+                            fetched_at=utcnow(),
+                        )
+                    total += spool.count
+                finally:
+                    spool.close()
+                for day, count in rows_by_day.items():
+                    report.rows_by_day_level[(day, f"{name}:{level.upper()}")] += count
+    return total
+
+
+def fetch_reach(
+    engine: sa.Engine,
+    account: MetaAdAccount,
+    report: IngestReport,
+    *,
+    period: str,
+    period_start: dt.date,
+    period_end: dt.date,
+    levels: Sequence[str],
+) -> int:
+    """Fetch one ad account's reach over the whole period [period_start, period_end] into
+    `meta_raw_reach`: one request series per level (`time_increment=all_days`), never a sum of days;
+    each level replaces its rows of the period in one transaction."""
+    client = account.client
+    total = 0
+    for level in levels:
+        rows = list(client.reach(account.ad_account_id, level, period_start, period_end))
+        seen: set[tuple[str | None, ...]] = set()
+        for row in rows:
+            key = (row.campaign_id, row.adset_id, row.ad_id)
+            if key in seen:
+                raise MetaDataError(
+                    f"ad account {account.ad_account_id}, {level} reach of {period_start}..{period_end}: Meta "
+                    f"returned campaign {row.campaign_id}, ad set {row.adset_id}, ad {row.ad_id} twice",
+                    ad_account_id=account.ad_account_id,
+                )
+            seen.add(key)
+        with _one_writer(engine), engine.begin() as conn:
+            total += reach_store.replace_raw_reach(
+                conn,
+                organization_id=account.organization_id,
+                provider=account.provider,
+                ad_account_id=account.ad_account_id,
+                period=period,
+                level=level.upper(),
+                period_start=period_start,
+                rows=rows,
+                fetched_at=utcnow(),
+            )
+        report.rows_by_day_level[(period_start, level.upper())] += len(rows)
+    return total
+
+
 def fetch_organizations(
     engine: sa.Engine,
     organizations: Sequence[str],
@@ -226,9 +329,17 @@ def fetch_organizations(
     concurrency: int = 1,
     only_ad_accounts: Iterable[str] | None = None,
     on_account_done: Callable[[MetaAdAccount], None] | None = None,
+    fetch: AccountFetch | None = None,
+    report_kind: str = "spend",
 ) -> IngestReport:
     """Fetch every organization's ad accounts, `concurrency` at a time; failures are recorded,
-    never fatal to the others."""
+    never fatal to the others. `fetch` is what is fetched per ad account (default: every level of
+    the daily insights, `fetch_account`), logged in `meta_fetch_log` as `report_kind`."""
+    if fetch is None:
+
+        def fetch(engine: sa.Engine, account: MetaAdAccount, report: IngestReport) -> int:
+            return fetch_account(engine, account, since, until, window_days, report)
+
     started = time.monotonic()
     report = IngestReport()
     wanted = set(only_ad_accounts or ())
@@ -241,7 +352,7 @@ def fetch_organizations(
         except Exception as exc:  # noqa: BLE001 - one organization's failure must not stop the others
             for connected_account_id in getattr(exc, "expired_accounts", ()):
                 mark_needs_reauth(connected_account_id)
-            _record(engine, run_id, report, organization_id, None, since, until, None, exc)
+            _record(engine, run_id, report, organization_id, None, since, until, None, exc, report_kind)
             continue
         pending.extend(a for a in accounts if not wanted or a.ad_account_id in wanted)
 
@@ -253,21 +364,21 @@ def fetch_organizations(
             token_error = rejected.get(account.connected_account_id)
         if token_error is not None:
             # the same token was just rejected: its other ad accounts would fail the same way
-            _record(engine, run_id, own, account.organization_id, account, since, until, None, token_error)
+            _record(engine, run_id, own, account.organization_id, account, since, until, None, token_error, report_kind)
         else:
             try:
-                rows = fetch_account(engine, account, since, until, window_days, own)
+                rows = fetch(engine, account, own)
             except MetaTokenError as exc:
                 with lock:
                     first = account.connected_account_id not in rejected
                     rejected.setdefault(account.connected_account_id, exc)
                 if first:
                     mark_needs_reauth(account.connected_account_id)
-                _record(engine, run_id, own, account.organization_id, account, since, until, None, exc)
+                _record(engine, run_id, own, account.organization_id, account, since, until, None, exc, report_kind)
             except Exception as exc:  # noqa: BLE001 - one ad account's failure must not stop the others
-                _record(engine, run_id, own, account.organization_id, account, since, until, None, exc)
+                _record(engine, run_id, own, account.organization_id, account, since, until, None, exc, report_kind)
             else:
-                _record(engine, run_id, own, account.organization_id, account, since, until, rows, None)
+                _record(engine, run_id, own, account.organization_id, account, since, until, rows, None, report_kind)
             own.stats.add(account.client.stats)
         with lock:
             report.merge(own)
@@ -296,6 +407,7 @@ def _record(
     until: dt.date,
     rows: int | None,
     error: Exception | None,
+    report_kind: str = "spend",
 ) -> None:
     stats = account.client.stats if account is not None else ClientStats()
     message = None
@@ -316,6 +428,7 @@ def _record(
         rows=rows or 0,
         requests=stats.requests,
         throttle_wait_seconds=stats.throttle_wait_seconds + stats.pacing_wait_seconds + stats.app_pacing_wait_seconds,
+        report=report_kind,
     )
     report.outcomes.append(outcome)
     with _one_writer(engine), engine.begin() as conn:

@@ -23,6 +23,7 @@ from metaspend_pipeline.errors import ORGANIZATION_ERRORS, MetaspendError
 from metaspend_pipeline.ingest import windows
 from metaspend_pipeline.redaction import get_logger, redact
 from metaspend_pipeline.settings import ATTRIBUTION_WINDOWS
+from metaspend_pipeline.storage import breakdowns as breakdown_store
 from metaspend_pipeline.storage import conversions as conversions_store
 from metaspend_pipeline.storage import spend as spend_store
 from metaspend_pipeline.storage.db import utcnow
@@ -80,3 +81,52 @@ def normalize_organization(
             report.rows_by_day_level[key] += count
         for key, amount in stats.spend_by_day_currency.items():
             report.spend_by_day_currency[key] += amount
+
+
+@dataclass
+class BreakdownReport:
+    """What merging the breakdown tables did, per set."""
+
+    written: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    unchanged: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    deleted: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    rows_by_day: dict[tuple[str, dt.date], int] = field(default_factory=lambda: defaultdict(int))
+    spend_by_day_currency: dict[tuple[str, dt.date, str], Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+    failures: dict[str, str] = field(default_factory=dict)  # organization -> why
+
+
+def normalize_breakdowns(
+    engine: sa.Engine,
+    organization_id: str,
+    ad_account_ids: Sequence[str],
+    breakdowns: Sequence[str],
+    since: dt.date,
+    until: dt.date,
+    window_days: int,
+    report: BreakdownReport,
+) -> None:
+    """Rebuild the organization's breakdown tables of these ad accounts from the raw rows: each window
+    in one transaction, every set together, as `normalize_organization` does for the daily spend."""
+    for start, end in windows(since, until, window_days):
+        try:
+            with engine.begin() as conn:
+                now = utcnow()
+                merged = {
+                    name: breakdown_store.refresh_breakdown(
+                        conn, organization_id, ad_account_ids, name, start, end, now
+                    )
+                    for name in breakdowns
+                }
+        except ORGANIZATION_ERRORS as exc:
+            reason = str(exc) if isinstance(exc, MetaspendError) else f"{type(exc).__name__}: {exc}"
+            report.failures[organization_id] = redact(f"organization {organization_id}, {start}..{end}: {reason}")
+            log.error("%s", report.failures[organization_id])
+            return
+        for name, stats in merged.items():
+            report.written[name] += stats.written
+            report.unchanged[name] += stats.staged - stats.written
+            report.deleted[name] += stats.deleted
+            for (day, _level), count in stats.rows_by_day_level.items():
+                report.rows_by_day[(name, day)] += count
+            for (day, currency), amount in stats.spend_by_day_currency.items():
+                report.spend_by_day_currency[(name, day, currency)] += amount

@@ -94,7 +94,11 @@ def unloaded_days(conn: sa.Connection, organization_id: str, since: dt.date, unt
     log = meta_fetch_log
     for first, last in conn.execute(
         sa.select(log.c.since, log.c.until).where(
-            log.c.organization_id == organization_id, log.c.status == "OK", log.c.since <= until, log.c.until >= since
+            log.c.organization_id == organization_id,
+            log.c.report == "spend",
+            log.c.status == "OK",
+            log.c.since <= until,
+            log.c.until >= since,
         )
     ):
         day = max(first, since)
@@ -295,8 +299,12 @@ def _csv_cell(key: str, value: Any, places: int) -> str:
 
 
 def to_csv(items: list[dict[str, Any]], group: str) -> str:
+    return items_to_csv(items, [ID_KEYS[group], *NAME_KEYS[group], *COLUMNS, "revenueCurrencyMismatch"])
+
+
+def items_to_csv(items: list[dict[str, Any]], headers: Sequence[str]) -> str:
+    """Items as CSV with the given columns, cells neutralized against spreadsheet formulas."""
     buffer = io.StringIO()
-    headers = [ID_KEYS[group], *NAME_KEYS[group], *COLUMNS, "revenueCurrencyMismatch"]
     # CRLF as RFC 4180 says: the csv module then also quotes a cell holding a bare CR
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(headers)
@@ -306,14 +314,16 @@ def to_csv(items: list[dict[str, Any]], group: str) -> str:
 
 
 def to_rows(items: list[dict[str, Any]], group: str) -> tuple[list[str], list[list[str]]]:
-    headers = [ID_KEYS[group], *NAME_KEYS[group], *COLUMNS]
-    rows = []
-    for item in items:
-        row = [_text(h, item.get(h), _money_places(item)) or "-" for h in headers]
+    headers, rows = items_to_rows(items, [ID_KEYS[group], *NAME_KEYS[group], *COLUMNS])
+    for item, row in zip(items, rows, strict=True):
         if item["revenueCurrencyMismatch"]:
             row[headers.index("revenue")] = "mixed currencies"
-        rows.append(row)
     return headers, rows
+
+
+def items_to_rows(items: list[dict[str, Any]], headers: Sequence[str]) -> tuple[list[str], list[list[str]]]:
+    """Items as the cells of `format_table` ("-" for a missing value)."""
+    return list(headers), [[_text(h, item.get(h), _money_places(item)) or "-" for h in headers] for item in items]
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

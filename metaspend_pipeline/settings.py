@@ -10,12 +10,13 @@ import datetime as dt
 import os
 import re
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
 from metaspend_pipeline.errors import MetaspendError
+from metaspend_pipeline.meta.models import BREAKDOWN_SETS
 from metaspend_pipeline.meta.versions import DEFAULT_VERSION
 from metaspend_pipeline.redaction import shown_url
 
@@ -30,6 +31,10 @@ _INTEGER = re.compile(r"-?[0-9]+", re.ASCII)
 _NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?", re.ASCII)
 _API_VERSION = re.compile(r"v[0-9]{1,3}\.[0-9]{1,3}", re.ASCII)
 
+
+# The levels breakdowns and reach may be fetched at (Meta's `level`); META_BREAKDOWNS lists sets of BREAKDOWN_SETS.
+BREAKDOWN_LEVELS = ("campaign", "adset", "ad")
+REACH_LEVELS = ("account", "campaign", "adset", "ad")
 
 # Where `metaspend backfill` submits backfills: the Dagster webserver's GraphQL API (`dg dev`'s default).
 DAGSTER_URL = "http://127.0.0.1:3000"
@@ -180,6 +185,25 @@ def _attribution_windows(env: Mapping[str, str]) -> tuple[str, ...]:
     return windows
 
 
+def _choices(env: Mapping[str, str], name: str, default: tuple[str, ...], allowed: Iterable[str]) -> tuple[str, ...]:
+    """A comma-separated list of names from `allowed`, each once; set but empty is the empty list (off)."""
+    raw = env.get(name)
+    if raw is None:
+        return default
+    names = tuple(dict.fromkeys(n.strip().lower() for n in raw.split(",") if n.strip()))
+    allowed = tuple(allowed)
+    for chosen in names:
+        if chosen not in allowed:
+            raise SettingsError(f"{name}: {chosen!r} is not one of {', '.join(allowed)}")
+    return names
+
+
+def _nonempty(names: tuple[str, ...], name: str) -> tuple[str, ...]:
+    if not names:
+        raise SettingsError(f"{name} must name at least one level")
+    return names
+
+
 def _attribution_gap_warn(env: Mapping[str, str]) -> Decimal:
     """The gap |meta - crm| / max(meta, crm) lies in [0, 1]: a threshold of 1 or more never warns."""
     value = _decimal(env, "META_ATTRIBUTION_GAP_WARN", Decimal("0.5"))
@@ -219,6 +243,9 @@ class Settings:
     spend_shards: int = 1
     attribution_gap_warn: Decimal = Decimal("0.5")
     dagster_url: str = DAGSTER_URL
+    breakdowns: tuple[str, ...] = tuple(BREAKDOWN_SETS)
+    breakdown_levels: tuple[str, ...] = ("campaign",)
+    reach_levels: tuple[str, ...] = ("campaign", "adset")
 
     @property
     def is_development(self) -> bool:
@@ -250,6 +277,13 @@ class Settings:
             spend_shards=_int(env, "META_SPEND_SHARDS", 1, minimum=1),
             attribution_gap_warn=_attribution_gap_warn(env),
             dagster_url=_get(env, "METASPEND_DAGSTER_URL", DAGSTER_URL),
+            breakdowns=_choices(env, "META_BREAKDOWNS", tuple(BREAKDOWN_SETS), BREAKDOWN_SETS),
+            breakdown_levels=_nonempty(
+                _choices(env, "META_BREAKDOWN_LEVELS", ("campaign",), BREAKDOWN_LEVELS), "META_BREAKDOWN_LEVELS"
+            ),
+            reach_levels=_nonempty(
+                _choices(env, "META_REACH_LEVELS", ("campaign", "adset"), REACH_LEVELS), "META_REACH_LEVELS"
+            ),
         )
 
 

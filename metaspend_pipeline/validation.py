@@ -11,14 +11,19 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 import sqlalchemy as sa
 
 from metaspend_pipeline.storage import roas as roas_store
 from metaspend_pipeline.storage.money import money_sum, read_money_sum
 from metaspend_pipeline.storage.schema import (
+    BREAKDOWN_TABLES,
+    REACH_PERIODS,
+    REACH_TABLES,
     meta_ad_account,
     meta_campaign,
+    meta_fetch_log,
     meta_raw_insights,
     meta_roas_by_campaign,
     meta_spend_daily,
@@ -296,3 +301,158 @@ def purchases_across_levels(
             )
         )
     return findings
+
+
+# --- breakdowns and reach ------------------------------------------------------------------------
+
+# Meta's breakdown rows add up to the unbroken row exactly (to the cent, and every impression and
+# click): no tolerance. Should Meta's own rounding ever differ, this is the number to raise.
+BREAKDOWN_TOLERANCE = Decimal("0.00")
+_IDS = ("campaign_id", "adset_id", "ad_id")
+
+
+def _covered_days(conn: sa.Connection, report: str, since: dt.date, until: dt.date) -> set[tuple[str, str, dt.date]]:
+    """(organization, ad account, day) of [since, until] that a successful fetch of `report` covered."""
+    f = meta_fetch_log
+    covered = set()
+    query = (
+        sa.select(f.c.organization_id, f.c.ad_account_id, f.c.since, f.c.until)
+        .where(f.c.report == report, f.c.status == "OK", f.c.ad_account_id.is_not(None))
+        .where(f.c.since <= until, f.c.until >= since)
+        .distinct()
+    )
+    for org, account, first, last in conn.execute(query):
+        day = max(first, since)
+        while day <= min(last, until):
+            covered.add((org, account, day))
+            day += dt.timedelta(days=1)
+    return covered
+
+
+def breakdowns_reconcile(
+    conn: sa.Connection, breakdown: str, levels: Sequence[str], since: dt.date, until: dt.date
+) -> list[Finding]:
+    """Per (organization, day, level, object), the breakdown's rows add up to meta_spend_daily's row:
+    spend to the cent (BREAKDOWN_TOLERANCE), impressions and clicks exactly. Only days a breakdown fetch
+    of the ad account completed are compared, at the levels fetched (`levels`, META_BREAKDOWN_LEVELS)."""
+    b, t = BREAKDOWN_TABLES[breakdown], meta_spend_daily
+    upper = [level.upper() for level in levels]
+    keys = (b.c.organization_id, b.c.ad_account_id, b.c.date, b.c.level, *(b.c[c] for c in _IDS))
+    parts = conn.execute(
+        sa.select(*keys, money_sum(conn, b.c.spend), sa.func.sum(b.c.impressions), sa.func.sum(b.c.clicks))
+        .where(b.c.date.between(since, until), b.c.level.in_(upper))
+        .group_by(*keys)
+    )
+    sums = {tuple(r[:7]): (read_money_sum(r[7]), int(r[8] or 0), int(r[9] or 0)) for r in parts}
+    whole = {
+        tuple(r[:7]): (r[7], r.impressions or 0, r.clicks or 0)
+        for r in conn.execute(
+            sa.select(t.c.organization_id, t.c.ad_account_id, t.c.date, t.c.level, *(t.c[c] for c in _IDS), t.c.spend)
+            .add_columns(t.c.impressions, t.c.clicks)
+            .where(t.c.date.between(since, until), t.c.level.in_(upper))
+        )
+    }
+    covered = _covered_days(conn, "breakdowns", since, until)
+    findings = []
+    for key in sorted(set(sums) | set(whole), key=lambda k: tuple(str(v) for v in k)):
+        org, account, day, level, *ids = key
+        if (org, account, day) not in covered:
+            continue
+        parts_sum, row = sums.get(key, (Decimal("0.00"), 0, 0)), whole.get(key, (Decimal("0.00"), 0, 0))
+        if abs(parts_sum[0] - row[0]) <= BREAKDOWN_TOLERANCE and parts_sum[1:] == row[1:]:
+            continue
+        name = ids[len(KEYS_BY_LEVEL[level]) - 1]
+        findings.append(
+            Finding(
+                org,
+                account,
+                day,
+                f"{level.lower()} {name}: the {breakdown} rows add up to spend {parts_sum[0]}, impressions "
+                f"{parts_sum[1]}, clicks {parts_sum[2]}; meta_spend_daily has {row[0]}, {row[1]}, {row[2]}",
+                {"breakdown_spend": parts_sum[0], "spend": row[0]},
+            )
+        )
+    return findings
+
+
+def reach_above_impressions(conn: sa.Connection, period: str, since: dt.date, until: dt.date) -> list[Finding]:
+    """Rows whose reach is larger than their impressions: a person is reached by one impression at least."""
+    t, start = REACH_TABLES[period], REACH_PERIODS[period]
+    query = (
+        sa.select(t.c.organization_id, t.c.ad_account_id, t.c[start], t.c.level, *(t.c[c] for c in _IDS))
+        .add_columns(t.c.reach, t.c.impressions)
+        .where(t.c[start].between(since, until), t.c.reach > t.c.impressions)
+        .order_by(t.c.organization_id, t.c[start])
+    )
+    return [
+        Finding(
+            r.organization_id,
+            r.ad_account_id,
+            r[2],
+            f"{r.level.lower()} {_object_id(r)}: reach {r.reach} is larger than impressions {r.impressions}",
+            {"reach": r.reach, "impressions": r.impressions},
+        )
+        for r in conn.execute(query)
+    ]
+
+
+def _object_id(row: Any) -> str:
+    return next((str(row._mapping[c]) for c in reversed(_IDS) if row._mapping[c] is not None), row.ad_account_id)
+
+
+def reach_adds_up(conn: sa.Connection, period: str, since: dt.date, until: dt.date) -> tuple[list[Finding], int]:
+    """Per reach row whose days are all loaded, impressions and spend equal meta_spend_daily's over the
+    period (the account level against its campaigns'); reach itself is never a sum and is not compared.
+    Returns the findings and how many rows could not be compared (days not loaded)."""
+    t, d, start = REACH_TABLES[period], meta_spend_daily, REACH_PERIODS[period]
+    rows = conn.execute(
+        sa.select(t.c.organization_id, t.c.ad_account_id, t.c.level, *(t.c[c] for c in _IDS), t.c[start])
+        .add_columns(t.c.period_end, t.c.impressions, t.c.spend)
+        .where(t.c[start].between(since, until))
+    ).all()
+    if not rows:
+        return [], 0
+    first = min(r[6] for r in rows)
+    last = max(r.period_end for r in rows)
+    covered = _covered_days(conn, "spend", first, last)
+    daily: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [Decimal("0.00"), 0])
+    for r in conn.execute(
+        sa.select(d.c.organization_id, d.c.ad_account_id, d.c.date, d.c.level, *(d.c[c] for c in _IDS), d.c.spend)
+        .add_columns(d.c.impressions)
+        .where(d.c.date.between(first, last))
+    ):
+        covered.add((r.organization_id, r.ad_account_id, r.date))
+        for key in _reach_keys(r):
+            daily[(*key, r.date)][0] += r.spend
+            daily[(*key, r.date)][1] += r.impressions or 0
+    findings, skipped = [], 0
+    for r in rows:
+        org, account, level, *ids, begin = r[:7]
+        span = [begin + dt.timedelta(days=i) for i in range((r.period_end - begin).days + 1)]
+        if any((org, account, day) not in covered for day in span):
+            skipped += 1
+            continue
+        spend = sum((daily[(org, account, level, *ids, day)][0] for day in span), Decimal("0.00"))
+        impressions = sum(daily[(org, account, level, *ids, day)][1] for day in span)
+        if spend != r.spend or impressions != r.impressions:
+            findings.append(
+                Finding(
+                    org,
+                    account,
+                    begin,
+                    f"{level.lower()} {_object_id(r)}, {period} {begin}..{r.period_end}: Meta's period row has spend "
+                    f"{r.spend}, impressions {r.impressions}; meta_spend_daily adds up to {spend}, {impressions}",
+                    {"spend": r.spend, "daily_spend": spend},
+                )
+            )
+    return findings, skipped
+
+
+def _reach_keys(daily_row: Any) -> list[tuple[Any, ...]]:
+    """The reach rows a meta_spend_daily row adds to: its own level's, and the ad account's (its
+    campaign rows sum to the account)."""
+    m = daily_row._mapping
+    own = (m["organization_id"], m["ad_account_id"], m["level"], *(m[c] for c in _IDS))
+    if m["level"] == "CAMPAIGN":
+        return [own, (m["organization_id"], m["ad_account_id"], "ACCOUNT", None, None, None)]
+    return [own]

@@ -166,6 +166,15 @@ ENV_VALUES: list[EnvValue] = [
         "META_ATTRIBUTION_WINDOWS: '7d_view' is not one of Meta's attribution windows "
         "(1d_click, 7d_click, 28d_click, 1d_view, 1d_ev)",
     ),
+    EnvValue({"META_BREAKDOWNS": "age,gender"}, "META_BREAKDOWNS: 'age' is not one of age_gender, country, placement"),
+    EnvValue(
+        {"META_BREAKDOWN_LEVELS": "account"}, "META_BREAKDOWN_LEVELS: 'account' is not one of campaign, adset, ad"
+    ),
+    EnvValue({"META_BREAKDOWN_LEVELS": " , "}, "META_BREAKDOWN_LEVELS must name at least one level"),
+    EnvValue(
+        {"META_REACH_LEVELS": "campaign,week\x1b[2J"},
+        "META_REACH_LEVELS: 'week\\x1b[2j' is not one of account, campaign, adset, ad",
+    ),
 ]
 
 

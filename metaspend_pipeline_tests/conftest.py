@@ -22,7 +22,7 @@ import shutil
 import socket
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -545,8 +545,10 @@ class Pipeline:
         instance=None,  # type: ignore[no-untyped-def]
         run_config: dict | None = None,
         asset_selection: list | None = None,
+        extra: Sequence[object] = (),
     ):  # type: ignore[no-untyped-def]
-        """Materialize the pipeline's assets (and their checks) over [start, end] in one run."""
+        """Materialize the pipeline's assets (and their checks, and `extra` definitions) over [start, end]
+        in one run."""
         import dagster as dg
 
         from metaspend_pipeline.defs.fx.assets import fx_rates_daily
@@ -578,6 +580,7 @@ class Pipeline:
                 meta_spend_anomaly_checks,
                 meta_roas_checks,
                 attribution_gap,
+                *extra,
             ],
             selection=asset_selection,
             instance=instance,

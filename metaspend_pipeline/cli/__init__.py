@@ -4,7 +4,16 @@ Bad input ends with a one-line `metaspend: error: ...` on standard error and exi
 nothing half-written.
 """
 
-from metaspend_pipeline.cli import accounts, backfill, db, demo, keys, roas, sandbox  # noqa: F401 - registers the commands
+from metaspend_pipeline.cli import (  # noqa: F401 - registers the commands
+    accounts,
+    audience,
+    backfill,
+    db,
+    demo,
+    keys,
+    roas,
+    sandbox,
+)
 from metaspend_pipeline.cli.app import cli, main
 
 __all__ = ["cli", "main"]

@@ -30,7 +30,7 @@ import requests
 import sqlalchemy as sa
 
 from metaspend_pipeline.cli.app import cli, load_settings, migrated_engine, parse_day
-from metaspend_pipeline.cli.progress import RunProgress
+from metaspend_pipeline.cli.progress import CheckVerdict, RunProgress
 from metaspend_pipeline.errors import InvalidInputError, MetaspendError, UnknownOrganizationError
 from metaspend_pipeline.meta.lookback import INSIGHTS, RangeTooOldError, refuse_too_old
 from metaspend_pipeline.redaction import redact
@@ -166,6 +166,7 @@ class Summary:
     days: int
     spend_rows: int = 0
     raw_rows: int = 0
+    breakdown_rows: int = 0
     meta_requests: int = 0
     spend_by_currency: dict[str, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
     failures: list[str] = field(default_factory=list)
@@ -176,6 +177,7 @@ class Summary:
             f"days: {self.days}",
             f"rows: {self.spend_rows} in meta_spend_daily ({self.raw_rows} insight rows fetched)",
             f"spend (campaign level): {spend}",
+            *([f"breakdowns: {self.breakdown_rows} rows fetched"] if self.breakdown_rows else []),
             f"Meta requests: {self.meta_requests}",
         ]
         lines += [f"failed: {failure}" for failure in self.failures]
@@ -187,12 +189,16 @@ def summarize(conn: sa.Connection, run_id: str, request: BackfillRequest) -> Sum
     organizations: Sequence[str] | None = request.organizations or None
     summary.spend_rows, spend = spend_store.spend_summary(conn, request.since, request.until, organizations)
     summary.spend_by_currency.update(spend)
-    for outcome in raw_store.fetches_of_run(conn, run_id):
-        summary.raw_rows += outcome.rows
+    for outcome in raw_store.fetches_of_run(conn, run_id, report=None):  # the spend's and the breakdowns'
+        if outcome.report == "spend":
+            summary.raw_rows += outcome.rows
+        else:
+            summary.breakdown_rows += outcome.rows
         summary.meta_requests += outcome.requests
         if outcome.status != "OK":
-            where = f"organization {outcome.organization_id}" + (
-                f", ad account {outcome.ad_account_id}" if outcome.ad_account_id else ""
+            where = ("" if outcome.report == "spend" else f"{outcome.report} of ") + (
+                f"organization {outcome.organization_id}"
+                + (f", ad account {outcome.ad_account_id}" if outcome.ad_account_id else "")
             )
             summary.failures.append(f"{where}: {outcome.error}")
     return summary
@@ -211,14 +217,27 @@ def dagster_instance() -> dg.DagsterInstance:
 
 
 def run_now(instance: dg.DagsterInstance, request: BackfillRequest, echo: Echo) -> tuple[bool, str]:
-    """Run the spend assets over the range now, as one run recorded in `instance`; (success, run id).
-    `execute_in_process`, with the `metaspend_progress` logger's lines echoed as the run goes."""
+    """Run the spend assets over the range now, as one run recorded in `instance`; (success, run id)."""
+    tags = {
+        RANGE_START_TAG: request.since.isoformat(),
+        RANGE_END_TAG: request.until.isoformat(),
+        "metaspend/command": "backfill --wait",
+    }
+    success, run_id, _ = run_in_process(instance, JOB_NAME, tags, request.run_config(), echo)
+    return success, run_id
+
+
+def run_in_process(
+    instance: dg.DagsterInstance, job_name: str, tags: dict[str, str], config: dict[str, Any], echo: Echo
+) -> tuple[bool, str, list[CheckVerdict]]:
+    """One run of `job_name` in this process (`execute_in_process`), recorded in `instance`, with the
+    `metaspend_progress` logger's lines echoed as it goes; (success, run id, the checks' verdicts)."""
     from metaspend_pipeline.definitions import load
     from metaspend_pipeline.defs.common.progress import run_config
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Dagster's notices about beta APIs are for developers
-        job = load().resolve_job_def(JOB_NAME)
+        job = load().resolve_job_def(job_name)
     run_id = str(uuid.uuid4())
     with tempfile.TemporaryDirectory(prefix="metaspend-progress-") as directory:
         progress_file = Path(directory) / "progress.jsonl"
@@ -230,20 +249,16 @@ def run_now(instance: dg.DagsterInstance, request: BackfillRequest, echo: Echo) 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 result = job.execute_in_process(
-                    run_config={**request.run_config(), **run_config(progress_file)},
+                    run_config={**config, **run_config(progress_file)},
                     instance=instance,
                     run_id=run_id,
                     raise_on_error=False,
-                    tags={
-                        RANGE_START_TAG: request.since.isoformat(),
-                        RANGE_END_TAG: request.until.isoformat(),
-                        "metaspend/command": "backfill --wait",
-                    },
+                    tags=tags,
                 )
         finally:
             done.set()
             thread.join()
-    return result.success, run_id
+    return result.success, run_id, follower.checks
 
 
 @cli.command("backfill")

@@ -85,8 +85,8 @@ class RunProgress:
             self._written[step][entry["asset"]].add(entry.get("partition") or "")
         elif kind == "step_succeeded":
             written = "; ".join(
-                f"{'' if asset == step else asset + ' '}{len(days)} day(s) written ({min(days)}..{max(days)})"
-                for asset, days in self._written.pop(step, {}).items()
+                f"{'' if asset == step else asset + ' '}{_written(asset, keys)}"
+                for asset, keys in self._written.pop(step, {}).items()
             )
             if written or step not in self._pending:
                 self._show_start(step)
@@ -104,3 +104,9 @@ class RunProgress:
                 self._say(at, f"{step}: check {verdict.check} on {verdict.asset}: {verdict.state}")
         elif kind in ("run_succeeded", "run_failed"):
             self.finished = True
+
+
+def _written(asset: str, keys: set[str]) -> str:
+    """'14 day(s) written (2026-11-22..2026-12-05)'; the reach assets' weeks and months by their first days."""
+    unit = "week" if asset.endswith("_weekly") else "month" if asset.endswith("_monthly") else "day"
+    return f"{len(keys)} {unit}(s) written ({min(keys)}..{max(keys)})"

@@ -18,7 +18,7 @@ import logging
 import random
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +45,7 @@ from metaspend_pipeline.meta.models import (
     ExchangedToken,
     InsightRow,
     MetaObject,
+    ReachRow,
     TokenInfo,
 )
 from metaspend_pipeline.meta.parsing import (
@@ -53,6 +54,7 @@ from metaspend_pipeline.meta.parsing import (
     parse_exchanged_token,
     parse_insight_row,
     parse_object,
+    parse_reach_row,
     utc_from_epoch,
 )
 from metaspend_pipeline.meta.throttle import AppPacer, Pacer, parse_usage, retry_after_seconds
@@ -61,6 +63,7 @@ from metaspend_pipeline.settings import MetaApiSettings
 
 _STATUS_FIELD = {"account": "ad", "campaign": "campaign", "adset": "adset", "ad": "ad"}
 _METRICS = ("spend", "impressions", "clicks")
+_REACH_METRICS = ("reach", "frequency", "impressions", "spend")
 _JOB_DONE = "Job Completed"
 _JOB_FAILED = frozenset({"Job Failed", "Job Skipped"})
 _STRIPPED_PARAMS = frozenset({"access_token", "appsecret_proof"})
@@ -120,6 +123,17 @@ class ClientStats:
             return False
         self.version_warnings.append(text)
         return True
+
+
+@dataclass(frozen=True)
+class _Report:
+    """What an insights request series asks for and how its rows are read: the daily insights (with
+    or without a breakdown) or a period's reach."""
+
+    what: str  # in messages: "insights", "age/gender insights", "reach"
+    params: Callable[[dt.date, dt.date], dict[str, Any]]
+    parse: Callable[[Any, dt.date, dt.date], Any]
+    splittable: bool  # a failed report run may be split into two halves of its range
 
 
 class _ReduceData(Exception):
@@ -389,72 +403,120 @@ class MetaClient:
         until: dt.date,
         *,
         use_async: bool | None = None,
+        breakdown: Sequence[str] = (),
     ) -> Iterator[InsightRow]:
-        """Daily rows of `level` for the ad account over [since, until], streamed page by page.
+        """Daily rows of `level` for the ad account over [since, until], streamed page by page; with
+        `breakdown` (Meta's `breakdowns`, e.g. ("age", "gender")), one row per day, object and value.
 
         Large requests (ad set and ad level over `async_min_days` days or more) run as async
         report jobs, as Meta recommends; `use_async` forces the choice.
         """
+        account = self._check(ad_account_id, level, since, until)
+        fields = tuple(breakdown)
+        report = _Report(
+            what=f"{'/'.join(fields)} insights" if fields else "insights",
+            params=lambda s, u: self._insight_params(level, s, u, fields),
+            parse=lambda raw, s, u: parse_insight_row(raw, account, level, s, u, breakdown=fields),
+            splittable=True,
+        )
+        yield from self._report(account, level, since, until, report, use_async)
+
+    def reach(
+        self, ad_account_id: str, level: str, since: dt.date, until: dt.date, *, use_async: bool | None = None
+    ) -> Iterator[ReachRow]:
+        """Each object's unique reach, frequency, impressions and spend over the whole of [since, until]
+        (`time_increment=all_days`): one row per object, counted by Meta for the period, which a sum of
+        days would overcount. A failed report run is retried once but never split: two halves' reach
+        do not add up to the whole's."""
+        account = self._check(ad_account_id, level, since, until)
+        report = _Report(
+            what="reach",
+            params=lambda s, u: self._reach_params(level, s, u),
+            parse=lambda raw, s, u: parse_reach_row(raw, account, level, s, u),
+            splittable=False,
+        )
+        yield from self._report(account, level, since, until, report, use_async)
+
+    def _check(self, ad_account_id: str, level: str, since: dt.date, until: dt.date) -> str:
         if level not in LEVELS:
             raise ValueError(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
         if since > until:
             raise ValueError(f"since {since} is after until {until}")
-        account = _account_path(ad_account_id)
+        return _account_path(ad_account_id)
+
+    def _report(
+        self, account: str, level: str, since: dt.date, until: dt.date, report: _Report, use_async: bool | None
+    ) -> Iterator[Any]:
         days = (until - since).days + 1
         if use_async is None:
             use_async = level in ("adset", "ad") and days >= self.settings.async_min_days
         if use_async:
-            yield from self._insights_async(account, level, since, until, retried=False)
+            yield from self._insights_async(account, level, since, until, report, retried=False)
         else:
-            yield from self._insights_sync(account, level, since, until)
+            yield from self._insights_sync(account, level, since, until, report)
 
-    def _insight_params(self, level: str, since: dt.date, until: dt.date) -> dict[str, Any]:
+    def _status_filter(self, level: str) -> str:
+        return json.dumps(
+            [{"field": f"{_STATUS_FIELD[level]}.effective_status", "operator": "IN", "value": list(EFFECTIVE_STATUSES)}]
+        )
+
+    def _insight_params(
+        self, level: str, since: dt.date, until: dt.date, breakdown: tuple[str, ...] = ()
+    ) -> dict[str, Any]:
+        # a breakdown's rows carry no conversions: only spend, impressions and clicks are kept of them
         fields = [
             "date_start",
             "date_stop",
             "account_id",
             "account_currency",
             *_METRICS,
-            *CONVERSION_FIELDS,
+            *(() if breakdown else CONVERSION_FIELDS),
             *ID_FIELDS[level],
         ]
+        params = {
+            "level": level,
+            "fields": ",".join(fields),
+            "time_range": json.dumps({"since": since.isoformat(), "until": until.isoformat()}),
+            "time_increment": "1",
+            "filtering": self._status_filter(level),
+        }
+        if breakdown:
+            params["breakdowns"] = ",".join(breakdown)
+        else:
+            params["action_attribution_windows"] = json.dumps(list(self.settings.attribution_windows))
+        return params
+
+    def _reach_params(self, level: str, since: dt.date, until: dt.date) -> dict[str, Any]:
+        fields = ["date_start", "date_stop", "account_id", "account_currency", *_REACH_METRICS, *ID_FIELDS[level]]
         return {
             "level": level,
             "fields": ",".join(fields),
-            "action_attribution_windows": json.dumps(list(self.settings.attribution_windows)),
             "time_range": json.dumps({"since": since.isoformat(), "until": until.isoformat()}),
-            "time_increment": "1",
-            "filtering": json.dumps(
-                [
-                    {
-                        "field": f"{_STATUS_FIELD[level]}.effective_status",
-                        "operator": "IN",
-                        "value": list(EFFECTIVE_STATUSES),
-                    }
-                ]
-            ),
+            "time_increment": "all_days",
+            "filtering": self._status_filter(level),
         }
 
-    def _context(self, account: str, level: str, since: dt.date, until: dt.date) -> str:
+    def _context(self, account: str, level: str, since: dt.date, until: dt.date, what: str = "insights") -> str:
         span = since.isoformat() if since == until else f"{since}..{until}"
-        return f"ad account {account}, {level} insights {span}"
+        return f"ad account {account}, {level} {what} {span}"
 
-    def _insights_sync(self, account: str, level: str, since: dt.date, until: dt.date) -> Iterator[InsightRow]:
-        context = self._context(account, level, since, until)
-        params = self._insight_params(level, since, until)
-        for page in self._pages(f"{account}/insights", params, context=context):
+    def _insights_sync(
+        self, account: str, level: str, since: dt.date, until: dt.date, report: _Report
+    ) -> Iterator[Any]:
+        context = self._context(account, level, since, until, report.what)
+        for page in self._pages(f"{account}/insights", report.params(since, until), context=context):
             for raw in page:
-                yield self._row(raw, account, level, since, until)
+                yield self._row(report, raw, since, until)
 
     def _insights_async(
-        self, account: str, level: str, since: dt.date, until: dt.date, *, retried: bool
-    ) -> Iterator[InsightRow]:
-        context = self._context(account, level, since, until)
+        self, account: str, level: str, since: dt.date, until: dt.date, report: _Report, *, retried: bool
+    ) -> Iterator[Any]:
+        context = self._context(account, level, since, until, report.what)
         try:
             started = self.request(
                 "POST",
                 f"{account}/insights",
-                self._insight_params(level, since, until),
+                report.params(since, until),
                 context=f"{context} (starting report run)",
                 reducible=True,
             )
@@ -469,14 +531,15 @@ class MetaClient:
             if status == _JOB_DONE:
                 for page in self._pages(f"{run_id}/insights", {}, context=f"{context} (report run {run_id})"):
                     for raw in page:
-                        yield self._row(raw, account, level, since, until)
+                        yield self._row(report, raw, since, until)
                 return
         if not retried:
             self._log.warning("%s: report run ended with %s; retrying it once", context, status)
-            yield from self._insights_async(account, level, since, until, retried=True)
+            yield from self._insights_async(account, level, since, until, report, retried=True)
             return
-        if since == until:
-            raise MetaReportJobError(f"{context}: report run ended with {status} twice, even for a single day")
+        if since == until or not report.splittable:
+            why = "even for a single day" if since == until else "and a period's reach cannot be split"
+            raise MetaReportJobError(f"{context}: report run ended with {status} twice, {why}")
         middle = since + dt.timedelta(days=((until - since).days + 1) // 2 - 1)
         self._log.warning(
             "%s: report run ended with %s twice; splitting into %s..%s and %s..%s",
@@ -488,7 +551,7 @@ class MetaClient:
             until,
         )
         for part_since, part_until in ((since, middle), (middle + dt.timedelta(days=1), until)):
-            yield from self._insights_async(account, level, part_since, part_until, retried=False)
+            yield from self._insights_async(account, level, part_since, part_until, report, retried=False)
 
     def _wait_for_report(self, run_id: str, context: str) -> str:
         """Poll a report run with growing sleeps until it finishes, fails or times out."""
@@ -512,8 +575,8 @@ class MetaClient:
             self.stats.response_seconds += pause
             pause = min(pause * 2, self.settings.async_poll_max)
 
-    def _row(self, raw: Any, account: str, level: str, since: dt.date, until: dt.date) -> InsightRow:
-        row = parse_insight_row(raw, account, level, since, until)
+    def _row(self, report: _Report, raw: Any, since: dt.date, until: dt.date) -> Any:
+        row = report.parse(raw, since, until)
         self.stats.rows += 1
         return row
 

@@ -22,8 +22,11 @@ class Lookback:
 
 
 INSIGHTS = Lookback(37, "Meta's insights")
-# For the breakdown and reach assets: unique counts (reach, frequency) and hourly breakdowns.
+# Unique counts (reach, frequency) broken down, and hourly breakdowns.
 UNIQUE_COUNTS_AND_HOURLY = Lookback(13, "breakdowns of unique counts (reach) and hourly breakdowns in Meta's insights")
+# The reach tables: Meta's pages disagree on whether reach without breakdowns past 13 months fails or
+# comes back without reach and frequency, so the reach assets keep to 13 months too.
+UNIQUE_COUNTS = Lookback(13, "Meta's unique counts (reach, frequency)")
 
 
 class RangeTooOldError(InvalidInputError):

@@ -41,6 +41,12 @@ OBJECT_FIELDS: Mapping[str, tuple[str, ...]] = {
 CONVERSION_FIELDS = ("actions", "action_values", "purchase_roas")
 # The window of Meta's `value` key: the ad account's own attribution setting, as Ads Manager shows it
 DEFAULT_WINDOW = "default"
+# The breakdown sets the pipeline stores, each Meta's `breakdowns` fields in the order they are stored
+BREAKDOWN_SETS: Mapping[str, tuple[str, ...]] = {
+    "age_gender": ("age", "gender"),
+    "country": ("country",),
+    "placement": ("publisher_platform", "platform_position", "device_platform"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +65,28 @@ class InsightRow:
     clicks: int | None
     raw: Mapping[str, Any] = field(repr=False)
     conversions: tuple[Conversion, ...] = field(default=(), repr=False)
+    # a breakdown row's values, in its set's order (BREAKDOWN_SETS): ("25-34", "female"); () otherwise
+    breakdown: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ReachRow:
+    """One object's unique reach over a whole period (a week, a month), as Meta counts it: never a
+    sum of days or of children. `frequency` is Meta's figure (impressions / reach)."""
+
+    ad_account_id: str
+    level: str
+    period_start: dt.date
+    period_end: dt.date
+    campaign_id: str | None
+    adset_id: str | None
+    ad_id: str | None
+    currency: str
+    reach: int
+    frequency: Decimal
+    impressions: int
+    spend: Decimal
+    raw: Mapping[str, Any] = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)

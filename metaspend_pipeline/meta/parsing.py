@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterator, Mapping
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from metaspend_pipeline.currency import AMOUNT_INTEGER_DIGITS, AMOUNT_SCALE, CURRENCY_CODE, minor_units
@@ -20,6 +20,7 @@ from metaspend_pipeline.meta.models import (
     ExchangedToken,
     InsightRow,
     MetaObject,
+    ReachRow,
 )
 from metaspend_pipeline.settings import ATTRIBUTION_WINDOWS
 
@@ -33,6 +34,9 @@ ID_PATTERN = re.compile(r"[0-9]{1,30}", re.ASCII)
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
 _AMOUNT = re.compile(r"(?P<integer>[0-9]+)(?:\.(?P<decimals>[0-9]+))?", re.ASCII)
 _MAX_COUNT = 2**63 - 1
+_BREAKDOWN_MAX = 64
+_BREAKDOWN_VALUE = re.compile(rf"[A-Za-z0-9_+. -]{{1,{_BREAKDOWN_MAX}}}", re.ASCII)
+FREQUENCY_SCALE = 6  # decimals of frequency the warehouse keeps (NUMERIC(18, 6)); Meta writes six
 # Meta's long-lived tokens last about 60 days; an answer beyond a year (or not in the future) is no expiry to store.
 MAX_TOKEN_LIFETIME_SECONDS = 366 * 86400
 _EXPIRES_IN = re.compile(r"[0-9]{1,10}", re.ASCII)
@@ -102,14 +106,22 @@ def parse_ad_account(body: Mapping[str, Any], account: str) -> AdAccount:
 
 
 def parse_insight_row(
-    raw: Any, account: str, level: str, since: dt.date, until: dt.date, *, conversions: bool = True
+    raw: Any,
+    account: str,
+    level: str,
+    since: dt.date,
+    until: dt.date,
+    *,
+    conversions: bool = True,
+    breakdown: tuple[str, ...] = (),
 ) -> InsightRow:
     """One of Meta's insight rows, parsed and validated: the single parser of the package.
 
     Everything a row holds is checked here, before any stored row is replaced: ASCII digits only,
     ids and counts that fit their columns, money within NUMERIC(18, 2) with no more decimals than
     the currency has, and never rounded. Each error names the ad account, the date and the field.
-    `conversions=False` skips the conversion lists, for a row read back after it was validated.
+    `conversions=False` skips the conversion lists, for a row read back after it was validated;
+    `breakdown` names the row's breakdown fields (`BREAKDOWN_SETS`), each checked and kept in order.
     """
     if not isinstance(raw, dict):
         raise MetaDataError(f"ad account {account}, {level} insights: a row is not an object", ad_account_id=account)
@@ -149,6 +161,7 @@ def parse_insight_row(
     spend = _decimal(raw.get("spend"), where, "spend", account, currency)
     if spend is None:
         raise MetaDataError(f"{where}: field spend is missing", ad_account_id=account)
+    values = tuple(_breakdown_value(raw.get(name), where, name, account) for name in breakdown)
     return InsightRow(
         ad_account_id=account,
         level=level,
@@ -159,8 +172,96 @@ def parse_insight_row(
         clicks=_count(raw.get("clicks"), where, "clicks", account),
         raw=raw,
         conversions=parse_conversions(raw, where, account, currency) if conversions else (),
+        breakdown=values,
         **ids,
     )
+
+
+def _breakdown_value(value: Any, where: str, name: str, account: str) -> str:
+    """A breakdown value as Meta writes them (`25-34`, `female`, `US`, `instagram_reels`, `65+`):
+    short printable ASCII, since it becomes part of a row's key."""
+    if not isinstance(value, str) or not _BREAKDOWN_VALUE.fullmatch(value):
+        raise MetaDataError(
+            f"{where}: field {name} {value!r} is missing or not a breakdown value (1 to {_BREAKDOWN_MAX} "
+            "characters of A-Z, a-z, 0-9, space, _ + - .)",
+            ad_account_id=account,
+        )
+    return value
+
+
+def parse_reach_row(raw: Any, account: str, level: str, since: dt.date, until: dt.date) -> ReachRow:
+    """One object's row of a whole period (`time_increment=all_days`), parsed and validated as
+    `parse_insight_row` checks daily rows: the period must be exactly the one asked for, reach a
+    whole number no larger than impressions, frequency a non-negative decimal."""
+    period = f"{since}..{until}"
+    where = f"ad account {account}, {level} reach of {period}"
+    if not isinstance(raw, dict):
+        raise MetaDataError(f"{where}: a row is not an object", ad_account_id=account)
+    for name, expected in (("date_start", since), ("date_stop", until)):
+        if raw.get(name) != expected.isoformat():
+            raise MetaDataError(
+                f"{where}: field {name} {raw.get(name)!r} is not {expected}: expected one row for the whole period",
+                ad_account_id=account,
+            )
+    row_account = raw.get("account_id")
+    if row_account is not None and f"act_{row_account}" != account:
+        raise MetaDataError(f"{where}: field account_id {row_account!r} is not {account}", ad_account_id=account)
+    ids: dict[str, str | None] = {"campaign_id": None, "adset_id": None, "ad_id": None}
+    for name in ID_FIELDS[level]:
+        value = raw.get(name)
+        if not isinstance(value, str | int) or isinstance(value, bool) or not ID_PATTERN.fullmatch(str(value)):
+            raise MetaDataError(f"{where}: field {name} is missing or not an id ({value!r})", ad_account_id=account)
+        ids[name] = str(value)
+    where = f"{where}, {level} {ids[ID_FIELDS[level][-1]] if ID_FIELDS[level] else account}"
+    currency = raw.get("account_currency")
+    if not isinstance(currency, str) or not CURRENCY_CODE.fullmatch(currency):
+        raise MetaDataError(
+            f"{where}: field account_currency {currency!r} is not a currency code (3 letters A-Z)",
+            ad_account_id=account,
+        )
+    numbers: dict[str, int] = {}
+    for name in ("reach", "impressions"):
+        number = _count(raw.get(name), where, name, account)
+        if number is None:
+            raise MetaDataError(
+                f"{where}: field {name} is missing (Meta leaves reach out of periods older than 13 months)"
+                if name == "reach"
+                else f"{where}: field {name} is missing",
+                ad_account_id=account,
+            )
+        numbers[name] = number
+    if numbers["reach"] > numbers["impressions"]:
+        raise MetaDataError(
+            f"{where}: reach {numbers['reach']} is larger than impressions {numbers['impressions']}",
+            ad_account_id=account,
+        )
+    frequency = _ratio(raw.get("frequency"), where, "frequency", account)
+    spend = _decimal(raw.get("spend"), where, "spend", account, currency)
+    return ReachRow(
+        ad_account_id=account,
+        level=level,
+        period_start=since,
+        period_end=until,
+        currency=currency,
+        reach=numbers["reach"],
+        frequency=frequency,
+        impressions=numbers["impressions"],
+        spend=spend if spend is not None else Decimal(0),
+        raw=raw,
+        **ids,
+    )
+
+
+def _ratio(value: Any, where: str, name: str, account: str) -> Decimal:
+    """A non-negative decimal such as Meta's frequency ("1.052632"), rounded half up to FREQUENCY_SCALE
+    decimals (the column's): a ratio, not money; Meta writes six."""
+    text = str(value) if isinstance(value, str | int) and not isinstance(value, bool) else ""
+    match = _AMOUNT.fullmatch(text)
+    if match is None or len(match.group("integer").lstrip("0")) > 12 or len(match.group("decimals") or "") > 30:
+        raise MetaDataError(
+            f"{where}: field {name} {value!r} is missing or not a non-negative decimal", ad_account_id=account
+        )
+    return Decimal(text).quantize(Decimal(1).scaleb(-FREQUENCY_SCALE), rounding=ROUND_HALF_UP)
 
 
 def parse_conversions(raw: Mapping[str, Any], where: str, account: str, currency: str) -> tuple[Conversion, ...]:
@@ -240,6 +341,14 @@ def _is_id(value: Any) -> bool:
     return isinstance(value, str) and value.isascii() and value.isdigit()
 
 
+def _storable(text: str) -> str:
+    """Display text as a database can hold it: NUL (which PostgreSQL's text refuses) and unpaired
+    surrogates (which no encoding writes) become U+FFFD, as a decoder shows a character it cannot."""
+    if text.isprintable():
+        return text
+    return "".join("\ufffd" if c == "\x00" or "\ud800" <= c <= "\udfff" else c for c in text)
+
+
 def parse_object(raw: Any, account: str, kind: str) -> MetaObject:
     """One campaign, ad set or ad from an object edge, parsed and validated."""
     if not isinstance(raw, dict):
@@ -278,10 +387,10 @@ def parse_object(raw: Any, account: str, kind: str) -> MetaObject:
         ad_account_id=account,
         kind=kind,
         id=raw["id"],
-        name=name,
+        name=_storable(name),
         status=raw["status"],
         effective_status=raw["effective_status"],
-        objective=objective,
+        objective=None if objective is None else _storable(objective),
         campaign_id=raw.get("campaign_id") if parents else None,
         adset_id=raw.get("adset_id") if kind == "ad" else None,
         created_time=times["created_time"],

@@ -2,7 +2,7 @@
 while it runs and ask it what a correct load holds.
 
 Faults, configuration, the request log, the truth of `meta_spend_daily` and
-`meta_conversions_daily`, every object whatever its status (and renaming one), extra tokens, the
+`meta_conversions_daily` (and of the breakdowns, reach and frequency), every object whatever its status (and renaming one), extra tokens, the
 demo organizations, and the ECB's feeds and the truth of `fx_rates_daily`. They are no part of
 Meta's API: `Sandbox` answers them before logging, faults, rate limits and authorization, and
 `control.py` is their client. The server's module docstring lists them with their parameters.
@@ -20,7 +20,7 @@ from werkzeug.wrappers import Request, Response
 
 from metaspend_pipeline.sandbox.ecb import FEEDS as ECB_FEEDS
 from metaspend_pipeline.sandbox.responses import json_response
-from metaspend_pipeline.sandbox.world import DEFAULT_ATTRIBUTION
+from metaspend_pipeline.sandbox.world import BREAKDOWN_SETS, DEFAULT_ATTRIBUTION
 
 if TYPE_CHECKING:
     from metaspend_pipeline.sandbox.server import Sandbox
@@ -50,7 +50,9 @@ def requests(sandbox: Sandbox, request: Request) -> Response:
 
 def truth(sandbox: Sandbox, request: Request) -> Response:
     """The rows a complete, correct load of the ad account holds, of spend or (`kind=conversions`)
-    of conversions in the attribution `windows`."""
+    of conversions in the attribution `windows`; `kind=breakdown` the daily rows broken down by
+    the `breakdown` set (`age_gender`, `country`, `placement`); `kind=reach` reach and frequency
+    over the whole range."""
     args = request.args
     where = (
         args["ad_account"],
@@ -61,6 +63,13 @@ def truth(sandbox: Sandbox, request: Request) -> Response:
     if args.get("kind") == "conversions":
         windows = [w for w in args.get("windows", ",".join(DEFAULT_ATTRIBUTION)).split(",") if w]
         return json_response({"rows": sandbox.world.conversion_truth(*where, windows)})
+    if args.get("kind") == "breakdown":
+        breakdown = args.get("breakdown", "")
+        if breakdown not in BREAKDOWN_SETS:
+            return json_response({"error": f"breakdown must be one of {', '.join(BREAKDOWN_SETS)}"}, 400)
+        return json_response({"rows": sandbox.world.breakdown_truth(*where, breakdown)})
+    if args.get("kind") == "reach":
+        return json_response({"rows": sandbox.world.reach_truth(*where)})
     return json_response({"rows": sandbox.world.truth(*where)})
 
 

@@ -58,6 +58,21 @@ class SandboxAdmin:
         params |= {"kind": "conversions", "windows": windows}
         return self._call("GET", "truth", params=params)["rows"]
 
+    def breakdown_truth(
+        self, ad_account: str, level: str, since: str, until: str, breakdown: str
+    ) -> list[dict[str, Any]]:
+        """The daily rows broken down by `breakdown` (`age_gender`, `country`, `placement`) a
+        complete fetch must produce: spend as text, impressions and clicks as numbers."""
+        params = {"ad_account": ad_account, "level": level, "since": since, "until": until}
+        params |= {"kind": "breakdown", "breakdown": breakdown}
+        return self._call("GET", "truth", params=params)["rows"]
+
+    def reach_truth(self, ad_account: str, level: str, since: str, until: str) -> list[dict[str, Any]]:
+        """Reach (a number) and frequency (text) per object over the whole range, as one
+        `time_increment=all_days` request answers them, every status."""
+        params = {"ad_account": ad_account, "level": level, "since": since, "until": until, "kind": "reach"}
+        return self._call("GET", "truth", params=params)["rows"]
+
     def objects(self, ad_account: str, kind: str) -> list[dict[str, Any]]:
         """Every campaign, ad set or ad of the ad account, archived and deleted included."""
         return self._call("GET", "objects", params={"ad_account": ad_account, "kind": kind})[kind]

@@ -1,6 +1,7 @@
 """The Graph API endpoints the pipeline calls, with Meta's shapes and quirks.
 
-Insights (synchronous, and asynchronous report runs with their status and their rows), the object
+Insights (synchronous, and asynchronous report runs with their status and their rows; with
+`breakdowns`, and `reach` and `frequency` with their 13-month limit), the object
 edges (campaigns, ad sets, ads), the ad account, `me/adaccounts`, `debug_token` and the token
 exchange (`oauth/access_token`). Each endpoint is a function of the `Sandbox` and the `Call`; its
 URL rule is in `RULES` and its function in `ENDPOINTS`, so a change to Meta's API is a change to
@@ -29,20 +30,32 @@ from werkzeug.wrappers import Request, Response
 from metaspend_pipeline.sandbox.faults import Fault, corrupt
 from metaspend_pipeline.sandbox.responses import REDUCE_MESSAGE, GraphError, json_response
 from metaspend_pipeline.sandbox.world import (
+    BREAKDOWN_COMBINATIONS,
+    BREAKDOWN_FIELDS,
     DEFAULT_VISIBLE,
     EVENT_TYPES,
+    UNIQUE_FIELDS,
     WINDOWS,
     Campaign,
     SandboxAdAccount,
     World,
     aggregate,
+    aggregate_breakdowns,
     aggregate_conversions,
+    aggregate_reach,
+    format_frequency,
+    split_reach,
 )
 
 if TYPE_CHECKING:
     from metaspend_pipeline.sandbox.server import Sandbox
 
 MAX_HISTORY_MONTHS = 37
+# Since 2026-01-12 Meta keeps unique counts (reach, frequency) with breakdowns for 13 months: older
+# ranges are refused with breakdowns, and answered without reach and frequency without them
+UNIQUE_HISTORY_MONTHS = 13
+UNIQUE_HISTORY_MESSAGE = "(#100) Reach and frequency with breakdowns are only available for the last 13 months"
+_CONVERSION_FIELDS = ("actions", "action_values", "purchase_roas")
 VERSION_WARNING_HEADER = "X-Ad-Api-Version-Warning"
 _VERSION = re.compile(r"v([0-9]{1,3})\.([0-9]{1,3})", re.ASCII)
 # The object edges and the fields each kind of object has.
@@ -233,8 +246,18 @@ def _query(sandbox: Sandbox, account: str, params: dict[str, str]) -> dict[str, 
             100,
             "(#100) action_attribution_windows must be a list of: " + ", ".join(WINDOWS),
         )
+    breakdowns = _breakdowns(params)
+    if breakdowns and any(f in fields for f in _CONVERSION_FIELDS):
+        raise GraphError(400, 100, "(#100) The sandbox does not break down actions, action_values or purchase_roas")
+    unique = any(f in fields for f in UNIQUE_FIELDS)
+    if unique and since < _months_ago(today, UNIQUE_HISTORY_MONTHS):
+        if breakdowns:
+            raise GraphError(400, 100, UNIQUE_HISTORY_MESSAGE)
+        unique = False  # as Meta's synchronous calls do: the rows come without them
     until = min(until, today)
     return {
+        "breakdowns": breakdowns,
+        "unique": unique,
         "windows": [w for w in WINDOWS if w in windows],
         "account": account,
         "level": level,
@@ -244,6 +267,32 @@ def _query(sandbox: Sandbox, account: str, params: dict[str, str]) -> dict[str, 
         "daily": increment == "1",
         "fields": fields,
     }
+
+
+def _breakdowns(params: dict[str, str]) -> tuple[str, ...]:
+    """The `breakdowns` asked for (a comma-separated list, or a JSON list as Meta's SDKs send it),
+    in the order of their set (`world.BREAKDOWN_SETS`); refused with #100 as Meta refuses an
+    unknown name or a combination it cannot break down by."""
+    raw = params.get("breakdowns", "").strip()
+    try:
+        names = json.loads(raw) if raw.startswith("[") else raw.split(",")
+    except ValueError:
+        names = None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise GraphError(400, 100, "(#100) breakdowns must be a list of breakdown names")
+    names = [n.strip() for n in names if n.strip()]
+    for i, name in enumerate(names):
+        if name not in BREAKDOWN_FIELDS:
+            raise GraphError(
+                400,
+                100,
+                f"(#100) breakdowns[{i}] must be one of the following values: " + ", ".join(sorted(BREAKDOWN_FIELDS)),
+            )
+    if names and (len(set(names)) != len(names) or frozenset(names) not in BREAKDOWN_COMBINATIONS):
+        raise GraphError(
+            400, 100, f"(#100) Current combination of data breakdown columns ({', '.join(names)}) is invalid"
+        )
+    return tuple(f for f in BREAKDOWN_FIELDS if f in names)
 
 
 def _rows(sandbox: Sandbox, q: dict[str, Any]) -> list[dict[str, str]]:
@@ -260,6 +309,8 @@ def _rows(sandbox: Sandbox, q: dict[str, Any]) -> list[dict[str, str]]:
             q["daily"],
             q["fields"],
             q["windows"],
+            q["breakdowns"],
+            q["unique"],
         ]
     )
     with sandbox._lock:
@@ -268,22 +319,20 @@ def _rows(sandbox: Sandbox, q: dict[str, Any]) -> list[dict[str, str]]:
             return sandbox._rows_cache[key]
     world = sandbox.world
     account = world.accounts[q["account"]]
-    sums = (
-        aggregate(world, q["account"], q["level"], q["since"], q["until"], q["statuses"], daily=q["daily"])
-        if q["since"] <= q["until"]
-        else {}
-    )
+    sums = _sums(world, q)
     wants_conversions = any(f in q["fields"] for f in ("actions", "action_values", "purchase_roas"))
     conversions = (
         aggregate_conversions(world, q["account"], q["level"], q["since"], q["until"], q["statuses"], daily=q["daily"])
         if wants_conversions and q["since"] <= q["until"]
         else {}
     )
+    reach = _reach(world, q, sums) if q["unique"] else {}
     # since 2025-06-10 Meta ignores use_unified_attribution_setting: the ad account's own setting, always
     setting = account.attribution_setting
     rows = []
-    for row_key, (spend, impressions, clicks) in sums.items():
+    for (row_key, breakdown), (spend, impressions, clicks) in sums.items():
         day, campaign_id, adset_id, ad_id = row_key
+        people = reach.get((row_key, breakdown))
         values = {
             "account_id": account.account_id,
             "account_currency": account.currency,
@@ -300,15 +349,50 @@ def _rows(sandbox: Sandbox, q: dict[str, Any]) -> list[dict[str, str]]:
             "objective": _objective_of(sandbox, campaign_id),
             **_conversion_fields(world, q["account"], conversions.get(row_key, {}), spend, setting, q["windows"]),
         }
+        if people is not None:
+            values |= {"reach": str(people), "frequency": format_frequency(impressions, people)}
         row = {k: v for k in q["fields"] if (v := values.get(k)) is not None}
         row["date_start"] = (day or q["since"]).isoformat()
         row["date_stop"] = (day or q["until"]).isoformat()
+        row.update(zip(q["breakdowns"], breakdown, strict=True))  # as Meta: after the dates
         rows.append(row)
     with sandbox._lock:
         sandbox._rows_cache[key] = rows
         while len(sandbox._rows_cache) > 8:
             sandbox._rows_cache.popitem(last=False)
     return rows
+
+
+def _sums(world: World, q: dict[str, Any]) -> dict[tuple[Any, tuple[str, ...]], list[int]]:
+    """(spend, impressions, clicks) per row of the query: per (day, object) key and the values of
+    its breakdowns (none: `()`)."""
+    if q["since"] > q["until"]:
+        return {}
+    where = (world, q["account"], q["level"], q["since"], q["until"], q["statuses"])
+    if q["breakdowns"]:
+        return aggregate_breakdowns(*where, q["breakdowns"], daily=q["daily"])
+    return {(key, ()): value for key, value in aggregate(*where, daily=q["daily"]).items()}
+
+
+def _reach(
+    world: World, q: dict[str, Any], sums: dict[tuple[Any, tuple[str, ...]], list[int]]
+) -> dict[tuple[Any, tuple[str, ...]], int]:
+    """The reach of each row: its object's over its period, shared among its breakdown rows in
+    proportion to their impressions (`world.split_reach`)."""
+    if not sums:
+        return {}
+    where = (world, q["account"], q["level"], q["since"], q["until"], q["statuses"])
+    people = aggregate_reach(*where, daily=q["daily"])
+    if not q["breakdowns"]:
+        return {row: people[row[0]] for row in sums}
+    groups: dict[Any, list[tuple[Any, tuple[str, ...]]]] = {}
+    for row in sums:
+        groups.setdefault(row[0], []).append(row)
+    out = {}
+    for key, rows in groups.items():
+        shares = split_reach(people[key], [sums[row][1] for row in rows])
+        out.update(zip(rows, shares, strict=True))
+    return out
 
 
 def _conversion_fields(

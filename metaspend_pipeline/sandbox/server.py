@@ -6,6 +6,14 @@ absolute `next` URLs that carry the token, usage headers, the 37-month limit, as
 runs, token exchange and inspection, appsecret_proof enforcement) from the deterministic data of
 `world.py`.
 
+Insights take `breakdowns` (`age,gender`, `age`, `gender`; `country`;
+`publisher_platform,platform_position,device_platform`, `publisher_platform`,
+`publisher_platform,platform_position`, `device_platform`; anything else is #100) and answer the
+breakdown fields beside the metrics, splitting each object-day exactly; and `reach` and
+`frequency` among the `fields`, unique counts over each row's period. Unique counts reach back 13
+months (`graph.UNIQUE_HISTORY_MONTHS`): older ranges are refused (#100) with breakdowns, and answered
+without reach and frequency without them.
+
 Where each part lives, in this package:
   server.py     `Sandbox`: its state, configuration, tokens and their authorization, the request
                 log, and the routing of every call; `SandboxServer` serves it on a socket
@@ -42,6 +50,8 @@ in any `app_rate_limit_window_seconds` (code 4 beyond it), both reported in the 
   GET    /__sandbox/requests       what was asked (secrets replaced by markers)
   GET    /__sandbox/truth?ad_account=act_1&level=ad&since=...&until=...
          [&kind=conversions&windows=7d_click,1d_view]  the rows of meta_spend_daily (meta_conversions_daily)
+         [&kind=breakdown&breakdown=age_gender|country|placement]  the daily rows broken down by that set
+         [&kind=reach]  reach and frequency per object over the whole range (time_increment=all_days)
   GET    /__sandbox/organizations  the demo organizations, their ad accounts (and currencies) and tokens
   GET    /__sandbox/objects?ad_account=act_1[&kind=campaign]  every campaign, ad set and ad, any status
   POST   /__sandbox/objects        {"id": ..., "name": ...}: rename an object (its updated_time moves to now)

@@ -41,6 +41,16 @@ REPORTING_RELATIONS = (
     "meta_roas_by_ad_named",
     "meta_conversions_daily",
     "fx_rates_daily",
+    "meta_spend_by_age_gender",
+    "meta_spend_by_country",
+    "meta_spend_by_placement",
+    "meta_reach_weekly",
+    "meta_reach_monthly",
+    "meta_spend_by_age_gender_named",
+    "meta_spend_by_country_named",
+    "meta_spend_by_placement_named",
+    "meta_reach_weekly_named",
+    "meta_reach_monthly_named",
 )
 
 INSUFFICIENT_PRIVILEGE = "42501"  # PostgreSQL's SQLSTATE for "permission denied"

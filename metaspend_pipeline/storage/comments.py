@@ -10,7 +10,13 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from metaspend_pipeline.storage.schema import NAMED_ROAS_VIEWS, metadata, named_view_comments
+from metaspend_pipeline.storage.schema import (
+    NAMED_BREAKDOWN_AND_REACH_VIEWS,
+    NAMED_ROAS_VIEWS,
+    NAMED_VIEW_COLUMN_COMMENTS,
+    metadata,
+    named_view_comments,
+)
 
 
 def _postgres() -> sa.Connection | None:
@@ -62,3 +68,21 @@ def comment_named_views() -> None:
 
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
+
+
+def comment_breakdown_and_reach_views() -> None:
+    """The COMMENTs of the named breakdown and reach views (migration 0008) and of their columns: the
+    base table's, and the object names'."""
+    bind = _postgres()
+    if bind is None:
+        return
+    inspector = sa.inspect(bind)
+    views = set(inspector.get_view_names())
+    for view, (table, extra) in NAMED_BREAKDOWN_AND_REACH_VIEWS.items():
+        if view not in views:
+            continue
+        bind.exec_driver_sql(f'COMMENT ON VIEW "{view}" IS {_literal(f"{table.comment} {extra}")}')
+        for column in (c["name"] for c in inspector.get_columns(view)):
+            text = table.c[column].comment if column in table.c else NAMED_VIEW_COLUMN_COMMENTS.get(column)
+            if text:
+                bind.exec_driver_sql(f'COMMENT ON COLUMN "{view}"."{column}" IS {_literal(text)}')

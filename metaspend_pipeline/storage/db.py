@@ -10,13 +10,15 @@ import datetime as dt
 import functools
 import zoneinfo
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 
 from metaspend_pipeline.errors import MetaspendError
 from metaspend_pipeline.redaction import redact
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS = "metaspend_pipeline.storage:migrations"
 
@@ -87,6 +89,8 @@ def is_postgres(engine: sa.Engine | sa.Connection) -> bool:
 
 
 def alembic_config(url: str) -> Config:
+    from alembic.config import Config  # imported when needed: every run process imports this module
+
     config = Config()
     config.set_main_option("script_location", MIGRATIONS)
     # configparser interpolation: a literal % in a password must be doubled
@@ -97,6 +101,8 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(url: str, revision: str = "head") -> None:
     """Apply the migrations up to `revision`; running it again changes nothing."""
+    from alembic import command
+
     try:
         command.upgrade(alembic_config(url), revision)
     except sa.exc.OperationalError as exc:

@@ -162,14 +162,19 @@ class FetchOutcome:
     rows: int = 0
     requests: int = 0
     throttle_wait_seconds: float = 0.0
+    report: str = "spend"  # what was fetched: spend (meta_raw_insights), breakdowns or reach
 
 
 def log_fetch(conn: sa.Connection, run_id: str, outcome: FetchOutcome) -> None:
     conn.execute(meta_fetch_log.insert().values(run_id=run_id, fetched_at=utcnow(), **dataclasses.asdict(outcome)))
 
 
-def fetches_of_run(conn: sa.Connection, run_id: str) -> list[FetchOutcome]:
+def fetches_of_run(conn: sa.Connection, run_id: str, report: str | None = "spend") -> list[FetchOutcome]:
+    """The run's fetches of `report` (spend: meta_raw_insights'; None: every report), in the order they
+    were logged."""
     t = meta_fetch_log
     names = [f.name for f in dataclasses.fields(FetchOutcome)]
     query = sa.select(*[t.c[name] for name in names]).where(t.c.run_id == run_id).order_by(t.c.id)
+    if report is not None:
+        query = query.where(t.c.report == report)
     return [FetchOutcome(**r._mapping) for r in conn.execute(query)]

@@ -317,6 +317,8 @@ meta_fetch_log = sa.Table(
     sa.Column("requests", sa.BigInteger, nullable=False),
     sa.Column("throttle_wait_seconds", sa.Float, nullable=False),
     sa.Column("fetched_at", Timestamp, nullable=False),
+    # what was fetched (migration 0008): the daily insights, the breakdowns or the reach
+    sa.Column("report", sa.Text, nullable=False, server_default="spend"),
     sa.CheckConstraint(_in("status", ("OK", "FAILED")), name="status"),
     sa.Index("ix_meta_fetch_log_run_id", "run_id"),
 )
@@ -618,3 +620,251 @@ def named_view_comments(group: str, columns: list[str]) -> tuple[str, dict[str, 
         return NAMED_VIEW_COLUMN_COMMENTS.get(column, f"{column}, from the {group}'s row in meta_{group}.")
 
     return comment, {c: text(c) for c in columns}
+
+
+# --- breakdowns and reach (migration 0008) ----------------------------------------------------
+
+# Breakdown rows as Meta sent them, for every set, with the set's values in dimension_1..3 in the
+# set's order (`meta.models.BREAKDOWN_SETS`): one raw table, so the merge into each set's table is
+# one set-based statement, as for meta_spend_daily.
+BREAKDOWN_DIMENSIONS = ("dimension_1", "dimension_2", "dimension_3")
+BREAKDOWN_COLUMNS = {
+    "age_gender": ("age", "gender"),
+    "country": ("country",),
+    "placement": ("publisher_platform", "platform_position", "device_platform"),
+}
+BREAKDOWN_TABLE_NAMES = {name: f"meta_spend_by_{name}" for name in BREAKDOWN_COLUMNS}
+
+meta_raw_breakdowns = sa.Table(
+    "meta_raw_breakdowns",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("organization_id", sa.Text, nullable=False),
+    sa.Column("provider", sa.Text, nullable=False),
+    sa.Column("ad_account_id", sa.Text, nullable=False),
+    sa.Column("level", sa.Text, nullable=False),
+    sa.Column("breakdown", sa.Text, nullable=False),
+    sa.Column("date", sa.Date, nullable=False),
+    sa.Column("campaign_id", sa.Text, nullable=True),
+    sa.Column("adset_id", sa.Text, nullable=True),
+    sa.Column("ad_id", sa.Text, nullable=True),
+    sa.Column("dimension_1", sa.Text, nullable=False),
+    sa.Column("dimension_2", sa.Text, nullable=False),  # '' where the set has fewer values
+    sa.Column("dimension_3", sa.Text, nullable=False),
+    sa.Column("row", Json, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("spend", Money, nullable=False),
+    sa.Column("impressions", sa.BigInteger, nullable=True),
+    sa.Column("clicks", sa.BigInteger, nullable=True),
+    sa.Column("fetched_at", Timestamp, nullable=False),
+    sa.CheckConstraint(_in("level", SPEND_LEVELS), name="level"),
+    sa.CheckConstraint(_in("breakdown", tuple(BREAKDOWN_COLUMNS)), name="breakdown"),
+)
+RAW_BREAKDOWN_KEY = (
+    meta_raw_breakdowns.c.organization_id,
+    meta_raw_breakdowns.c.ad_account_id,
+    meta_raw_breakdowns.c.breakdown,
+    meta_raw_breakdowns.c.level,
+    meta_raw_breakdowns.c.date,
+    sa.func.coalesce(meta_raw_breakdowns.c.campaign_id, sa.literal_column("''")),
+    sa.func.coalesce(meta_raw_breakdowns.c.adset_id, sa.literal_column("''")),
+    sa.func.coalesce(meta_raw_breakdowns.c.ad_id, sa.literal_column("''")),
+    meta_raw_breakdowns.c.dimension_1,
+    meta_raw_breakdowns.c.dimension_2,
+    meta_raw_breakdowns.c.dimension_3,
+)
+sa.Index("uq_meta_raw_breakdowns_key", *RAW_BREAKDOWN_KEY, unique=True)
+
+_BREAKDOWN_VALUE_COMMENTS = {
+    "age": "Age bracket as Meta reports it: 18-24, 25-34, 35-44, 45-54, 55-64, 65+ or Unknown.",
+    "gender": "Gender as Meta reports it: female, male or unknown.",
+    "country": "Country (ISO 3166 alpha-2, e.g. US) as Meta reports it, or unknown.",
+    "publisher_platform": "Where the ads ran: facebook, instagram, audience_network or messenger.",
+    "platform_position": "The placement within the platform, e.g. feed, instagram_stories, instagram_reels.",
+    "device_platform": "The device: mobile_app, mobile_web or desktop.",
+}
+_BREAKDOWN_LABELS = {"age_gender": "age and gender", "country": "country", "placement": "placement"}
+
+
+def _breakdown_table(name: str) -> sa.Table:
+    return sa.Table(
+        BREAKDOWN_TABLE_NAMES[name],
+        metadata,
+        sa.Column("id", BigId, primary_key=True, autoincrement=True, comment="Surrogate key; no meaning."),
+        sa.Column("organization_id", sa.Text, nullable=False, comment=_ORG),
+        sa.Column(
+            "provider", sa.Text, nullable=False, comment="How the organization connected Meta: INSTAGRAM or FACEBOOK."
+        ),
+        sa.Column(
+            "date", sa.Date, nullable=False, comment="The day, in the ad account's time zone (Meta's reporting day)."
+        ),
+        sa.Column(
+            "level",
+            sa.Text,
+            nullable=False,
+            comment="CAMPAIGN, ADSET or AD (META_BREAKDOWN_LEVELS). Each level repeats the same spend: sum one "
+            "level only.",
+        ),
+        sa.Column("ad_account_id", sa.Text, nullable=False, comment=_AD_ACCOUNT),
+        sa.Column("campaign_id", sa.Text, nullable=True, comment="Meta campaign id."),
+        sa.Column("adset_id", sa.Text, nullable=True, comment="Meta ad set id; NULL on CAMPAIGN rows."),
+        sa.Column("ad_id", sa.Text, nullable=True, comment="Meta ad id; NULL on CAMPAIGN and ADSET rows."),
+        *(
+            sa.Column(column, sa.Text, nullable=False, comment=_BREAKDOWN_VALUE_COMMENTS[column])
+            for column in BREAKDOWN_COLUMNS[name]
+        ),
+        sa.Column("currency", sa.String(3), nullable=False, comment=_CURRENCY),
+        sa.Column(
+            "spend",
+            Money,
+            nullable=False,
+            comment=f"Amount spent that day on this {_BREAKDOWN_LABELS[name]}, in currency. The rows of an "
+            "object's day add up to its meta_spend_daily row.",
+        ),
+        sa.Column("impressions", sa.BigInteger, nullable=True, comment="Times the ads were shown that day."),
+        sa.Column("clicks", sa.BigInteger, nullable=True, comment="Clicks that day, as Meta counts them (all clicks)."),
+        sa.Column("created_at", Timestamp, nullable=False, comment="When the row was first written (UTC)."),
+        sa.Column("updated_at", Timestamp, nullable=False, comment=_UPDATED),
+        sa.CheckConstraint(_in("provider", PROVIDERS), name="provider"),
+        sa.CheckConstraint(_in("level", SPEND_LEVELS), name="level"),
+        sa.Index(f"ix_{BREAKDOWN_TABLE_NAMES[name]}_ad_account_id_date", "ad_account_id", "date"),
+        comment=f"Meta ad spend, impressions and clicks per organization, day, object and {_BREAKDOWN_LABELS[name]} "
+        "(Meta's breakdowns). Rows with no spend and no impressions are left out, as Meta leaves them out.",
+    )
+
+
+BREAKDOWN_TABLES = {name: _breakdown_table(name) for name in BREAKDOWN_COLUMNS}
+
+
+def breakdown_key(table: sa.Table, name: str) -> tuple[sa.ColumnElement[Any], ...]:
+    """The unique key of a breakdown table: meta_spend_daily's, with the breakdown's values."""
+    return (
+        table.c.organization_id,
+        table.c.date,
+        table.c.level,
+        sa.func.coalesce(table.c.campaign_id, sa.literal_column("''")),
+        sa.func.coalesce(table.c.adset_id, sa.literal_column("''")),
+        sa.func.coalesce(table.c.ad_id, sa.literal_column("''")),
+        *(table.c[column] for column in BREAKDOWN_COLUMNS[name]),
+    )
+
+
+BREAKDOWN_KEYS = {name: breakdown_key(table, name) for name, table in BREAKDOWN_TABLES.items()}
+for _name, _table in BREAKDOWN_TABLES.items():
+    sa.Index(f"uq_{_table.name}_key", *BREAKDOWN_KEYS[_name], unique=True)
+
+REACH_PERIODS = {"week": "week_start", "month": "month_start"}
+REACH_TABLE_NAMES = {"week": "meta_reach_weekly", "month": "meta_reach_monthly"}
+_NOT_SUMMED = (
+    "Unique people, counted by Meta over the whole period for this object: never sum it across periods, "
+    "objects or levels (people are counted once however many days or ads reached them)."
+)
+
+meta_raw_reach = sa.Table(
+    "meta_raw_reach",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("organization_id", sa.Text, nullable=False),
+    sa.Column("provider", sa.Text, nullable=False),
+    sa.Column("ad_account_id", sa.Text, nullable=False),
+    sa.Column("level", sa.Text, nullable=False),
+    sa.Column("period", sa.Text, nullable=False),
+    sa.Column("period_start", sa.Date, nullable=False),
+    sa.Column("period_end", sa.Date, nullable=False),
+    sa.Column("campaign_id", sa.Text, nullable=True),
+    sa.Column("adset_id", sa.Text, nullable=True),
+    sa.Column("ad_id", sa.Text, nullable=True),
+    sa.Column("row", Json, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("reach", sa.BigInteger, nullable=False),
+    sa.Column("frequency", Ratio, nullable=False),
+    sa.Column("impressions", sa.BigInteger, nullable=False),
+    sa.Column("spend", Money, nullable=False),
+    sa.Column("fetched_at", Timestamp, nullable=False),
+    sa.CheckConstraint(_in("level", INSIGHT_LEVELS), name="level"),
+    sa.CheckConstraint(_in("period", tuple(REACH_PERIODS)), name="period"),
+)
+RAW_REACH_KEY = (
+    meta_raw_reach.c.organization_id,
+    meta_raw_reach.c.ad_account_id,
+    meta_raw_reach.c.period,
+    meta_raw_reach.c.level,
+    meta_raw_reach.c.period_start,
+    sa.func.coalesce(meta_raw_reach.c.campaign_id, sa.literal_column("''")),
+    sa.func.coalesce(meta_raw_reach.c.adset_id, sa.literal_column("''")),
+    sa.func.coalesce(meta_raw_reach.c.ad_id, sa.literal_column("''")),
+)
+sa.Index("uq_meta_raw_reach_key", *RAW_REACH_KEY, unique=True)
+
+
+def _reach_table(period: str) -> sa.Table:
+    start = REACH_PERIODS[period]
+    label = {"week": "week (Monday to Sunday)", "month": "calendar month"}[period]
+    return sa.Table(
+        REACH_TABLE_NAMES[period],
+        metadata,
+        sa.Column("organization_id", sa.Text, nullable=False, comment=_ORG),
+        sa.Column("ad_account_id", sa.Text, nullable=False, comment=_AD_ACCOUNT),
+        sa.Column(
+            "level",
+            sa.Text,
+            nullable=False,
+            comment="ACCOUNT, CAMPAIGN, ADSET or AD (META_REACH_LEVELS): the object the reach is counted for.",
+        ),
+        sa.Column("campaign_id", sa.Text, nullable=True, comment="Meta campaign id; NULL on ACCOUNT rows."),
+        sa.Column("adset_id", sa.Text, nullable=True, comment="Meta ad set id; NULL on ACCOUNT and CAMPAIGN rows."),
+        sa.Column("ad_id", sa.Text, nullable=True, comment="Meta ad id; NULL except on AD rows."),
+        sa.Column(
+            start, sa.Date, nullable=False, comment=f"The first day of the {label}, in the ad account's time zone."
+        ),
+        sa.Column(
+            "period_end",
+            sa.Date,
+            nullable=False,
+            comment=f"The last day of the {label} counted: its last day, or the last day loaded while the {period} "
+            "is not over (the row is rewritten when its partition runs again).",
+        ),
+        sa.Column("currency", sa.String(3), nullable=False, comment=_CURRENCY),
+        sa.Column("reach", sa.BigInteger, nullable=False, comment=_NOT_SUMMED),
+        sa.Column(
+            "frequency",
+            Ratio,
+            nullable=False,
+            comment="Meta's average number of times each person reached saw the ads over the period "
+            "(impressions / reach): never sum or average it across periods or objects; recompute it from "
+            "impressions and reach of the same row.",
+        ),
+        sa.Column("impressions", sa.BigInteger, nullable=False, comment=f"Times the ads were shown over the {period}."),
+        sa.Column("spend", Money, nullable=False, comment=f"Amount spent over the {period}, in currency."),
+        sa.Column("updated_at", Timestamp, nullable=False, comment=_UPDATED),
+        sa.CheckConstraint(_in("level", INSIGHT_LEVELS), name="level"),
+        comment=f"Meta's unique reach and frequency per organization, ad account, object and {label}, as Meta "
+        f"counts them over the whole {period}: never a sum of days or of children. Reach and frequency must "
+        "not be summed across periods or objects.",
+    )
+
+
+REACH_TABLES = {period: _reach_table(period) for period in REACH_PERIODS}
+
+
+def reach_key(table: sa.Table, period: str) -> tuple[sa.ColumnElement[Any], ...]:
+    return (
+        table.c.organization_id,
+        table.c.ad_account_id,
+        table.c.level,
+        table.c[REACH_PERIODS[period]],
+        sa.func.coalesce(table.c.campaign_id, sa.literal_column("''")),
+        sa.func.coalesce(table.c.adset_id, sa.literal_column("''")),
+        sa.func.coalesce(table.c.ad_id, sa.literal_column("''")),
+    )
+
+
+REACH_KEYS = {period: reach_key(table, period) for period, table in REACH_TABLES.items()}
+for _period, _table in REACH_TABLES.items():
+    sa.Index(f"uq_{_table.name}_key", *REACH_KEYS[_period], unique=True)
+
+_WITH_NAMES = "With the names of its campaign, ad set and ad and the campaign's objective (LEFT JOIN)."
+NAMED_BREAKDOWN_AND_REACH_VIEWS = {
+    **{f"{table.name}_named": (table, _WITH_NAMES) for table in BREAKDOWN_TABLES.values()},
+    **{f"{table.name}_named": (table, _WITH_NAMES) for table in REACH_TABLES.values()},
+}

@@ -19,6 +19,7 @@ from dagster._core.execution.backfill import BulkActionStatus
 from metaspend_pipeline.cli import cli
 from metaspend_pipeline.defs.meta_spend.jobs import API_VERSION_CURRENT, SPEND_ASSETS
 from metaspend_pipeline.meta.lookback import first_allowed_day
+from metaspend_pipeline.storage import raw as raw_store
 from metaspend_pipeline_tests._dagster_processes import clean_env, free_port, wait_for, webserver_and_daemon
 from metaspend_pipeline_tests.conftest import POSTGRES_ADMIN_URL, Listener, Pipeline, _admin, require_postgres
 from metaspend_pipeline_tests.dates import TODAY, iso
@@ -151,7 +152,14 @@ def test_wait_runs_now_shows_progress_and_a_summary_equal_to_the_truth(
     stderr = result.stderr + capfd.readouterr().err
     assert "DEBUG" not in stderr
     assert f"meta_raw_insights: fetching 1 organization(s), {iso(1)}..{iso(3)}" in stderr
-    assert f"organization demo-org-2, ad account act_2000000001: {requests} requests" in stderr
+    with dg.DagsterInstance.get() as instance:
+        run_id = instance.get_run_records()[0].dagster_run.run_id
+    with pipeline.engine.connect() as conn:
+        fetched = {o.report: o for o in raw_store.fetches_of_run(conn, run_id, report=None)}
+    assert set(fetched) == {"spend", "breakdowns"} and sum(o.requests for o in fetched.values()) == requests
+    for outcome in fetched.values():  # a progress line per fetch of the ad account: the spend's, the breakdowns'
+        assert f"organization demo-org-2, ad account act_2000000001: {outcome.requests} requests" in stderr
+    assert f"breakdowns: {fetched['breakdowns'].rows} rows fetched\n" in stdout
     assert f"meta_spend_daily: done, 3 day(s) written ({iso(1)}..{iso(3)})\n" in stderr
     assert f"meta_roas: done, meta_roas_by_campaign 3 day(s) written ({iso(1)}..{iso(3)}); meta_roas_by_adset" in stderr
     with dg.DagsterInstance.get() as instance:

@@ -107,6 +107,26 @@ def test_reconnecting_replaces_the_token(env: dict[str, str], sandbox_endpoint: 
             None,
             "no connected account found for organization org-404",
         ),
+        (
+            ["breakdown", "--org", "org-404", "--by", "country", "--from", "2026-11-01", "--to", "2026-11-02"],
+            None,
+            "organization org-404 has no connected account",
+        ),
+        (
+            ["breakdown", "--org", "org-1", "--by", "age_gender", "--from", "2026-11-05", "--to", "2026-11-01"],
+            None,
+            "--from 2026-11-05 is after --to 2026-11-01",
+        ),
+        (
+            ["reach", "--org", "org-1", "--period", "month", "--from", "2026-13-01"],
+            None,
+            "--from '2026-13-01' is not a date as YYYY-MM-DD",
+        ),
+        (
+            ["reach", "--org", "org-404", "--period", "week"],
+            None,
+            "organization org-404 has no connected account",
+        ),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(

@@ -22,7 +22,14 @@ from metaspend_pipeline.meta.client import MetaClient
 from metaspend_pipeline.sandbox.server import Sandbox
 from metaspend_pipeline.settings import MetaApiSettings
 from metaspend_pipeline.storage import db
-from metaspend_pipeline.storage.schema import connected_account, meta_campaign, meta_roas_by_campaign, meta_spend_daily
+from metaspend_pipeline.storage.schema import (
+    BREAKDOWN_TABLES,
+    REACH_TABLES,
+    connected_account,
+    meta_campaign,
+    meta_roas_by_campaign,
+    meta_spend_daily,
+)
 from metaspend_pipeline_tests.bad_inputs import PRINTED_NAMES, USD_ACCOUNT, PrintedName
 from metaspend_pipeline_tests.conftest import ascii_id
 
@@ -87,6 +94,58 @@ def test_a_name_from_meta_is_printed_escaped_and_stored_as_sent(
     [item] = json.loads(roas("json"))
     assert item["campaignName"] == case.name  # JSON escapes controls itself, and the value is exact
     assert [c for c in OBEYED if c in roas("json")] == []
+
+
+@pytest.mark.parametrize("case", PRINTED_NAMES, ids=lambda c: ascii_id(c.name))
+def test_breakdown_and_reach_print_names_escaped(
+    env: dict[str, str], sandbox: Sandbox, api_settings: MetaApiSettings, case: PrintedName
+) -> None:
+    campaign = sandbox.world.accounts[USD_ACCOUNT].campaigns[0]
+    sandbox.rename(campaign.id, case.name)
+    _load(env["METASPEND_DATABASE_URL"], sandbox, api_settings, campaign.id)
+    month = DAY.replace(day=1)
+    with db.engine_for(env["METASPEND_DATABASE_URL"]).begin() as conn:
+        conn.execute(
+            BREAKDOWN_TABLES["country"].insert().values(
+                organization_id="acme", provider="FACEBOOK", date=DAY, level="CAMPAIGN", ad_account_id=USD_ACCOUNT,
+                campaign_id=campaign.id, country="US", currency="USD", spend=Decimal("100.00"), impressions=900,
+                clicks=9, created_at=NOW, updated_at=NOW,
+            )
+        )  # fmt: skip
+        conn.execute(
+            REACH_TABLES["month"].insert().values(
+                organization_id="acme", ad_account_id=USD_ACCOUNT, level="CAMPAIGN", campaign_id=campaign.id,
+                month_start=month, period_end=DAY, currency="USD", reach=400, frequency=Decimal("2.25"),
+                impressions=900, spend=Decimal("100.00"), updated_at=NOW,
+            )
+        )  # fmt: skip
+    commands = [
+        ["breakdown", "--org", "acme", "--by", "country", "--from", DAY.isoformat(), "--to", DAY.isoformat()],
+        ["reach", "--org", "acme", "--period", "month", "--from", month.isoformat(), "--to", month.isoformat()],
+    ]
+    for command in commands:
+        for fmt in ("table", "csv", "json"):
+            result = CliRunner().invoke(cli, [*command, "--format", fmt])
+            assert result.exit_code == 0, result.output
+            assert [c for c in OBEYED if c in result.stdout.replace("\r\n", "\n")] == [], (command[0], fmt)
+            if fmt == "json":
+                assert json.loads(result.stdout)[0]["campaignName"] == case.name
+            else:
+                assert case.shown in result.stdout
+
+
+def test_a_name_postgresql_cannot_hold_is_stored_with_replacement_characters(
+    env: dict[str, str], sandbox: Sandbox, api_settings: MetaApiSettings
+) -> None:
+    """A NUL (which PostgreSQL's text refuses) or an unpaired surrogate in a name used to fail the names
+    refresh of the ad account on every run; it is stored with U+FFFD in their place, on both backends."""
+    campaign = sandbox.world.accounts[USD_ACCOUNT].campaigns[0]
+    sandbox.rename(campaign.id, "Black\x00Friday \ud800sale")
+    _load(env["METASPEND_DATABASE_URL"], sandbox, api_settings, campaign.id)
+    with db.engine_for(env["METASPEND_DATABASE_URL"]).connect() as conn:
+        stored = conn.execute(sa.select(meta_campaign.c.name).where(meta_campaign.c.id == campaign.id)).scalar_one()
+    assert stored == "Black\ufffdFriday \ufffdsale"
+    assert "Black\ufffdFriday \ufffdsale" in roas("table")
 
 
 def test_run_progress_lines_are_escaped(tmp_path: Path) -> None:

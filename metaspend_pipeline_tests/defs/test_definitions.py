@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -17,6 +18,8 @@ from metaspend_pipeline_tests.dates import TODAY, iso
 
 ROOT = Path(__file__).resolve().parents[2]
 ASSETS = ["meta_raw_insights", "meta_spend_daily", "meta_roas_by_campaign", "meta_roas_by_adset", "meta_roas_by_ad"]
+BREAKDOWNS = ["meta_spend_by_age_gender", "meta_spend_by_country", "meta_spend_by_placement"]
+REACH = ["meta_reach_weekly", "meta_reach_monthly"]
 CHECKS = {
     ("meta_raw_insights", "every_organization_fetched"),
     ("meta_raw_insights", "meta_api_version_current"),
@@ -36,13 +39,26 @@ CHECKS = {
         for g in ("campaign", "adset", "ad")
         for name in ("every_organization_written", "no_currency_mismatch")
     ),
+    *((name, check) for name in BREAKDOWNS for check in ("adds_up_to_meta_spend_daily", "every_organization_written")),
+    *(
+        (name, check)
+        for name in REACH
+        for check in ("reach_not_above_impressions", "adds_up_to_meta_spend_daily", "every_organization_written")
+    ),
 }
 
 
 def test_definitions_load_with_the_contract_names(env: dict[str, str]) -> None:
     definitions = load()
     graph = definitions.resolve_asset_graph()
-    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == set(ASSETS) | {"fx_rates_daily", "lead", "sale"}
+    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == {
+        *ASSETS,
+        *BREAKDOWNS,
+        *REACH,
+        "fx_rates_daily",
+        "lead",
+        "sale",
+    }
     assert {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys} == CHECKS
     repository = definitions.get_repository_def()
     assert {j.name for j in repository.get_all_jobs() if not j.name.startswith("__")} == {
@@ -50,8 +66,15 @@ def test_definitions_load_with_the_contract_names(env: dict[str, str]) -> None:
         "meta_spend_checks_job",
         "meta_token_refresh_job",
         "product_tables_observe_job",
+        "meta_reach_weekly_job",
+        "meta_reach_monthly_job",
     }
-    assert {s.name for s in repository.schedule_defs} == {"meta_spend_schedule", "meta_token_refresh_schedule"}
+    assert {s.name for s in repository.schedule_defs} == {
+        "meta_spend_schedule",
+        "meta_token_refresh_schedule",
+        "meta_reach_weekly_schedule",
+        "meta_reach_monthly_schedule",
+    }
     assert {s.name for s in repository.sensor_defs} == set()  # freshness is a policy, evaluated by the daemon
     assert set(definitions.resources or {}) == {"warehouse", "meta"}
 
@@ -81,8 +104,31 @@ def test_the_five_assets_share_partitions_and_run_ranges_in_one_run(env: dict[st
     )
 
 
+def test_breakdowns_share_the_daily_partitions_and_reach_has_weeks_and_months(env: dict[str, str]) -> None:
+    graph = load().resolve_asset_graph()
+    days = graph.get(dg.AssetKey("meta_spend_daily")).partitions_def
+    for name in BREAKDOWNS:
+        node = graph.get(dg.AssetKey(name))
+        assert node.partitions_def == days, name
+        assert node.backfill_policy == dg.BackfillPolicy.single_run(), name
+        assert {k.to_user_string() for k in node.parent_keys} == {"meta_spend_daily"}, name
+        assert (node.group_name, node.tags.get("source")) == ("meta_breakdowns", "meta"), name
+    weeks = graph.get(dg.AssetKey("meta_reach_weekly")).partitions_def
+    months = graph.get(dg.AssetKey("meta_reach_monthly")).partitions_def
+    assert isinstance(weeks, dg.WeeklyPartitionsDefinition) and isinstance(months, dg.MonthlyPartitionsDefinition)
+    # the first week is the Monday on or before META_SPEND_START_DATE (2024-01-01, a Monday); the current one is last
+    assert (weeks.get_first_partition_key(), months.get_first_partition_key()) == ("2024-01-01", "2024-01-01")
+    today = dt.datetime.now(dt.UTC).date()
+    assert weeks.get_last_partition_key() == (today - dt.timedelta(days=today.weekday())).isoformat()
+    assert months.get_last_partition_key() == today.replace(day=1).isoformat()
+    for name in REACH:
+        assert graph.get(dg.AssetKey(name)).group_name == "meta_reach"
+
+
 def test_meta_fetches_are_bounded_by_the_meta_api_pool(env: dict[str, str]) -> None:
-    assert load().resolve_assets_def("meta_raw_insights").node_def.pool == "meta_api"
+    definitions = load()
+    for name in ("meta_raw_insights", "meta_spend_by_country", "meta_reach_weekly", "meta_reach_monthly"):
+        assert definitions.resolve_assets_def(name).node_def.pool == "meta_api", name
 
 
 def test_the_partitions_end_yesterday(env: dict[str, str]) -> None:
@@ -103,8 +149,13 @@ def test_settings_are_read_when_the_definitions_are_built(env: dict[str, str], m
     monkeypatch.setenv("METASPEND_FRESHNESS_DEADLINE_CRON", "30 11 * * *")
     definitions = load()
     spec = definitions.resolve_assets_def("meta_spend_daily").specs_by_key[dg.AssetKey("meta_spend_daily")]
-    for name in [*ASSETS, "fx_rates_daily"]:
+    for name in [*ASSETS, *BREAKDOWNS, "fx_rates_daily"]:
         assert definitions.resolve_assets_def(name).partitions_def.get_first_partition_key() == start, name
+    first = dt.date.fromisoformat(start)
+    weeks = definitions.resolve_assets_def("meta_reach_weekly").partitions_def
+    assert weeks.get_first_partition_key() == (first - dt.timedelta(days=first.weekday())).isoformat()
+    months = definitions.resolve_assets_def("meta_reach_monthly").partitions_def
+    assert months.get_first_partition_key() == first.replace(day=1).isoformat()
     assert definitions.resolve_job_def("meta_spend_job").partitions_def.get_first_partition_key() == start
     assert spec.freshness_policy == dg.FreshnessPolicy.cron(
         deadline_cron="30 11 * * *", lower_bound_delta=dt.timedelta(hours=24)

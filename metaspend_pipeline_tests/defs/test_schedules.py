@@ -105,3 +105,30 @@ def test_bad_settings_are_clear_errors() -> None:
         Settings.from_env({"META_SPEND_START_DATE": "01/01/2024"})
     with pytest.raises(ValueError, match="META_SPEND_ENABLED must be true or false"):
         Settings.from_env({"META_SPEND_ENABLED": "maybe"})
+
+
+def _reach_keys(period: str, when: dt.datetime, env: dict[str, str] | None = None) -> list[str]:
+    from metaspend_pipeline.defs.reach.schedules import reach_partitions_to_refresh
+
+    return [d.isoformat() for d in reach_partitions_to_refresh(period, when, Settings.from_env(env or {}))]
+
+
+def test_reach_ticks_refresh_the_current_period_and_the_previous_one_within_the_lookback() -> None:
+    # Friday 2026-11-27: yesterday is Thursday, and the look-back (3 days before it) stays in its week
+    assert _reach_keys("week", dt.datetime(2026, 11, 27, 6, tzinfo=dt.UTC)) == ["2026-11-23"]
+    # Thursday: the look-back reaches Sunday 22nd, the last day of the week before
+    assert _reach_keys("week", dt.datetime(2026, 11, 26, 6, tzinfo=dt.UTC)) == ["2026-11-16", "2026-11-23"]
+    assert _reach_keys("month", dt.datetime(2026, 12, 2, 6, tzinfo=dt.UTC)) == ["2026-11-01", "2026-12-01"]
+    assert _reach_keys("month", dt.datetime(2026, 12, 20, 6, tzinfo=dt.UTC)) == ["2026-12-01"]
+    # every key is a partition of the job's (a week starts on a Monday)
+    defs = load()
+    for period, keys in (("week", ["2026-11-16", "2026-11-23"]), ("month", ["2026-11-01", "2026-12-01"])):
+        partitions = defs.resolve_job_def(f"meta_reach_{period}ly_job").partitions_def
+        assert partitions is not None
+        assert set(keys) <= set(partitions.get_partition_keys(dt.datetime(2026, 12, 2, tzinfo=dt.UTC)))
+
+
+def test_reach_ticks_never_ask_before_the_first_partition() -> None:
+    env = {"META_SPEND_START_DATE": "2026-11-25"}
+    assert _reach_keys("week", dt.datetime(2026, 11, 25, 6, tzinfo=dt.UTC), env) == []
+    assert _reach_keys("week", dt.datetime(2026, 11, 27, 6, tzinfo=dt.UTC), env) == ["2026-11-23"]

@@ -68,7 +68,12 @@ def test_dagster_dev_shows_the_definitions_and_runs_a_partition(dagster_dev: tup
     [repository] = graphql(REPOSITORY)["repositoriesOrError"]["nodes"]
     assert repository["location"]["name"] == LOCATION
     assert {"meta_spend_job", "meta_token_refresh_job"} <= {j["name"] for j in repository["jobs"]}
-    assert {s["name"] for s in repository["schedules"]} == {"meta_spend_schedule", "meta_token_refresh_schedule"}
+    assert {s["name"] for s in repository["schedules"]} == {
+        "meta_spend_schedule",
+        "meta_token_refresh_schedule",
+        "meta_reach_weekly_schedule",
+        "meta_reach_monthly_schedule",
+    }
     assets = {"/".join(a["assetKey"]["path"]) for a in repository["assetNodes"]}
     assert {"meta_raw_insights", "meta_spend_daily", "meta_roas_by_campaign", "lead", "sale"} <= assets
 

@@ -127,6 +127,13 @@ def test_the_demo_runs_quietly_and_its_run_re_executes_in_the_ui_the_readme_star
     assert "meta_raw_insights: done, 14 day(s) written" in out  # progress lines of the run
     assert "check meta_spend_daily.levels_reconcile: passed" in out
     assert "check meta_spend_daily.yesterday_loaded: passed" in out
+    for table in ("meta_spend_by_age_gender", "meta_spend_by_country", "meta_spend_by_placement"):
+        assert f"check {table}.adds_up_to_meta_spend_daily: passed" in out
+    for check in ("reach_not_above_impressions", "adds_up_to_meta_spend_daily", "every_organization_written"):
+        assert f"check meta_reach_monthly.{check}: passed" in out
+    assert ": failed" not in out
+    month = out.split("==> reach of the month of ", 1)[1][:7]
+    assert f"meta_reach_monthly: done, 1 month(s) written ({month}-01..{month}-01)" in out
     # the default Marketing API version, which the demo's sandbox serves as Meta does today: no warning
     assert f"Marketing API {versions.DEFAULT_VERSION}" in out and "Meta warns" not in out
     if versions.version_status(versions.DEFAULT_VERSION, dt.datetime.now(dt.UTC).date()).level == "ok":
@@ -136,7 +143,11 @@ def test_the_demo_runs_quietly_and_its_run_re_executes_in_the_ui_the_readme_star
     report = out.split("==> ROAS of demo-org-1 by campaign", 1)[1]
     assert "campaignId" in report and " USD" in report and " EUR" in report
     converted = report.split("==> the same in demo-org-1's reporting currency, USD", 1)[1]
-    assert " EUR" not in converted.split("==> done", 1)[0]  # one currency: every campaign converted to USD
+    assert " EUR" not in converted.split("==>", 1)[0]  # one currency: every campaign converted to USD
+    ages = out.split("==> spend of demo-org-1 by campaign, age and gender", 1)[1].split("==>", 1)[0]
+    assert "campaignName" in ages and "25-34" in ages and "female" in ages
+    reach = out.split("==> reach of demo-org-1 by campaign in", 1)[1].split("==>", 1)[0]
+    assert "monthStart" in reach and "reach" in reach and "frequency" in reach
     assert out.rstrip().splitlines()[-len(LOOK_AROUND) :] == [line.rstrip() for line in LOOK_AROUND]
     readme = (ROOT / "README.md").read_text()
     for line in LOOK_AROUND:  # the closing hint's commands are the README's, as written there
@@ -149,13 +160,14 @@ def test_the_demo_runs_quietly_and_its_run_re_executes_in_the_ui_the_readme_star
     home = work / ".metaspend" / "dagster"
     with dg.DagsterInstance.from_config(str(home)) as instance:
         runs = instance.get_runs()
-        assert [r.job_name for r in runs] == ["meta_spend_job"] * 2
+        assert [r.job_name for r in runs] == ["meta_reach_monthly_job", "meta_spend_job"] * 2
         assert all(r.is_success for r in runs)
-        for run in runs:  # created from the code location, under the name dg dev gives it
+        for run in runs[1::2]:  # the spend runs: created from the code location, under the name dg dev gives it
             assert run.remote_job_origin is not None
             assert run.remote_job_origin.location_name == LOCATION
+        assert instance.fetch_materializations(dg.AssetKey("meta_reach_monthly"), limit=1).records
         assert instance.fetch_observations(dg.AssetKey("lead"), limit=1).records  # the product's tables observed
-        parent = runs[0].run_id  # the latest
+        parent = runs[1].run_id  # the latest of meta_spend_job
 
     demo = clean_env(**_demo_env(work))
     url = demo["METASPEND_DATABASE_URL"]

@@ -78,9 +78,6 @@ def _materialize(env: dict[str, str], log: Path) -> subprocess.Popen:
                 "meta_raw_insights*,fx_rates_daily",
                 "--partition-range",
                 f"{START}...{END}",
-                # the steps in the run's process: the test's time goes to the run, not to starting processes
-                "--config-json",
-                '{"execution": {"config": {"in_process": {}}}}',
             ],
             cwd=ROOT,
             env=env,

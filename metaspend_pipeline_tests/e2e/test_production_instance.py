@@ -62,9 +62,6 @@ SPEND_ASSETS = [
 ]
 BACKFILL = [iso(1), iso(2), iso(3)]
 KILLED = (iso(10), iso(12))
-# The steps of a run in one process: a test run spends its time running, not starting processes.
-# The schedule's runs keep the default (a process per step).
-IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
 MAX_RUNTIME = 10  # seconds, on the killed run only (deploy/dagster.yaml: 6 hours)
 
 START_SCHEDULE = """
@@ -248,7 +245,7 @@ def test_backfill_schedule_and_a_dead_run_on_the_production_instance(production:
         params={
             "assetSelection": [{"path": [k]} for k in SPEND_ASSETS],
             "partitionNames": BACKFILL,
-            "runConfigData": IN_PROCESS,
+            "runConfigData": {},
         },
     )["launchPartitionBackfill"]
     assert launched["__typename"] == "LaunchBackfillSuccess", launched
@@ -272,7 +269,7 @@ def test_backfill_schedule_and_a_dead_run_on_the_production_instance(production:
     # worker are killed, and the daemon comes back. Nothing is left to report the run, so run
     # monitoring fails it once it is past its maximum runtime, and run retries relaunch it.
     production.sandbox.configure(latency_seconds=0.3)  # keeps it fetching while it is killed
-    killed = production.launch(*KILLED, tags={"dagster/max_runtime": str(MAX_RUNTIME)}, run_config=IN_PROCESS)
+    killed = production.launch(*KILLED, tags={"dagster/max_runtime": str(MAX_RUNTIME)})
     wait_for(
         lambda: True if gql.run_status(killed) == "STARTED" else None,
         120,
@@ -337,7 +334,7 @@ def test_no_secret_in_the_event_log_compute_logs_or_output_on_postgres(productio
     run_id = production.launch(
         iso(5),
         iso(5),
-        run_config={**IN_PROCESS, "ops": {"meta_raw_insights": {"config": {"organizations": ["leak-org"]}}}},
+        run_config={"ops": {"meta_raw_insights": {"config": {"organizations": ["leak-org"]}}}},
     )
     assert production.graphql.wait_for_run(run_id) == "FAILURE"
     fingerprint = hashlib.sha256(fake_token.encode()).hexdigest()[:12]

@@ -33,7 +33,16 @@ from metaspend_pipeline_tests.dates import day, iso
 from metaspend_pipeline_tests.test_roas import example  # noqa: F401 - the ROAS example, as a fixture
 
 postgres_only = pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
-NOT_REPORTING = ("oauth_token", "connected_account", "lead", "sale", "meta_raw_insights", "meta_fetch_log")
+NOT_REPORTING = (
+    "oauth_token",
+    "connected_account",
+    "lead",
+    "sale",
+    "meta_raw_insights",
+    "meta_raw_breakdowns",
+    "meta_raw_reach",
+    "meta_fetch_log",
+)
 
 
 def run(*args: str) -> Result:
@@ -96,7 +105,16 @@ def test_the_role_reads_roas_and_nothing_else(env: dict[str, str], role: str, mo
             "SELECT campaign_id, sum(revenue) / nullif(sum(spend), 0) FROM meta_roas_by_campaign GROUP BY 1"
         ).fetchall() == [("c-1", Decimal("3"))]
         conn.rollback()
-        for table in ("meta_spend_daily", "meta_roas_by_adset", "meta_roas_by_ad", "meta_ad_account"):
+        for table in (
+            "meta_spend_daily",
+            "meta_roas_by_adset",
+            "meta_roas_by_ad",
+            "meta_ad_account",
+            "meta_spend_by_age_gender_named",
+            "meta_spend_by_placement",
+            "meta_reach_monthly_named",
+            "meta_reach_weekly",
+        ):
             assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)
         conn.rollback()
         for table in NOT_REPORTING:

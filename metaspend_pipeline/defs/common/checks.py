@@ -40,12 +40,16 @@ def _day(value: str, name: str) -> dt.date:
 
 
 def check_range(
-    context: dg.AssetCheckExecutionContext, config: CheckRange, lookback: Lookback | None = None
+    context: dg.AssetCheckExecutionContext,
+    config: CheckRange,
+    lookback: Lookback | None = None,
+    period: str = "day",
 ) -> tuple[dt.date, dt.date]:
-    """The run's partition range; else the configured days; else the last 31 days. The checks of
-    Meta's data (`lookback`) refuse a range that starts before the first day Meta serves."""
+    """The days of the run's partition range (of days, weeks or months); else the configured days; else
+    the last 31 days. The checks of Meta's data (`lookback`) refuse a range that starts before the first
+    day Meta serves."""
     if context.op_execution_context.has_partitions:
-        return partition_dates(context.op_execution_context, lookback)  # type: ignore[arg-type]
+        return partition_dates(context, lookback, period)
     until = _day(config.until, "until") if config.until else utcnow().date() - dt.timedelta(days=1)
     since = _day(config.since, "since") if config.since else until - dt.timedelta(days=DEFAULT_DAYS - 1)
     if since > until:

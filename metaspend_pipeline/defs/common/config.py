@@ -6,7 +6,8 @@ import dagster as dg
 import sqlalchemy as sa
 from pydantic import Field
 
-from metaspend_pipeline.errors import InvalidInputError
+from metaspend_pipeline.defs.common.resources import MetaAdsResource
+from metaspend_pipeline.errors import InvalidInputError, MetaspendError, UnknownOrganizationError
 from metaspend_pipeline.shards import SHARD_TAG, Shard
 from metaspend_pipeline.storage import raw as raw_store
 from metaspend_pipeline.storage.accounts import normalize_ad_account_id, validate_organization_id
@@ -62,3 +63,24 @@ def fetched_in_run(conn: sa.Connection, run_id: str) -> dict[str, list[str]] | N
         if outcome.status == "OK" and outcome.ad_account_id and outcome.ad_account_id not in accounts:
             accounts.append(outcome.ad_account_id)
     return scope
+
+
+def organizations_to_fetch(
+    context: dg.AssetExecutionContext, config: MetaSpendConfig, meta: MetaAdsResource
+) -> tuple[list[str], list[str] | None, Shard | None]:
+    """The organizations a fetching step reads (its config's, else every connected one; only its
+    shard's), and the ad accounts its config limits it to; an unknown organization is a Failure."""
+    shard = run_shard(context, config)
+    try:
+        connected = meta.organizations()
+        organizations = config.organization_ids() or connected
+        unknown = sorted(set(organizations) - set(connected))
+        if unknown:
+            raise UnknownOrganizationError(
+                f"organization {', '.join(unknown)} has no CONNECTED Meta account; see `metaspend accounts list`"
+            )
+    except MetaspendError as exc:
+        raise dg.Failure(description=str(exc)) from None
+    if shard is not None:
+        organizations = shard.select(organizations)
+    return organizations, config.ad_account_ids(), shard

@@ -99,3 +99,27 @@ def range_summary(
     lines = [f"- rows {level.lower()}: {n}" for level, n in sorted(rows.items())]
     lines += [f"- spend {currency}: {amount}" for currency, amount in sorted(spend.items())]
     return dg.MetadataValue.md("\n".join(lines) or "no rows")
+
+
+def fetch_metadata(report: Any) -> dict[str, Any]:
+    """A fetch's numbers of the whole run (an `ingest.IngestReport`): accounts, Meta requests, waits,
+    and the requests of each ad account, which the UI shows on the run-level observation."""
+    stats = report.stats
+    waited = stats.throttle_wait_seconds + stats.pacing_wait_seconds + stats.app_pacing_wait_seconds
+    metadata = {
+        "accounts_fetched": dg.MetadataValue.int(report.accounts_fetched),
+        "accounts_failed": dg.MetadataValue.int(len({(o.organization_id, o.ad_account_id) for o in report.failures})),
+        "meta_requests": dg.MetadataValue.int(stats.requests),
+        "meta_pages": dg.MetadataValue.int(stats.pages),
+        "meta_retries": dg.MetadataValue.int(stats.retries),
+        "throttle_wait_seconds": dg.MetadataValue.float(round(waited, 3)),
+        "report_runs": dg.MetadataValue.int(stats.async_jobs),
+        "fetch_concurrency": dg.MetadataValue.int(report.concurrency),
+        "fetch_wall_seconds": dg.MetadataValue.float(round(report.fetch_wall_seconds, 3)),
+        "requests_per_ad_account": dg.MetadataValue.json(
+            {o.ad_account_id: o.requests for o in report.outcomes if o.ad_account_id}
+        ),
+    }
+    if report.failures:
+        metadata["organizations_failed"] = dg.MetadataValue.text(", ".join(report.failed_organizations))
+    return metadata

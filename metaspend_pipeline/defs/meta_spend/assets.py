@@ -14,11 +14,13 @@ from metaspend_pipeline.defs.common.config import (
     TAGS,
     MetaSpendConfig,
     fetched_in_run,
+    organizations_to_fetch,
     run_shard,
 )
 from metaspend_pipeline.defs.common.metadata import (
     add_daily_metadata,
     daily_metadata,
+    fetch_metadata,
     range_summary,
     record_run_level,
     table_schema,
@@ -32,7 +34,6 @@ from metaspend_pipeline.defs.common.partitions import (
 )
 from metaspend_pipeline.defs.common.resources import MetaAdsResource, WarehouseResource
 from metaspend_pipeline.defs.meta_spend.checks import api_version_check_spec, api_version_result
-from metaspend_pipeline.errors import MetaspendError, UnknownOrganizationError
 from metaspend_pipeline.meta.lookback import INSIGHTS
 from metaspend_pipeline.settings import Settings
 from metaspend_pipeline.storage import raw as raw_store
@@ -70,21 +71,8 @@ def meta_raw_insights(
 ) -> Iterator[Any]:
     since, until = partition_dates(context, INSIGHTS)
     engine = meta.engine()
-    shard = run_shard(context, config)
     settings = Settings.from_env()
-    try:
-        connected = meta.organizations()
-        organizations = config.organization_ids() or connected
-        only_ad_accounts = config.ad_account_ids()
-        unknown = sorted(set(organizations) - set(connected))
-        if unknown:
-            raise UnknownOrganizationError(
-                f"organization {', '.join(unknown)} has no CONNECTED Meta account; see `metaspend accounts list`"
-            )
-    except MetaspendError as exc:
-        raise dg.Failure(description=str(exc)) from None
-    if shard is not None:
-        organizations = shard.select(organizations)
+    organizations, only_ad_accounts, shard = organizations_to_fetch(context, config, meta)
     version = meta.api_settings.api_version
     context.log.info(
         f"fetching {len(organizations)} organization(s), {since}..{until}, "
@@ -118,21 +106,7 @@ def meta_raw_insights(
         )
 
     run_level = {
-        "accounts_fetched": dg.MetadataValue.int(report.accounts_fetched),
-        "accounts_failed": dg.MetadataValue.int(len({(o.organization_id, o.ad_account_id) for o in report.failures})),
-        "meta_requests": dg.MetadataValue.int(report.stats.requests),
-        "meta_retries": dg.MetadataValue.int(report.stats.retries),
-        "throttle_wait_seconds": dg.MetadataValue.float(
-            round(
-                report.stats.throttle_wait_seconds
-                + report.stats.pacing_wait_seconds
-                + report.stats.app_pacing_wait_seconds,
-                3,
-            )
-        ),
-        "report_runs": dg.MetadataValue.int(report.stats.async_jobs),
-        "fetch_concurrency": dg.MetadataValue.int(report.concurrency),
-        "fetch_wall_seconds": dg.MetadataValue.float(round(report.fetch_wall_seconds, 3)),
+        **fetch_metadata(report),
         "meta_wait_seconds": dg.MetadataValue.float(round(report.meta_wait_seconds, 3)),
         "meta_wait_share": dg.MetadataValue.float(round(report.meta_wait_share, 3)),
         "totals": range_summary(report.rows_by_day_level, report.spend_by_day_currency),
@@ -143,8 +117,6 @@ def meta_raw_insights(
         run_level["meta_api_version_warning"] = dg.MetadataValue.text("\n".join(report.stats.version_warnings))
     if shard is not None:
         run_level["shard"] = dg.MetadataValue.text(str(shard))
-    if report.failures:
-        run_level["organizations_failed"] = dg.MetadataValue.text(", ".join(report.failed_organizations))
     record_run_level(context, context.asset_key, run_level)
     per_day = daily_metadata(report.rows_by_day_level, report.spend_by_day_currency)
     add_daily_metadata(context, context.asset_key, days(since, until), per_day)
