@@ -174,22 +174,3 @@ def refresh_breakdown(
     counts = merge(conn, MERGES[breakdown], raw_scope, target_scope, now)
     stats.written, stats.deleted = counts.written, counts.deleted
     return stats
-
-
-def breakdown_scopes(
-    conn: sa.Connection, since: dt.date, until: dt.date, organizations: Sequence[str] | None = None
-) -> dict[str, list[str]]:
-    """Organizations and their ad accounts with raw breakdown rows in [since, until]."""
-    t = meta_raw_breakdowns
-    query = (
-        sa.select(t.c.organization_id, t.c.ad_account_id)
-        .where(t.c.date.between(since, until))
-        .distinct()
-        .order_by(t.c.organization_id, t.c.ad_account_id)
-    )
-    if organizations is not None:
-        query = query.where(t.c.organization_id.in_(list(organizations)))
-    out: dict[str, list[str]] = {}
-    for org, account in conn.execute(query):
-        out.setdefault(org, []).append(account)
-    return out
