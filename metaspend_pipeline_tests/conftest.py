@@ -222,8 +222,26 @@ E2E_FOLDER = "e2e"
 DAGSTER_FIXTURES = {"pipeline", "example"}  # fixtures whose setup runs Dagster jobs
 DAGSTER_CALLS = ("materialize(", "execute_in_process(", ".run(", "run_roas(")
 PROCESS_FIXTURES = {"scram_cluster"}  # fixtures that start processes
-PROCESS_CALLS = ("subprocess.", "Popen(", "_dagster_processes", "sys.executable", "console_script(")
+PROCESS_CALLS = (
+    "subprocess.",
+    "Popen(",
+    "_dagster_processes",
+    "sys.executable",
+    "console_script(",
+    "webserver_and_daemon(",
+    "dagster_dev(",
+    "dg_dev(",
+    "Processes(",
+)
 FAST_ONLY = os.environ.get("METASPEND_TEST_TIER") == "fast"
+# A Dagster or end-to-end test parametrized over both warehouses by the `db_url` fixture runs on
+# PostgreSQL only: what differs between the backends is the storage layer, which the fast tier tests
+# on both, while a Dagster run costs seconds whichever warehouse it writes to. A test that needs the
+# embedded default too says so with `@pytest.mark.both_backends` (the range run against the sandbox's
+# truth, the concurrent fetch; the demo runs on SQLite anyway), and one parametrized explicitly
+# (`parametrize("db_url", [...], indirect=True)`) keeps what it asks for.
+# METASPEND_TEST_BOTH_BACKENDS=1 runs every one of them on both.
+BOTH_BACKENDS_ALWAYS = os.environ.get("METASPEND_TEST_BOTH_BACKENDS", "").lower() in {"1", "true", "yes"}
 
 
 def _runs(source: str, calls: Iterable[str]) -> bool:
@@ -336,11 +354,29 @@ def _durations() -> dict[str, float]:
         return {}
 
 
+def _one_backend_is_enough(item: pytest.Item, tier: str | None) -> bool:
+    """True for the SQLite instance of a Dagster or end-to-end test that the `db_url` fixture
+    parametrized over both backends (see BOTH_BACKENDS_ALWAYS above)."""
+    callspec = getattr(item, "callspec", None)
+    if BOTH_BACKENDS_ALWAYS or tier is None or callspec is None or callspec.params.get("db_url") != "sqlite":
+        return False
+    if item.get_closest_marker("both_backends") is not None:
+        return False
+    return not any("db_url" in str(marker.args[0]) for marker in item.iter_markers("parametrize") if marker.args)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
+    deselected = []
+    for item in list(items):
         tier = _tier(item)
         if tier is not None:
             item.add_marker(getattr(pytest.mark, tier))
+        if _one_backend_is_enough(item, tier):
+            deselected.append(item)
+    if deselected:
+        gone = {id(item) for item in deselected}
+        items[:] = [item for item in items if id(item) not in gone]
+        config.hook.pytest_deselected(items=deselected)
     if FASTEST_FIRST:
         for item in items:
             if item.originalname in WALL_CLOCK_PACING_TESTS:

@@ -79,6 +79,7 @@ def raw_metadata(instance: dg.DagsterInstance, run_id: str) -> dict[str, object]
     raise AssertionError("meta_raw_insights recorded no run-level observation")
 
 
+@pytest.mark.both_backends
 def test_four_at_a_time_equals_the_truth_and_one_at_a_time(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
     """Five ad accounts four at a time: the same rows as the sandbox's truth and as one at a time,
     with the writers of SQLite (one at a time) and PostgreSQL overlapping."""

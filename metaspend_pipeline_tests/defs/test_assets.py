@@ -83,6 +83,7 @@ def sort_rows(rows: list[tuple]) -> list[tuple]:
     return sorted(rows, key=lambda r: tuple("" if v is None else str(v) for v in r[:7]))
 
 
+@pytest.mark.both_backends
 def test_a_range_equals_the_sandbox_truth_at_every_level(pipeline: Pipeline) -> None:
     result = pipeline.run(START, END)
     assert result.success
