@@ -18,11 +18,14 @@ import pytest
 import sqlalchemy as sa
 
 from metaspend_pipeline import roas
+from metaspend_pipeline.storage import breakdowns as breakdown_store
 from metaspend_pipeline.storage import db
+from metaspend_pipeline.storage import reach as reach_store
 from metaspend_pipeline.storage import roas as roas_store
 from metaspend_pipeline.storage import spend as spend_store
 from metaspend_pipeline.storage.locks import lock_organization
-from metaspend_pipeline.storage.schema import meta_roas_by_campaign, meta_spend_daily
+from metaspend_pipeline.storage.schema import BREAKDOWN_TABLES, REACH_TABLES, meta_roas_by_campaign, meta_spend_daily
+from metaspend_pipeline_tests.storage.test_breakdowns_reach import D0, D1, _age, _load, _reach
 from metaspend_pipeline_tests.storage.test_storage import DAY, NOW, ad_rows, write_raw
 from metaspend_pipeline_tests.test_roas import D4, _margin_example
 from metaspend_pipeline_tests.test_roas import spend as spend_row
@@ -117,3 +120,45 @@ def test_a_roas_replace_waits_for_the_organizations_lock(postgres_url: str) -> N
 
     assert _behind_the_lock(engine, "acme", lambda conn: None, replace)
     assert not _behind_the_lock(engine, "other", lambda conn: None, replace)  # another organization's lock
+
+
+def test_a_breakdown_refresh_waits_for_the_raw_writer_and_merges_what_it_committed(postgres_url: str) -> None:
+    engine = db.engine_for(postgres_url)
+    stats: list[breakdown_store.BreakdownStats] = []
+
+    def hold(conn: sa.Connection) -> None:
+        _load(conn, [_age(D0, "1", "25-34", "female", "3.00"), _age(D1, "1", "65+", "male", "1.00")])
+
+    def refresh(conn: sa.Connection) -> None:
+        stats.append(breakdown_store.refresh_breakdown(conn, "org-1", ["act_1"], "age_gender", D0, D1, NOW))
+
+    assert _behind_the_lock(engine, "org-1", hold, refresh)
+    assert (stats[0].staged, stats[0].written) == (2, 2)  # the raw rows committed while the refresh waited
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(BREAKDOWN_TABLES["age_gender"])).scalar_one() == 2
+    assert not _behind_the_lock(engine, "org-2", lambda conn: None, refresh)  # another organization's lock
+
+
+def test_a_reach_refresh_waits_for_the_raw_writer_and_merges_what_it_committed(postgres_url: str) -> None:
+    engine = db.engine_for(postgres_url)
+
+    def hold(conn: sa.Connection) -> None:
+        reach_store.replace_raw_reach(
+            conn,
+            organization_id="org-1",
+            provider="FACEBOOK",
+            ad_account_id="act_1",
+            period="week",
+            level="CAMPAIGN",
+            period_start=D0,
+            rows=[_reach("1", 100, 150, "10.00")],
+            fetched_at=NOW,
+        )
+
+    def refresh(conn: sa.Connection) -> None:
+        reach_store.refresh_reach(conn, "org-1", ["act_1"], "week", D0, NOW)
+
+    assert _behind_the_lock(engine, "org-1", hold, refresh)
+    t = REACH_TABLES["week"]
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(t.c.campaign_id, t.c.reach)).all() == [("1", 100)]
