@@ -1,7 +1,7 @@
 """Many ad accounts: fetched META_FETCH_CONCURRENCY at a time against one after another.
 
     .venv/bin/python bench/many_accounts.py [--accounts 50] [--ads 200] [--days 90] [--concurrency 8]
-                                            [--reps 3] [--latency 0.15] [--database postgres|sqlite] [--smoke]
+                                            [--reps 1] [--latency 0.15] [--database postgres|sqlite] [--smoke]
 
 The sandbox runs in its own process with `--accounts` benchmark ad accounts of `--ads` ads each
 (one organization each), answers after `--latency` seconds, and enforces Meta's two kinds of
@@ -10,7 +10,9 @@ rate limit: per ad account (the business-use-case limit, code 80000) and for the
 `meta_raw_insights` asset (`ingest.fetch_organizations`: every level of every ad account into a
 warehouse) once with concurrency 1 and once with `--concurrency`, in alternation, the same
 requests each time; the sandbox's usage is reset between runs. It reports the medians, their
-ratio (target: at least 4x) and every throttle event (target: none).
+ratio (target: at least 4x) and every throttle event (target: none). At full size one repetition
+takes about 11 minutes on a quiet 2-core machine (9 of them one account after another), so the
+default is one; `--reps 3` gives medians.
 
 `--requests-only` makes the same requests, with the same threads, clients and shared app pacer,
 but drops the rows instead of writing them: the ceiling concurrency reaches when the warehouse
@@ -45,7 +47,7 @@ from metaspend_pipeline.sandbox.control import SandboxAdmin
 from metaspend_pipeline.settings import MetaApiSettings
 from metaspend_pipeline.storage import db
 
-FULL = {"accounts": 50, "ads": 200, "days": 90, "concurrency": 8, "reps": 3}
+FULL = {"accounts": 50, "ads": 200, "days": 90, "concurrency": 8, "reps": 1}
 SMOKE = {"accounts": 10, "ads": 200, "days": 30, "concurrency": 8, "reps": 2}
 POSTGRES_ADMIN_URL = os.environ.get("METASPEND_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 # Meta-like limits, scaled to the benchmark's minutes: per ad account and for the whole app

@@ -33,8 +33,10 @@ def _anchors(page: Path) -> set[str]:
     return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
 
 
-def test_the_readme_is_at_most_200_lines() -> None:
-    assert len(README.read_text().splitlines()) <= 200
+def test_the_readme_is_at_most_200_lines_with_no_placeholder_left() -> None:
+    text = README.read_text()
+    assert len(text.splitlines()) <= 200
+    assert re.findall(r"<[A-Z][A-Z_]+>", text) == []  # a figure still to measure, such as <DEMO_SECONDS>
 
 
 def test_every_command_has_its_line_in_the_readme() -> None:
