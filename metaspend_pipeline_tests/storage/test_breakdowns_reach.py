@@ -116,6 +116,21 @@ def _reach(campaign: str | None, reach: int, impressions: int, spend: str, end: 
     )
 
 
+def _load_reach(conn: sa.Connection, rows: list[ReachRow], level: str = "CAMPAIGN") -> int:
+    """org-1's raw weekly reach rows of act_1 for the week of D0 at `level`, replaced by `rows`."""
+    return reach_store.replace_raw_reach(
+        conn,
+        organization_id="org-1",
+        provider="FACEBOOK",
+        ad_account_id="act_1",
+        period="week",
+        level=level,
+        period_start=D0,
+        rows=rows,
+        fetched_at=NOW,
+    )
+
+
 def test_a_reach_refresh_replaces_the_period_as_it_stands_and_rewrites_it_later(engine: sa.Engine) -> None:
     """A week not over yet is written up to its last loaded day; the next refresh rewrites it whole."""
     with engine.begin() as conn:
@@ -123,29 +138,9 @@ def test_a_reach_refresh_replaces_the_period_as_it_stands_and_rewrites_it_later(
             ("CAMPAIGN", [_reach("1", 100, 150, "10.00", end=D0)]),
             ("ACCOUNT", [_reach(None, 90, 150, "10.00", end=D0)]),
         ):
-            reach_store.replace_raw_reach(
-                conn,
-                organization_id="org-1",
-                provider="FACEBOOK",
-                ad_account_id="act_1",
-                period="week",
-                level=level,
-                period_start=D0,
-                rows=rows,
-                fetched_at=NOW,
-            )
+            _load_reach(conn, rows, level)
         first = reach_store.refresh_reach(conn, "org-1", ["act_1"], "week", D0, NOW)
-        reach_store.replace_raw_reach(
-            conn,
-            organization_id="org-1",
-            provider="FACEBOOK",
-            ad_account_id="act_1",
-            period="week",
-            level="CAMPAIGN",
-            period_start=D0,
-            rows=[_reach("1", 130, 300, "20.00")],
-            fetched_at=NOW,
-        )
+        _load_reach(conn, [_reach("1", 130, 300, "20.00")])
         second = reach_store.refresh_reach(conn, "org-1", ["act_1"], "week", D0, NOW)
         t = REACH_TABLES["week"]
         rows = {

@@ -25,7 +25,7 @@ from metaspend_pipeline.storage import roas as roas_store
 from metaspend_pipeline.storage import spend as spend_store
 from metaspend_pipeline.storage.locks import lock_organization
 from metaspend_pipeline.storage.schema import BREAKDOWN_TABLES, REACH_TABLES, meta_roas_by_campaign, meta_spend_daily
-from metaspend_pipeline_tests.storage.test_breakdowns_reach import D0, D1, _age, _load, _reach
+from metaspend_pipeline_tests.storage.test_breakdowns_reach import D0, D1, _age, _load, _load_reach, _reach
 from metaspend_pipeline_tests.storage.test_storage import DAY, NOW, ad_rows, write_raw
 from metaspend_pipeline_tests.test_roas import D4, _margin_example
 from metaspend_pipeline_tests.test_roas import spend as spend_row
@@ -143,17 +143,7 @@ def test_a_reach_refresh_waits_for_the_raw_writer_and_merges_what_it_committed(p
     engine = db.engine_for(postgres_url)
 
     def hold(conn: sa.Connection) -> None:
-        reach_store.replace_raw_reach(
-            conn,
-            organization_id="org-1",
-            provider="FACEBOOK",
-            ad_account_id="act_1",
-            period="week",
-            level="CAMPAIGN",
-            period_start=D0,
-            rows=[_reach("1", 100, 150, "10.00")],
-            fetched_at=NOW,
-        )
+        _load_reach(conn, [_reach("1", 100, 150, "10.00")])
 
     def refresh(conn: sa.Connection) -> None:
         reach_store.refresh_reach(conn, "org-1", ["act_1"], "week", D0, NOW)
