@@ -366,16 +366,15 @@ def _one_backend_is_enough(item: pytest.Item, tier: str | None) -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    deselected = []
-    for item in list(items):
+    kept: list[pytest.Item] = []
+    deselected: list[pytest.Item] = []
+    for item in items:
         tier = _tier(item)
         if tier is not None:
             item.add_marker(getattr(pytest.mark, tier))
-        if _one_backend_is_enough(item, tier):
-            deselected.append(item)
+        (deselected if _one_backend_is_enough(item, tier) else kept).append(item)
     if deselected:
-        gone = {id(item) for item in deselected}
-        items[:] = [item for item in items if id(item) not in gone]
+        items[:] = kept
         config.hook.pytest_deselected(items=deselected)
     if FASTEST_FIRST:
         for item in items:
